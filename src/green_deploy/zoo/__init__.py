@@ -1,0 +1,4 @@
+"""The model zoo: configured models, their data, training, and PyTorch/Keras twins.
+
+Knows nothing of Kedro; the ``zoo`` pipeline wires it.
+"""

@@ -1,0 +1,72 @@
+"""What every architecture family provides, in both frameworks.
+
+A family builds the PyTorch model, builds its Keras twin, copies the PyTorch weights into the
+twin (so RQ1.2 compares frameworks on identical models) and turns raw examples into the array
+the models take. Frameworks are imported inside the methods, never at module import.
+
+Conventions shared by all families:
+- Images: PyTorch takes float32 NCHW in [0, 1]; Keras takes float32 NHWC in [0, 1].
+- Text and bytes: both take one integer array (N, L); 0 is padding.
+- A model's output is one float array: logits (N, classes), embeddings (N, D) or
+  next-token logits (N, L, vocab).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import numpy as np
+
+_Settings = TypeVar("_Settings")
+
+if TYPE_CHECKING:
+    import tf_keras
+    import torch
+
+
+class Family(Protocol):
+    """An architecture family; ``arch`` is the entry's ``architecture`` mapping from config."""
+
+    name: str
+
+    def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
+        """Raw examples (images, strings or bytes) to the PyTorch model's input array."""
+        ...
+
+    def build_torch(self, arch: Mapping[str, Any], n_outputs: int) -> torch.nn.Module:
+        """The PyTorch model; pretrained families load their shipped weights here."""
+        ...
+
+    def build_keras(self, arch: Mapping[str, Any], n_outputs: int) -> tf_keras.Model:
+        """The Keras twin, built (variables created) but with its own initial weights."""
+        ...
+
+    def port_weights(self, torch_model: torch.nn.Module, keras_model: tf_keras.Model) -> None:
+        """Copy every PyTorch weight into the Keras twin, in place."""
+        ...
+
+
+def to_keras_layout(inputs: np.ndarray) -> np.ndarray:
+    """PyTorch input array to the Keras one: NCHW images become NHWC, others pass through."""
+    if inputs.ndim == 4:
+        return np.ascontiguousarray(inputs.transpose(0, 2, 3, 1))
+    return inputs
+
+
+def parse_architecture(settings_class: type[_Settings], arch: Mapping[str, Any], family: str) -> _Settings:
+    """Typed architecture settings from config; a misspelt key is an error, not a silent default."""
+    from dataclasses import fields
+
+    from green_deploy.errors import ConfigError
+
+    allowed = {f.name for f in fields(settings_class)}  # type: ignore[arg-type]
+    unknown = sorted(set(arch) - allowed)
+    if unknown:
+        raise ConfigError(f"family {family!r}: unknown architecture key(s) {unknown}; allowed: {sorted(allowed)}")
+    return settings_class(**arch)
+
+
+def images_to_unit_float(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W) images to float32 (N, 1, H, W) in [0, 1]: the CV families' input."""
+    return (np.asarray(images, dtype=np.float32) / 255.0)[:, np.newaxis, :, :]

@@ -1,0 +1,151 @@
+"""PyTorch modules of the from-scratch families (pretrained families wrap library models).
+
+Imported only inside family methods, so loading a family module loads no torch. Attention uses
+separate query/key/value/output projections (not a fused in-projection) so each maps one-to-one
+onto Keras' ``MultiHeadAttention`` and onto what pruning and dynamic quantization act on.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LAYER_NORM_EPS = 1e-5
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, causal: bool):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads, self.causal = heads, causal
+        self.query = nn.Linear(dim, dim)
+        self.key = nn.Linear(dim, dim)
+        self.value = nn.Linear(dim, dim)
+        self.output = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, dim = x.shape
+
+        def split_heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(batch, length, self.heads, dim // self.heads).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(
+            split_heads(self.query(x)), split_heads(self.key(x)), split_heads(self.value(x)), is_causal=self.causal
+        )
+        return self.output(out.transpose(1, 2).reshape(batch, length, dim))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LayerNorm block: x + attention(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, causal: bool):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.attention = Attention(dim, heads, causal)
+        self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class ResNetCNN(nn.Module):
+    """Stem, stages of basic residual blocks (stride 2 entering each stage after the first), pool, linear."""
+
+    def __init__(self, widths: tuple[int, ...], blocks_per_stage: int, n_outputs: int, batch_norm_eps: float):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0], eps=batch_norm_eps), nn.ReLU()
+        )
+        blocks, channels = [], widths[0]
+        for stage, width in enumerate(widths):
+            for index in range(blocks_per_stage):
+                blocks.append(BasicBlock(channels, width, 2 if stage > 0 and index == 0 else 1, batch_norm_eps))
+                channels = width
+        self.blocks = nn.Sequential(*blocks)
+        self.classifier = nn.Linear(widths[-1], n_outputs)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.blocks(self.stem(images)).mean(dim=(2, 3)))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, batch_norm_eps: float):
+        super().__init__()
+        self.stride = stride
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout, eps=batch_norm_eps)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout, eps=batch_norm_eps)
+        self.shortcut = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout, eps=batch_norm_eps))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn1(self.conv1(x)).relu()
+        out = self.bn2(self.conv2(out))
+        return (out + self.shortcut(x)).relu()
+
+
+class ViT(nn.Module):
+    """Patch embedding, learned positions, pre-LN blocks, mean-pooled tokens, linear classifier."""
+
+    def __init__(self, n_patches: int, patch_size: int, dim: int, depth: int, heads: int, mlp_dim: int, n_outputs: int):
+        super().__init__()
+        self.patch_embedding = nn.Conv2d(1, dim, patch_size, patch_size)
+        self.position_embedding = nn.Parameter(torch.randn(1, n_patches, dim) * 0.02)
+        self.blocks = nn.Sequential(*(TransformerBlock(dim, heads, mlp_dim, causal=False) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.classifier = nn.Linear(dim, n_outputs)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        tokens = self.patch_embedding(images).flatten(2).transpose(1, 2) + self.position_embedding
+        return self.classifier(self.norm(self.blocks(tokens)).mean(dim=1))
+
+
+class ByteTransformerLM(nn.Module):
+    """Causal byte-level language model: byte and position embeddings, pre-LN blocks, next-byte logits."""
+
+    def __init__(self, context: int, dim: int, depth: int, heads: int, mlp_dim: int, vocab: int):
+        super().__init__()
+        self.byte_embedding = nn.Embedding(vocab, dim)
+        self.position_embedding = nn.Parameter(torch.randn(1, context, dim) * 0.02)
+        self.blocks = nn.Sequential(*(TransformerBlock(dim, heads, mlp_dim, causal=True) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.lm_head = nn.Linear(dim, vocab)
+
+    def forward(self, byte_ids: torch.Tensor) -> torch.Tensor:
+        length = byte_ids.shape[1]
+        x = self.byte_embedding(byte_ids) + self.position_embedding[:, :length]
+        return self.lm_head(self.norm(self.blocks(x)))
+
+
+class ByteLSTM(nn.Module):
+    """Left-padded byte ids through an LSTM; the last step's output feeds the classifier."""
+
+    def __init__(self, vocab: int, embedding_dim: int, hidden_dim: int, n_outputs: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, embedding_dim)
+        self.lstm = nn.LSTM(embedding_dim, hidden_dim, batch_first=True)
+        self.classifier = nn.Linear(hidden_dim, n_outputs)
+
+    def forward(self, byte_ids: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.lstm(self.embedding(byte_ids))
+        return self.classifier(outputs[:, -1])
+
+
+class NgramBag(nn.Module):
+    """fastText-style classifier: the mean of hashed n-gram embeddings (padding excluded), then linear."""
+
+    def __init__(self, n_buckets: int, dim: int, n_outputs: int):
+        super().__init__()
+        self.embedding = nn.EmbeddingBag(n_buckets, dim, mode="mean", padding_idx=0)
+        self.classifier = nn.Linear(dim, n_outputs)
+
+    def forward(self, ngram_ids: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embedding(ngram_ids))

@@ -1,0 +1,107 @@
+"""Zoo entries: the configuration that defines a model, validated into typed records.
+
+A zoo entry is configuration, not code: adding a model of a known family is adding an entry to
+``conf/base/parameters_zoo.yml``. Misspelt keys fail loudly here instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from green_deploy.errors import ConfigError, ModelNotFoundError
+
+Task = Literal["classification", "retrieval", "language_modeling"]
+TrainingMode = Literal["scratch", "head", "none"]
+
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy",),
+    "retrieval": ("top1", "mrr"),
+    "language_modeling": ("next_byte_accuracy", "bits_per_byte"),
+}
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How a zoo model is trained: ``scratch`` (all weights), ``head`` (frozen pretrained
+    backbone, head trained on precomputed features) or ``none`` (used as shipped)."""
+
+    mode: TrainingMode = "scratch"
+    epochs: int = 1
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    max_steps: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One zoo model; ``metric`` is the task metric the study reports as accuracy."""
+
+    model_id: str
+    domain: Literal["cv", "nlp", "code"]
+    family: str
+    source: str
+    task: Task
+    dataset: str
+    metric: str
+    architecture: dict[str, Any] = field(default_factory=dict)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    description: str = ""
+
+    def config_sha256(self, dataset_settings: Mapping[str, Any]) -> str:
+        """Hash of everything that determines the trained model: a cached build is reused only
+        while this is unchanged."""
+        payload = {"entry": asdict(self), "dataset_settings": dict(dataset_settings)}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str], required: set[str]) -> None:
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    missing = sorted(required - set(given))
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
+
+
+def parse_entry(model_id: str, raw: Mapping[str, Any]) -> ZooEntry:
+    """Validate one entry of ``zoo.models`` from configuration."""
+    where = f"zoo.models.{model_id}"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(raw).__name__}")
+    entry_fields = {f.name for f in fields(ZooEntry)} - {"model_id"}
+    _check_keys(where, raw, entry_fields, {"domain", "family", "source", "task", "dataset", "metric"})
+    training_raw = raw.get("training") or {}
+    _check_keys(f"{where}.training", training_raw, {f.name for f in fields(TrainingSettings)}, set())
+    training = TrainingSettings(**training_raw)
+    if training.mode not in ("scratch", "head", "none"):
+        raise ConfigError(f"{where}.training.mode must be scratch, head or none, got {training.mode!r}")
+    task = raw["task"]
+    if task not in TASK_METRICS:
+        raise ConfigError(f"{where}.task must be one of {sorted(TASK_METRICS)}, got {task!r}")
+    if raw["metric"] not in TASK_METRICS[task]:
+        raise ConfigError(f"{where}.metric for task {task!r} must be one of {TASK_METRICS[task]}, got {raw['metric']!r}")
+    if raw["domain"] not in ("cv", "nlp", "code"):
+        raise ConfigError(f"{where}.domain must be cv, nlp or code, got {raw['domain']!r}")
+    fields_ = {k: v for k, v in raw.items() if k != "training"}
+    fields_["architecture"] = dict(fields_.get("architecture") or {})
+    return ZooEntry(model_id=model_id, training=training, **fields_)
+
+
+def parse_zoo(models: Mapping[str, Any]) -> dict[str, ZooEntry]:
+    """All entries of ``zoo.models``, validated."""
+    return {model_id: parse_entry(model_id, raw) for model_id, raw in models.items()}
+
+
+def select_entry(models: Mapping[str, Any], model_id: str) -> ZooEntry:
+    """One entry by id, with the known ids in the error when it is not there."""
+    if model_id not in models:
+        raise ModelNotFoundError(
+            f"{model_id!r} is not in zoo.models (conf/base/parameters_zoo.yml); known: {', '.join(sorted(models))}"
+        )
+    return parse_entry(model_id, models[model_id])
