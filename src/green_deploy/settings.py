@@ -3,7 +3,12 @@
 from kedro.config import OmegaConfigLoader
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
-CONFIG_LOADER_ARGS = {"base_env": "base", "default_run_env": "local"}
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    # an environment (e.g. conf/test) overrides single keys, not whole top-level sections
+    "merge_strategy": {"parameters": "soft"},
+}
 
 # The project never sends usage data (see also .telemetry).
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)

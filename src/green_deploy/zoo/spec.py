@@ -50,6 +50,7 @@ class ZooEntry:
     dataset: str
     metric: str
     architecture: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     description: str = ""
 
@@ -90,12 +91,18 @@ def parse_entry(model_id: str, raw: Mapping[str, Any]) -> ZooEntry:
         raise ConfigError(f"{where}.domain must be cv, nlp or code, got {raw['domain']!r}")
     fields_ = {k: v for k, v in raw.items() if k != "training"}
     fields_["architecture"] = dict(fields_.get("architecture") or {})
+    fields_["dataset_options"] = dict(fields_.get("dataset_options") or {})
     return ZooEntry(model_id=model_id, training=training, **fields_)
 
 
 def parse_zoo(models: Mapping[str, Any]) -> dict[str, ZooEntry]:
     """All entries of ``zoo.models``, validated."""
     return {model_id: parse_entry(model_id, raw) for model_id, raw in models.items()}
+
+
+def dataset_settings(datasets: Mapping[str, Any], entry: ZooEntry) -> dict[str, Any]:
+    """The dataset's shared settings (``zoo.datasets.<name>``) with the entry's own options on top."""
+    return {**dict(datasets.get(entry.dataset) or {}), **entry.dataset_options}
 
 
 def select_entry(models: Mapping[str, Any], model_id: str) -> ZooEntry:

@@ -57,7 +57,9 @@ class ByteLSTMFamily:
         s = self.settings(arch)
         inputs = tf_keras.Input((s.max_length,), dtype="int32", name="byte_ids")
         x = layers.Embedding(VOCAB, s.embedding_dim, name="embedding")(inputs)
-        x = layers.LSTM(s.hidden_dim, name="lstm")(x)
+        # Unrolled over the fixed length: TFLite cannot lower the while-loop form with a dynamic
+        # batch size, and the unrolled form is plain matmuls that full-int8 conversion handles.
+        x = layers.LSTM(s.hidden_dim, unroll=True, name="lstm")(x)
         outputs = layers.Dense(n_outputs, name="classifier")(x)
         return tf_keras.Model(inputs, outputs, name=self.name)
 

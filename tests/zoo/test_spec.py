@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+
+from green_deploy.errors import ConfigError, ModelNotFoundError
+from green_deploy.zoo.spec import dataset_settings, parse_entry, select_entry
+
+ENTRY = {
+    "domain": "nlp",
+    "family": "ngram_bag",
+    "source": "trained here",
+    "task": "classification",
+    "dataset": "gettext_langid",
+    "metric": "accuracy",
+    "training": {"mode": "scratch", "epochs": 2},
+}
+
+
+def test_parses_a_valid_entry():
+    entry = parse_entry("ngram", ENTRY)
+    assert entry.training.epochs == 2
+    assert entry.training.batch_size == 128  # default kept
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"familly": "x"}, "unknown key"),
+        ({"training": {"epoch": 2}}, "unknown key"),
+        ({"metric": "mrr"}, "metric"),
+        ({"task": "detection"}, "task"),
+        ({"domain": "audio"}, "domain"),
+        ({"training": {"mode": "finetune"}}, "mode"),
+    ],
+)
+def test_rejects_bad_entries_with_a_message_naming_the_problem(change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_entry("ngram", {**ENTRY, **change})
+
+
+def test_missing_required_key_is_named():
+    raw = {k: v for k, v in ENTRY.items() if k != "dataset"}
+    with pytest.raises(ConfigError, match="dataset"):
+        parse_entry("ngram", raw)
+
+
+def test_unknown_model_lists_known_ids():
+    with pytest.raises(ModelNotFoundError, match="known: a, b"):
+        select_entry({"b": ENTRY, "a": ENTRY}, "resnet")
+
+
+def test_config_hash_follows_every_setting_that_changes_the_model():
+    entry = parse_entry("ngram", ENTRY)
+    other = parse_entry("ngram", {**ENTRY, "training": {"mode": "scratch", "epochs": 3}})
+    assert entry.config_sha256({}) == parse_entry("ngram", ENTRY).config_sha256({})
+    assert entry.config_sha256({}) != other.config_sha256({})
+    assert entry.config_sha256({}) != entry.config_sha256({"max_train_per_language": 10})
+
+
+def test_entry_dataset_options_override_shared_settings():
+    entry = parse_entry("ngram", {**ENTRY, "dataset_options": {"min_chars": 5}})
+    merged = dataset_settings({"gettext_langid": {"min_chars": 12, "max_chars": 100}}, entry)
+    assert merged == {"min_chars": 5, "max_chars": 100}
