@@ -27,8 +27,12 @@ class TorchModelDataset(AbstractDataset[Any, Any]):
     def save(self, data: Any) -> None:
         config = getattr(data, "zoo_config", None)
         if config is None:
-            raise ValueError("TorchModelDataset saves models that carry `zoo_config` (family, architecture, n_outputs)")
-        artifacts.save_torch_model(data, config["family"], config["architecture"], config["n_outputs"], self._folder)
+            raise ValueError(
+                "TorchModelDataset saves models that carry `zoo_config` (family, architecture, n_outputs)"
+            )
+        artifacts.save_torch_model(
+            data, config["family"], config["architecture"], config["n_outputs"], self._folder
+        )
 
     def _exists(self) -> bool:
         return (self._folder / artifacts.TORCH_WEIGHTS).is_file()

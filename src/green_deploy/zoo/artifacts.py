@@ -29,10 +29,16 @@ def file_sha256(path: Path) -> str:
 
 
 def directory_size_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    return (
+        sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        if path.is_dir()
+        else path.stat().st_size
+    )
 
 
-def save_torch_model(model: Any, family: str, architecture: dict[str, Any], n_outputs: int, folder: Path) -> Path:
+def save_torch_model(
+    model: Any, family: str, architecture: dict[str, Any], n_outputs: int, folder: Path
+) -> Path:
     from safetensors.torch import save_model
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,13 +56,17 @@ def load_torch_model(folder: Path) -> Any:
     weights, config_path = folder / TORCH_WEIGHTS, folder / TORCH_CONFIG
     for required in (weights, config_path):
         if not required.is_file():
-            raise ArtifactError(f"PyTorch model artifact incomplete: {required} is missing; rebuild it with `kedro run --pipeline=zoo`")
+            raise ArtifactError(
+                f"PyTorch model artifact incomplete: {required} is missing; rebuild it with `kedro run --pipeline=zoo`"
+            )
     try:
         config = json.loads(config_path.read_text())
         model = get_family(config["family"]).build_torch(config["architecture"], config["n_outputs"])
         load_model(model, str(weights), strict=True)
     except (SafetensorError, json.JSONDecodeError, KeyError, RuntimeError, OSError) as error:
-        raise ArtifactError(f"PyTorch model artifact {folder} is corrupt or does not match its config: {error}") from error
+        raise ArtifactError(
+            f"PyTorch model artifact {folder} is corrupt or does not match its config: {error}"
+        ) from error
     model.zoo_config = config  # lets a changed model be saved again with what rebuilds it
     return model.eval()
 
@@ -73,7 +83,9 @@ def load_keras_model(path: Path) -> Any:
     import green_deploy.zoo.families.keras_layers  # noqa: F401  (registers the custom layers)
 
     if not path.is_file():
-        raise ArtifactError(f"Keras model artifact {path} is missing; rebuild it with `kedro run --pipeline=zoo`")
+        raise ArtifactError(
+            f"Keras model artifact {path} is missing; rebuild it with `kedro run --pipeline=zoo`"
+        )
     try:
         return tf_keras.models.load_model(str(path), compile=False)
     except Exception as error:  # Keras raises many unrelated types for a damaged archive

@@ -101,7 +101,9 @@ def prepare_task_data(entry: ZooEntry, raw: RawDataset, family: Family) -> TaskD
         return TaskData(train_x, train_y, val_x, val_y, test_x, test_y)
     if entry.task == "retrieval":
         return TaskData(
-            train_x=family.encode(raw.train.x, arch) if entry.training.mode != "none" else np.zeros((0, 1), np.int64),
+            train_x=family.encode(raw.train.x, arch)
+            if entry.training.mode != "none"
+            else np.zeros((0, 1), np.int64),
             train_y=None,
             val_x=family.encode(raw.val.x, arch),
             val_y=None,
@@ -111,8 +113,12 @@ def prepare_task_data(entry: ZooEntry, raw: RawDataset, family: Family) -> TaskD
             test_pairs=family.encode(raw.test.pairs, arch),
         )
     return TaskData(
-        family.encode(raw.train.x, arch), raw.train.y, family.encode(raw.val.x, arch), raw.val.y,
-        family.encode(raw.test.x, arch), raw.test.y,
+        family.encode(raw.train.x, arch),
+        raw.train.y,
+        family.encode(raw.val.x, arch),
+        raw.val.y,
+        family.encode(raw.test.x, arch),
+        raw.test.y,
     )
 
 
@@ -120,8 +126,14 @@ def _n_outputs(entry: ZooEntry, raw: RawDataset) -> int:
     return len(raw.classes) if entry.task == "classification" else 0
 
 
-def evaluate(task: str, predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray | None,
-             pairs: np.ndarray | None = None, chunk: int = 1024) -> tuple[dict[str, float], list[np.ndarray]]:
+def evaluate(
+    task: str,
+    predict: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray | None,
+    pairs: np.ndarray | None = None,
+    chunk: int = 1024,
+) -> tuple[dict[str, float], list[np.ndarray]]:
     """Task metrics of one model on one split, and its raw outputs by chunk (for parity).
 
     Language-model logits are large (windows x length x 256), so they are scored chunk by chunk
@@ -201,36 +213,68 @@ def build_zoo_model(
 
     keras_model = family.build_keras(entry.architecture, n_outputs)
     family.port_weights(torch_model, keras_model)
-    torch_metrics, torch_outputs = evaluate(entry.task, lambda x: predict_torch(torch_model, x), data.test_x, data.test_y, data.test_pairs)
-    keras_metrics, keras_outputs = evaluate(entry.task, lambda x: predict_keras(keras_model, x), data.test_x, data.test_y, data.test_pairs)
-    val_metrics, _ = evaluate(entry.task, lambda x: predict_torch(torch_model, x), data.val_x, data.val_y, data.val_pairs)
+    torch_metrics, torch_outputs = evaluate(
+        entry.task, lambda x: predict_torch(torch_model, x), data.test_x, data.test_y, data.test_pairs
+    )
+    keras_metrics, keras_outputs = evaluate(
+        entry.task, lambda x: predict_keras(keras_model, x), data.test_x, data.test_y, data.test_pairs
+    )
+    val_metrics, _ = evaluate(
+        entry.task, lambda x: predict_torch(torch_model, x), data.val_x, data.val_y, data.val_pairs
+    )
     max_diff, scale = _max_abs_diff(torch_outputs, keras_outputs)
     bound = tolerance.atol + tolerance.rtol * scale
     if not max_diff <= bound:
-        raise ParityError(f"{entry.model_id}: Keras twin differs from PyTorch by {max_diff:.3g} > {bound:.3g} on the test set")
+        raise ParityError(
+            f"{entry.model_id}: Keras twin differs from PyTorch by {max_diff:.3g} > {bound:.3g} on the test set"
+        )
 
     artifacts.save_torch_model(torch_model, entry.family, entry.architecture, n_outputs, folder / TORCH_DIR)
     artifacts.save_keras_model(keras_model, folder / artifacts.KERAS_FILE)
-    files = [f"{TORCH_DIR}/{artifacts.TORCH_WEIGHTS}", f"{TORCH_DIR}/{artifacts.TORCH_CONFIG}", artifacts.KERAS_FILE]
+    files = [
+        f"{TORCH_DIR}/{artifacts.TORCH_WEIGHTS}",
+        f"{TORCH_DIR}/{artifacts.TORCH_CONFIG}",
+        artifacts.KERAS_FILE,
+    ]
     card = ZooCard(
-        model_id=entry.model_id, domain=entry.domain, family=entry.family, source=entry.source, task=entry.task,
-        dataset=entry.dataset, metric=entry.metric, n_outputs=n_outputs,
+        model_id=entry.model_id,
+        domain=entry.domain,
+        family=entry.family,
+        source=entry.source,
+        task=entry.task,
+        dataset=entry.dataset,
+        metric=entry.metric,
+        n_outputs=n_outputs,
         n_parameters=sum(p.numel() for p in torch_model.parameters()),
-        n_train=len(data.train_x), n_val=len(data.val_x), n_test=len(data.test_x),
-        torch_metrics=torch_metrics, keras_metrics=keras_metrics, val_metrics=val_metrics,
-        parity_max_abs_diff=max_diff, parity_bound=bound, training=asdict(report),
+        n_train=len(data.train_x),
+        n_val=len(data.val_x),
+        n_test=len(data.test_x),
+        torch_metrics=torch_metrics,
+        keras_metrics=keras_metrics,
+        val_metrics=val_metrics,
+        parity_max_abs_diff=max_diff,
+        parity_bound=bound,
+        training=asdict(report),
         size_on_disk_bytes={
             "torch": artifacts.directory_size_bytes(folder / TORCH_DIR),
             "keras": artifacts.directory_size_bytes(folder / artifacts.KERAS_FILE),
         },
         artifact_sha256={name: artifacts.file_sha256(folder / name) for name in files},
-        config_sha256=config_sha256, manifest_sha256=raw.manifest_sha256,
+        config_sha256=config_sha256,
+        manifest_sha256=raw.manifest_sha256,
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        build_duration_s=time.perf_counter() - start_s, classes=list(raw.classes),
+        build_duration_s=time.perf_counter() - start_s,
+        classes=list(raw.classes),
     )
     (folder / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2))
-    logger.info("%s: %s %s (torch) / %s (keras), parity %.2g", entry.model_id, entry.metric,
-                torch_metrics[entry.metric], keras_metrics[entry.metric], max_diff)
+    logger.info(
+        "%s: %s %s (torch) / %s (keras), parity %.2g",
+        entry.model_id,
+        entry.metric,
+        torch_metrics[entry.metric],
+        keras_metrics[entry.metric],
+        max_diff,
+    )
     return card
 
 

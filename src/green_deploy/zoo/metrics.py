@@ -15,7 +15,9 @@ def retrieval_metrics(query_embeddings: np.ndarray, document_embeddings: np.ndar
     """Top-1 accuracy and mean reciprocal rank when query i's answer is document i, ranking all
     documents by cosine similarity."""
     queries = query_embeddings / np.linalg.norm(query_embeddings, axis=1, keepdims=True).clip(min=1e-12)
-    documents = document_embeddings / np.linalg.norm(document_embeddings, axis=1, keepdims=True).clip(min=1e-12)
+    documents = document_embeddings / np.linalg.norm(document_embeddings, axis=1, keepdims=True).clip(
+        min=1e-12
+    )
     similarity = queries @ documents.T
     correct = np.diag(similarity)[:, np.newaxis]
     ranks = 1 + np.sum(similarity > correct, axis=1)

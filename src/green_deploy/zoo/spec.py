@@ -86,7 +86,9 @@ def parse_entry(model_id: str, raw: Mapping[str, Any]) -> ZooEntry:
     if task not in TASK_METRICS:
         raise ConfigError(f"{where}.task must be one of {sorted(TASK_METRICS)}, got {task!r}")
     if raw["metric"] not in TASK_METRICS[task]:
-        raise ConfigError(f"{where}.metric for task {task!r} must be one of {TASK_METRICS[task]}, got {raw['metric']!r}")
+        raise ConfigError(
+            f"{where}.metric for task {task!r} must be one of {TASK_METRICS[task]}, got {raw['metric']!r}"
+        )
     if raw["domain"] not in ("cv", "nlp", "code"):
         raise ConfigError(f"{where}.domain must be cv, nlp or code, got {raw['domain']!r}")
     fields_ = {k: v for k, v in raw.items() if k != "training"}

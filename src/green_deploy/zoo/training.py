@@ -34,7 +34,9 @@ class TrainingReport:
     trained_parameters: int
 
 
-def train(model: Any, inputs: np.ndarray, targets: np.ndarray, settings: TrainingSettings, objective: Objective) -> TrainingReport:
+def train(
+    model: Any, inputs: np.ndarray, targets: np.ndarray, settings: TrainingSettings, objective: Objective
+) -> TrainingReport:
     """Train ``model`` in place as ``settings.mode`` says and report what it cost."""
     import torch
 
@@ -61,7 +63,9 @@ def train(model: Any, inputs: np.ndarray, targets: np.ndarray, settings: Trainin
     )
 
 
-def _fit(module: Any, inputs: np.ndarray, targets: np.ndarray, settings: TrainingSettings, objective: Objective) -> tuple[int, int, float]:
+def _fit(
+    module: Any, inputs: np.ndarray, targets: np.ndarray, settings: TrainingSettings, objective: Objective
+) -> tuple[int, int, float]:
     import torch
     from torch.nn import functional as F
 
@@ -70,8 +74,12 @@ def _fit(module: Any, inputs: np.ndarray, targets: np.ndarray, settings: Trainin
     total_steps = steps_per_epoch * settings.epochs
     if settings.max_steps is not None:
         total_steps = min(total_steps, settings.max_steps)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate, total_steps=max(total_steps, 1))
+    optimizer = torch.optim.AdamW(
+        module.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=settings.learning_rate, total_steps=max(total_steps, 1)
+    )
     rng = np.random.default_rng(settings.seed)
     x_all, y_all = torch.from_numpy(inputs), torch.from_numpy(targets)
     module.train()

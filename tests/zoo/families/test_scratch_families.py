@@ -23,7 +23,11 @@ CASES = {
     "vit": ({"dim": 32, "depth": 2, "heads": 4, "mlp_dim": 64}, IMAGES, 10),
     "byte_lstm": ({"max_length": 32, "hidden_dim": 16}, TEXTS, 4),
     "ngram_bag": ({"max_bytes": 64, "n_buckets": 1024, "dim": 16}, TEXTS, 4),
-    "byte_transformer_lm": ({"context": 16, "dim": 32, "depth": 2, "heads": 4, "mlp_dim": 64}, [bytes(range(200)) * 3], 0),
+    "byte_transformer_lm": (
+        {"context": 16, "dim": 32, "depth": 2, "heads": 4, "mlp_dim": 64},
+        [bytes(range(200)) * 3],
+        0,
+    ),
 }
 
 

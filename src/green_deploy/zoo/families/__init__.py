@@ -25,5 +25,7 @@ def known_families() -> list[str]:
 def get_family(name: str) -> Family:
     """The family registered under ``name``; importing it loads no framework yet."""
     if name not in _MODULES:
-        raise ModelNotFoundError(f"unknown architecture family {name!r}; known: {', '.join(known_families())}")
+        raise ModelNotFoundError(
+            f"unknown architecture family {name!r}; known: {', '.join(known_families())}"
+        )
     return importlib.import_module(_MODULES[name]).FAMILY

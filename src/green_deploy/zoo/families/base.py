@@ -63,7 +63,9 @@ def parse_architecture(settings_class: type[_Settings], arch: Mapping[str, Any],
     allowed = {f.name for f in fields(settings_class)}  # type: ignore[arg-type]
     unknown = sorted(set(arch) - allowed)
     if unknown:
-        raise ConfigError(f"family {family!r}: unknown architecture key(s) {unknown}; allowed: {sorted(allowed)}")
+        raise ConfigError(
+            f"family {family!r}: unknown architecture key(s) {unknown}; allowed: {sorted(allowed)}"
+        )
     return settings_class(**arch)
 
 

@@ -74,7 +74,12 @@ class ByteTransformerLMFamily:
         return tf_keras.Model(inputs, outputs, name=self.name)
 
     def port_weights(self, torch_model: Any, keras_model: Any) -> None:
-        from green_deploy.zoo.families.keras_blocks import port_dense, port_layer_norm, port_transformer_block, to_numpy
+        from green_deploy.zoo.families.keras_blocks import (
+            port_dense,
+            port_layer_norm,
+            port_transformer_block,
+            to_numpy,
+        )
 
         keras_model.get_layer("byte_embedding").set_weights([to_numpy(torch_model.byte_embedding.weight)])
         keras_model.get_layer("position_embedding").set_weights([to_numpy(torch_model.position_embedding)[0]])

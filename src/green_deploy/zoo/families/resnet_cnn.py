@@ -61,7 +61,9 @@ class ResNetCNNFamily:
                 padding = "valid"
             else:
                 padding = "same" if kernel > 1 else "valid"
-            x = layers.Conv2D(filters, kernel, stride, padding=padding, use_bias=False, name=f"{name}.conv")(x)
+            x = layers.Conv2D(filters, kernel, stride, padding=padding, use_bias=False, name=f"{name}.conv")(
+                x
+            )
             return layers.BatchNormalization(epsilon=BATCH_NORM_EPS, name=f"{name}.bn")(x)
 
         inputs = tf_keras.Input((s.image_size, s.image_size, 1), name="image")

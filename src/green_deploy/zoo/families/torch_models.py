@@ -32,7 +32,10 @@ class Attention(nn.Module):
             return t.view(batch, length, self.heads, dim // self.heads).transpose(1, 2)
 
         out = F.scaled_dot_product_attention(
-            split_heads(self.query(x)), split_heads(self.key(x)), split_heads(self.value(x)), is_causal=self.causal
+            split_heads(self.query(x)),
+            split_heads(self.key(x)),
+            split_heads(self.value(x)),
+            is_causal=self.causal,
         )
         return self.output(out.transpose(1, 2).reshape(batch, length, dim))
 
@@ -58,12 +61,16 @@ class ResNetCNN(nn.Module):
     def __init__(self, widths: tuple[int, ...], blocks_per_stage: int, n_outputs: int, batch_norm_eps: float):
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0], eps=batch_norm_eps), nn.ReLU()
+            nn.Conv2d(1, widths[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(widths[0], eps=batch_norm_eps),
+            nn.ReLU(),
         )
         blocks, channels = [], widths[0]
         for stage, width in enumerate(widths):
             for index in range(blocks_per_stage):
-                blocks.append(BasicBlock(channels, width, 2 if stage > 0 and index == 0 else 1, batch_norm_eps))
+                blocks.append(
+                    BasicBlock(channels, width, 2 if stage > 0 and index == 0 else 1, batch_norm_eps)
+                )
                 channels = width
         self.blocks = nn.Sequential(*blocks)
         self.classifier = nn.Linear(widths[-1], n_outputs)
@@ -81,7 +88,9 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout, eps=batch_norm_eps)
         self.shortcut = (
-            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout, eps=batch_norm_eps))
+            nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout, eps=batch_norm_eps)
+            )
             if stride != 1 or cin != cout
             else nn.Identity()
         )
@@ -95,11 +104,15 @@ class BasicBlock(nn.Module):
 class ViT(nn.Module):
     """Patch embedding, learned positions, pre-LN blocks, mean-pooled tokens, linear classifier."""
 
-    def __init__(self, n_patches: int, patch_size: int, dim: int, depth: int, heads: int, mlp_dim: int, n_outputs: int):
+    def __init__(
+        self, n_patches: int, patch_size: int, dim: int, depth: int, heads: int, mlp_dim: int, n_outputs: int
+    ):
         super().__init__()
         self.patch_embedding = nn.Conv2d(1, dim, patch_size, patch_size)
         self.position_embedding = nn.Parameter(torch.randn(1, n_patches, dim) * 0.02)
-        self.blocks = nn.Sequential(*(TransformerBlock(dim, heads, mlp_dim, causal=False) for _ in range(depth)))
+        self.blocks = nn.Sequential(
+            *(TransformerBlock(dim, heads, mlp_dim, causal=False) for _ in range(depth))
+        )
         self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.classifier = nn.Linear(dim, n_outputs)
 
@@ -115,7 +128,9 @@ class ByteTransformerLM(nn.Module):
         super().__init__()
         self.byte_embedding = nn.Embedding(vocab, dim)
         self.position_embedding = nn.Parameter(torch.randn(1, context, dim) * 0.02)
-        self.blocks = nn.Sequential(*(TransformerBlock(dim, heads, mlp_dim, causal=True) for _ in range(depth)))
+        self.blocks = nn.Sequential(
+            *(TransformerBlock(dim, heads, mlp_dim, causal=True) for _ in range(depth))
+        )
         self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.lm_head = nn.Linear(dim, vocab)
 
