@@ -8,7 +8,7 @@ from green_deploy.errors import ConfigError
 from green_deploy.zoo.data import known_datasets, load_dataset
 from green_deploy.zoo.data.code_languages import CodeLanguagesSettings
 from green_deploy.zoo.data.fortunes import FortunesSettings
-from green_deploy.zoo.data.settings import parse_settings
+from green_deploy.zoo.data.settings import parse_dataset_settings
 
 
 @pytest.mark.parametrize("name", known_datasets())
@@ -49,11 +49,11 @@ def test_known_datasets_are_the_six() -> None:
 )
 def test_bad_values_are_config_errors(raw: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
-        parse_settings(FortunesSettings, raw, "fortunes")
+        parse_dataset_settings(FortunesSettings, raw, "fortunes")
 
 
 def test_lists_become_tuples_and_mappings_sorted_pairs() -> None:
-    parsed = parse_settings(
+    parsed = parse_dataset_settings(
         CodeLanguagesSettings,
         {"languages": {"python": [".py"], "c": [".c"]}, "candidate_factor": 2},
         "code_languages",
@@ -64,6 +64,6 @@ def test_lists_become_tuples_and_mappings_sorted_pairs() -> None:
 
 def test_an_extension_in_two_languages_is_rejected() -> None:
     with pytest.raises(ConfigError, match=r"\.h"):
-        parse_settings(
+        parse_dataset_settings(
             CodeLanguagesSettings, {"languages": {"c": [".c", ".h"], "cpp": [".h"]}}, "code_languages"
         )

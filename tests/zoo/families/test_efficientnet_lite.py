@@ -76,7 +76,7 @@ def test_encode_scales_to_unit_nchw(inputs):
 @pytest.mark.parametrize(
     ("arch", "match"),
     [
-        ({**ARCH, "width": 2}, "unknown architecture key"),
+        ({**ARCH, "width": 2}, "unknown setting"),
         ({**ARCH, "image_size": 50}, "multiple of 28"),
         ({**ARCH, "image_size": 0}, "multiple of 28"),
         ({**ARCH, "dropout": 1.5}, "dropout"),

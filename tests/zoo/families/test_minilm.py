@@ -72,7 +72,7 @@ def test_encode_pads_with_zero_and_truncates(ids):
 @pytest.mark.parametrize(
     ("arch", "match"),
     [
-        ({**ARCH, "pooling": "cls"}, "unknown architecture key"),
+        ({**ARCH, "pooling": "cls"}, "unknown setting"),
         ({**ARCH, "max_length": 1}, "max_length"),
         ({**ARCH, "max_length": "128"}, "max_length"),
         ({**ARCH, "normalize": "yes"}, "normalize"),

@@ -27,7 +27,7 @@ from green_deploy.zoo.data.manifest import (
     resolve_root,
     write_manifest,
 )
-from green_deploy.zoo.data.settings import parse_settings
+from green_deploy.zoo.data.settings import parse_dataset_settings
 from green_deploy.zoo.data.source import DatasetSource, require_covered
 
 __all__ = [
@@ -78,7 +78,7 @@ def load_dataset(
     """
     started_s = time.perf_counter()
     source = get_source(name)
-    parsed = parse_settings(source.settings_class, settings, name)
+    parsed = parse_dataset_settings(source.settings_class, settings, name)
     manifest = read_manifest(name, manifest_dir)
     if manifest.root != source.root:
         raise DatasetSourceError(
@@ -113,7 +113,7 @@ def freeze_manifest(
         DatasetSourceError: the source directory or its files are not installed here.
     """
     source = get_source(name)
-    parsed = parse_settings(source.settings_class, settings, name)
+    parsed = parse_dataset_settings(source.settings_class, settings, name)
     root_path = resolve_root(source.root)
     if not root_path.is_dir():
         raise DatasetSourceError(f"dataset {name!r}: {root_path} does not exist; install its package first")

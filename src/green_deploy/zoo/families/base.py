@@ -55,18 +55,10 @@ def to_keras_layout(inputs: np.ndarray) -> np.ndarray:
 
 
 def parse_architecture(settings_class: type[_Settings], arch: Mapping[str, Any], family: str) -> _Settings:
-    """Typed architecture settings from config; a misspelt key is an error, not a silent default."""
-    from dataclasses import fields
+    """Typed architecture settings from config (see ``green_deploy.zoo.settings.parse_settings``)."""
+    from green_deploy.zoo.settings import parse_settings
 
-    from green_deploy.errors import ConfigError
-
-    allowed = {f.name for f in fields(settings_class)}  # type: ignore[arg-type]
-    unknown = sorted(set(arch) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"family {family!r}: unknown architecture key(s) {unknown}; allowed: {sorted(allowed)}"
-        )
-    return settings_class(**arch)
+    return parse_settings(settings_class, arch, f"family {family!r}")
 
 
 def images_to_unit_float(images: np.ndarray) -> np.ndarray:

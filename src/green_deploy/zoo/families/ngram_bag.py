@@ -51,8 +51,7 @@ class NgramBagFamily:
     name = "ngram_bag"
 
     def settings(self, arch: Mapping[str, Any]) -> NgramBagSettings:
-        s = parse_architecture(NgramBagSettings, arch, self.name)
-        return NgramBagSettings(tuple(s.ngram_sizes), s.max_bytes, s.n_buckets, s.dim)
+        return parse_architecture(NgramBagSettings, arch, self.name)
 
     def encode(self, examples: Sequence[str], arch: Mapping[str, Any]) -> np.ndarray:
         s = self.settings(arch)

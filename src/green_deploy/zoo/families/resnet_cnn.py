@@ -28,8 +28,7 @@ class ResNetCNNFamily:
     name = "resnet_cnn"
 
     def settings(self, arch: Mapping[str, Any]) -> ResNetSettings:
-        s = parse_architecture(ResNetSettings, arch, self.name)
-        return ResNetSettings(tuple(s.widths), s.blocks_per_stage, s.image_size)
+        return parse_architecture(ResNetSettings, arch, self.name)
 
     def encode(self, examples: np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
         return images_to_unit_float(examples)

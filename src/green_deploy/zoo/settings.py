@@ -1,0 +1,73 @@
+"""Typed settings from YAML: a misspelt key or a value of the wrong kind is an error, never a
+silent default. Shared by dataset settings and architecture settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any, TypeVar
+
+from green_deploy.errors import ConfigError
+
+_Settings = TypeVar("_Settings")
+
+
+def parse_settings(settings_class: type[_Settings], raw: Mapping[str, Any] | None, where: str) -> _Settings:
+    """Build the frozen dataclass ``settings_class`` from a YAML mapping; ``where`` names it in errors
+    (e.g. ``dataset 'fortunes'``). Lists become tuples by annotation, so settings stay hashable."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: settings must be a mapping, got {type(raw).__name__}")
+    declared = {f.name: f for f in fields(settings_class)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(declared))
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {unknown}; known: {sorted(declared)}")
+    values = {
+        key: _coerce(f"{where}: setting {key!r}", str(declared[key].type), value)
+        for key, value in raw.items()
+    }
+    return settings_class(**values)
+
+
+def _coerce(where: str, annotation: str, value: Any) -> Any:
+    if annotation.endswith(" | None"):
+        return None if value is None else _coerce(where, annotation.removesuffix(" | None"), value)
+    if annotation == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if annotation == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if annotation == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if annotation == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if annotation == "tuple[str, ...]":
+        return _tuple_of(str, "strings", where, value)
+    if annotation == "tuple[int, ...]":
+        return _tuple_of(int, "integers", where, value)
+    if annotation == "tuple[tuple[str, tuple[str, ...]], ...]":
+        # A YAML mapping name -> list of strings, kept as sorted pairs.
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping of name to a list of strings, got {value!r}")
+        return tuple(
+            sorted(
+                (str(name), _tuple_of(str, "strings", f"{where}[{name!r}]", items))
+                for name, items in value.items()
+            )
+        )
+    raise TypeError(f"settings annotation {annotation!r} ({where}) has no coercion rule")
+
+
+def _tuple_of(kind: type, noun: str, where: str, value: Any) -> tuple[Any, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ConfigError(f"{where} must be a list of {noun}, got {value!r}")
+    if not all(isinstance(item, kind) and not isinstance(item, bool) for item in value):
+        raise ConfigError(f"{where} must hold only {noun}, got {value!r}")
+    return tuple(value)

@@ -1,0 +1,75 @@
+"""Building a real (tiny) zoo model: training, twin parity, caching and its invalidation."""
+
+from __future__ import annotations
+
+import pytest
+
+from green_deploy.zoo import builder
+from green_deploy.zoo.builder import ParityError, build_zoo_model, load_card
+from green_deploy.zoo.families import get_family
+from green_deploy.zoo.spec import parse_entry
+
+RAW_ENTRY = {
+    "domain": "nlp",
+    "family": "ngram_bag",
+    "source": "trained here",
+    "task": "classification",
+    "dataset": "gettext_langid",
+    "metric": "accuracy",
+    "architecture": {"max_bytes": 64, "n_buckets": 2048, "dim": 16},
+    "training": {"mode": "scratch", "epochs": 3, "batch_size": 32, "learning_rate": 0.02},
+}
+SETTINGS = {
+    "languages": ["de", "fr", "ru"],
+    "max_train_per_language": 100,
+    "max_val_per_language": 10,
+    "max_test_per_language": 40,
+}
+
+
+@pytest.fixture
+def entry():
+    return parse_entry("tiny_langid", RAW_ENTRY)
+
+
+def test_build_trains_ports_and_records_everything(entry, tmp_path):
+    card = build_zoo_model(entry, SETTINGS, tmp_path)
+    assert card.n_outputs == 3 and card.classes == ["de", "fr", "ru"]
+    assert card.n_test == 120
+    # learnt something real: three languages, chance is 1/3
+    assert card.torch_metrics["accuracy"] > 0.6
+    assert card.keras_metrics["accuracy"] == pytest.approx(card.torch_metrics["accuracy"])
+    assert card.parity_max_abs_diff <= card.parity_bound
+    assert card.training["steps"] > 0 and card.training["duration_s"] > 0
+    assert card.size_on_disk_bytes["torch"] > 2048 * 16 * 4  # the embedding table alone
+    assert load_card(tmp_path) == card
+
+
+def test_unchanged_build_is_reused_and_changes_rebuild(entry, tmp_path):
+    first = build_zoo_model(entry, SETTINGS, tmp_path)
+    assert build_zoo_model(entry, SETTINGS, tmp_path).built_at == first.built_at
+
+    changed = parse_entry("tiny_langid", {**RAW_ENTRY, "training": {**RAW_ENTRY["training"], "epochs": 1}})
+    rebuilt = build_zoo_model(changed, SETTINGS, tmp_path)
+    assert rebuilt.config_sha256 != first.config_sha256
+    assert rebuilt.training["steps"] < first.training["steps"]
+
+
+def test_a_modified_artifact_is_not_reused(entry, tmp_path):
+    first = build_zoo_model(entry, SETTINGS, tmp_path)
+    keras_file = tmp_path / "model.keras"
+    keras_file.write_bytes(keras_file.read_bytes() + b"tampered")
+    assert builder.load_cached_card(tmp_path, first.config_sha256, first.manifest_sha256) is None
+    rebuilt = build_zoo_model(entry, SETTINGS, tmp_path)
+    assert (
+        rebuilt.artifact_sha256["model.keras"] != first.artifact_sha256["model.keras"]
+        or rebuilt.built_at != first.built_at
+    )
+
+
+def test_a_twin_that_does_not_match_fails_the_build_and_saves_nothing(entry, tmp_path, monkeypatch):
+    family = get_family("ngram_bag")
+    monkeypatch.setattr(type(family), "port_weights", lambda self, torch_model, keras_model: None)
+    with pytest.raises(ParityError, match="differs from PyTorch"):
+        build_zoo_model(entry, SETTINGS, tmp_path)
+    assert not (tmp_path / builder.CARD_FILE).exists()
