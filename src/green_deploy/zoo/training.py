@@ -102,7 +102,7 @@ def _fit(
             schedule.step()
             step += 1
             seen += len(batch)
-            value = float(loss)
+            value = loss.item()
             running_loss = value if math.isnan(running_loss) else 0.9 * running_loss + 0.1 * value
             if step % log_every == 0 or step == total_steps:
                 logger.info("step %d/%d loss %.4f", step, total_steps, running_loss)

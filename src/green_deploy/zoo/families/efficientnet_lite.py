@@ -12,7 +12,6 @@ and ``head`` (dropout and one linear layer, the only part trained).
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -145,55 +144,6 @@ def _check_outputs(n_outputs: int) -> None:
         raise ConfigError(f"efficientnet_lite is a classifier and needs n_outputs >= 1; got {n_outputs}")
 
 
-@functools.cache
-def _torch_classes() -> dict[str, type]:
-    """The PyTorch module classes, defined on first use so importing this module stays light."""
-    import torch.nn.functional as F
-    from torch import nn
-
-    class EfficientNetLiteBackbone(nn.Module):
-        """Fashion-MNIST pixels in [0, 1] (N, 1, 28, 28) to pooled features (N, 1280)."""
-
-        def __init__(self, net: nn.Module, factor: int) -> None:
-            super().__init__()
-            self.net = net
-            self.factor = factor
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = (x * 255.0 - PIXEL_MEAN) / PIXEL_STD
-            if self.factor > 1:
-                # nearest-exact picks source floor((i + 0.5) / f), so no float rounding can
-                # shift a pixel; for a whole factor it is plain replication, like Keras'.
-                x = F.interpolate(x, scale_factor=self.factor, mode="nearest-exact")
-            x = x.expand(-1, 3, -1, -1)
-            return self.net.extract_features(x).mean(dim=(2, 3))
-
-    class EfficientNetLiteClassifier(nn.Module):
-        """``head(backbone(x))``; training code freezes ``backbone`` and fits ``head`` on its features."""
-
-        def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-            super().__init__()
-            self.backbone = backbone
-            self.head = head
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(self.backbone(x))
-
-    classes: dict[str, type] = {}
-    for cls in (EfficientNetLiteBackbone, EfficientNetLiteClassifier):
-        # Module-level names (served by __getattr__ below) keep whole-model pickling working.
-        cls.__module__ = __name__
-        cls.__qualname__ = cls.__name__
-        classes[cls.__name__] = cls
-    return classes
-
-
-def __getattr__(name: str) -> type:
-    if name in ("EfficientNetLiteBackbone", "EfficientNetLiteClassifier"):
-        return _torch_classes()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _torch_path(keras_name: str) -> str:
     """Keras layer name to the PyTorch module path it mirrors.
 
@@ -242,12 +192,13 @@ class EfficientNetLiteFamily:
         # The ImageNet classifier is replaced by our head; dropping it keeps the state dict honest.
         del net._fc, net._dropout, net._avg_pooling
 
-        classes = _torch_classes()
-        backbone = classes["EfficientNetLiteBackbone"](net, s.factor)
+        from green_deploy.zoo.families.torch_models import BackboneHead, EfficientNetLiteBackbone
+
+        backbone = EfficientNetLiteBackbone(net, s.factor, PIXEL_MEAN, PIXEL_STD)
         head = nn.Sequential()
         head.add_module("dropout", nn.Dropout(s.dropout))
         head.add_module("fc", nn.Linear(FEATURES, n_outputs))
-        model = classes["EfficientNetLiteClassifier"](backbone, head).eval()
+        model = BackboneHead(backbone, head).eval()
         logger.info(
             "built %s: %d backbone + %d head parameters",
             s.variant,

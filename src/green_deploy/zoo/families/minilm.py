@@ -86,54 +86,6 @@ class MiniLMSettings:
             raise ConfigError(f"minilm normalize must be true or false; got {self.normalize!r}")
 
 
-@functools.cache
-def _torch_classes() -> dict[str, type]:
-    """The PyTorch module classes, defined on first use so importing this module stays light."""
-    import torch.nn.functional as F
-    from torch import nn
-
-    class MiniLMBackbone(nn.Module):
-        """Token ids (N, L) to the mean of BERT's last hidden states over non-padding tokens (N, 384)."""
-
-        def __init__(self, bert: nn.Module) -> None:
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-            mask = input_ids != PAD_ID
-            hidden = self.bert(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
-            weights = mask.unsqueeze(-1).to(hidden.dtype)
-            # At least one token per row, as in keras_layers.MaskedMean (an all-padding row is 0).
-            return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-
-    class MiniLMModel(nn.Module):
-        """``head(backbone(ids))``, L2-normalised when ``normalize`` (retrieval compares by cosine)."""
-
-        def __init__(self, backbone: nn.Module, head: nn.Module, normalize: bool) -> None:
-            super().__init__()
-            self.backbone = backbone
-            self.head = head
-            self.normalize = normalize
-
-        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-            out = self.head(self.backbone(input_ids))
-            return F.normalize(out, p=2.0, dim=-1) if self.normalize else out
-
-    classes: dict[str, type] = {}
-    for cls in (MiniLMBackbone, MiniLMModel):
-        # Module-level names (served by __getattr__ below) keep whole-model pickling working.
-        cls.__module__ = __name__
-        cls.__qualname__ = cls.__name__
-        classes[cls.__name__] = cls
-    return classes
-
-
-def __getattr__(name: str) -> type:
-    if name in ("MiniLMBackbone", "MiniLMModel"):
-        return _torch_classes()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 class MiniLMFamily:
     """all-MiniLM-L6-v2: sentence embeddings (``n_outputs == 0``) or a text classifier on top."""
 
@@ -181,10 +133,11 @@ class MiniLMFamily:
         # Sentence-transformers mean-pools the last hidden states; BERT's [CLS] pooler is unused.
         # Dropped after loading (not add_pooling_layer=False) so the load report stays quiet.
         bert.pooler = None
-        classes = _torch_classes()
-        backbone = classes["MiniLMBackbone"](bert)
+        from green_deploy.zoo.families.torch_models import BackboneHead, MaskedMeanPooling
+
+        backbone = MaskedMeanPooling(bert, PAD_ID)
         head = nn.Linear(bert.config.hidden_size, n_outputs) if n_outputs > 0 else nn.Identity()
-        model = classes["MiniLMModel"](backbone, head, s.normalize).eval()
+        model = BackboneHead(backbone, head, s.normalize).eval()
         logger.info(
             "built all-MiniLM-L6-v2: %d backbone + %d head parameters",
             sum(p.numel() for p in backbone.parameters()),

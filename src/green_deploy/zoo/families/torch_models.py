@@ -164,3 +164,56 @@ class NgramBag(nn.Module):
 
     def forward(self, ngram_ids: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embedding(ngram_ids))
+
+
+class BackboneHead(nn.Module):
+    """``head(backbone(x))``, L2-normalised when ``normalize`` (retrieval compares by cosine).
+
+    The shape of the pretrained families: training freezes ``backbone`` and fits ``head`` on
+    features computed once.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, normalize: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.normalize = normalize
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.backbone(x))
+        return F.normalize(out, p=2.0, dim=-1) if self.normalize else out
+
+
+class EfficientNetLiteBackbone(nn.Module):
+    """Fashion-MNIST pixels in [0, 1] (N, 1, 28, 28) to pooled EfficientNet-Lite features (N, 1280)."""
+
+    def __init__(self, net: nn.Module, factor: int, pixel_mean: float, pixel_std: float):
+        super().__init__()
+        self.net = net
+        self.factor = factor
+        self.pixel_mean, self.pixel_std = pixel_mean, pixel_std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x * 255.0 - self.pixel_mean) / self.pixel_std
+        if self.factor > 1:
+            # nearest-exact picks source floor((i + 0.5) / f), so no float rounding can shift a
+            # pixel; for a whole factor it is plain replication, like Keras' UpSampling2D.
+            x = F.interpolate(x, scale_factor=self.factor, mode="nearest-exact")
+        x = x.expand(-1, 3, -1, -1)
+        return self.net.extract_features(x).mean(dim=(2, 3))
+
+
+class MaskedMeanPooling(nn.Module):
+    """Token ids (N, L) through a BERT-style encoder, then the mean of its last hidden states over
+    non-padding tokens (N, D); an all-padding row gives 0, as ``keras_layers.MaskedMean`` does."""
+
+    def __init__(self, encoder: nn.Module, pad_id: int = 0):
+        super().__init__()
+        self.bert = encoder
+        self.pad_id = pad_id
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        mask = input_ids != self.pad_id
+        hidden = self.bert(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
