@@ -260,18 +260,10 @@ class EfficientNetLiteFamily:
         import tf_keras
 
         layers = tf_keras.layers
-        state = {
-            key: value.detach().cpu().numpy()
-            for key, value in torch_model.state_dict().items()
-            if not key.endswith("num_batches_tracked")
-        }
-        used: set[str] = set()
+        from green_deploy.zoo.families.keras_blocks import StateDictPort
 
-        def take(key: str) -> np.ndarray:
-            if key not in state:
-                raise ValueError(f"the PyTorch model has no {key!r} for the Keras twin; wrong pairing?")
-            used.add(key)
-            return state[key]
+        weights = StateDictPort(torch_model, skip_suffixes=("num_batches_tracked",))
+        take = weights.take
 
         for layer in keras_model.layers:
             if not layer.weights:
@@ -288,10 +280,7 @@ class EfficientNetLiteFamily:
             else:
                 raise ValueError(f"no PyTorch counterpart known for Keras layer {layer.name!r}")
             layer.set_weights(values)
-        left = sorted(set(state) - used)
-        if left:
-            raise ValueError(f"PyTorch weights with no Keras counterpart: {left[:5]} ({len(left)} in all)")
-        logger.info("ported %d PyTorch tensors into %s", len(used), keras_model.name)
+        logger.info("ported %d PyTorch tensors into %s", weights.finish(keras_model), keras_model.name)
 
 
 FAMILY = EfficientNetLiteFamily()

@@ -74,3 +74,32 @@ def port_transformer_block(block: Any, keras_model: Any, name: str) -> None:
     port_layer_norm(block.norm2, keras_model.get_layer(f"{name}.norm2"))
     port_dense(block.mlp[0], keras_model.get_layer(f"{name}.mlp.0"))
     port_dense(block.mlp[2], keras_model.get_layer(f"{name}.mlp.2"))
+
+
+class StateDictPort:
+    """A PyTorch state dict handed out key by key to a Keras port, which must use every weight:
+    a port that misses a weight or asks for one that is not there fails instead of leaving the
+    twin half-initialised."""
+
+    def __init__(self, torch_model: Any, skip_suffixes: tuple[str, ...] = ()):
+        self._state = {
+            key: to_numpy(value)
+            for key, value in torch_model.state_dict().items()
+            if not key.endswith(skip_suffixes)
+        }
+        self._used: set[str] = set()
+
+    def take(self, key: str) -> np.ndarray:
+        if key not in self._state:
+            raise ValueError(f"the PyTorch model has no {key!r} for the Keras twin; wrong pairing?")
+        self._used.add(key)
+        return self._state[key]
+
+    def finish(self, keras_model: Any) -> int:
+        """Check every weight was used; the number of tensors ported."""
+        left = sorted(set(self._state) - self._used)
+        if left:
+            raise ValueError(
+                f"PyTorch weights with no Keras counterpart in {keras_model.name}: {left[:5]} ({len(left)} in all)"
+            )
+        return len(self._used)

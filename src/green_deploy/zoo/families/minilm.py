@@ -201,18 +201,11 @@ class MiniLMFamily:
         from green_deploy.zoo.families.keras_layers import PositionEmbedding
 
         layers = tf_keras.layers
-        state = {key: value.detach().cpu().numpy() for key, value in torch_model.state_dict().items()}
-        # Buffers, not weights: position ids and the all-zero token type ids.
-        state = {
-            key: value for key, value in state.items() if not key.endswith(("position_ids", "token_type_ids"))
-        }
-        used: set[str] = set()
+        from green_deploy.zoo.families.keras_blocks import StateDictPort
 
-        def take(key: str) -> np.ndarray:
-            if key not in state:
-                raise ValueError(f"the PyTorch model has no {key!r} for the Keras twin; wrong pairing?")
-            used.add(key)
-            return state[key]
+        # Buffers, not weights: position ids and the all-zero token type ids.
+        weights = StateDictPort(torch_model, skip_suffixes=("position_ids", "token_type_ids"))
+        take = weights.take
 
         for layer in keras_model.layers:
             if not layer.weights:
@@ -231,10 +224,7 @@ class MiniLMFamily:
                 _port_attention(layer, path, take)
             else:
                 raise ValueError(f"no PyTorch counterpart known for Keras layer {layer.name!r}")
-        left = sorted(set(state) - used)
-        if left:
-            raise ValueError(f"PyTorch weights with no Keras counterpart: {left[:5]} ({len(left)} in all)")
-        logger.info("ported %d PyTorch tensors into %s", len(used), keras_model.name)
+        logger.info("ported %d PyTorch tensors into %s", weights.finish(keras_model), keras_model.name)
 
 
 def _port_attention(layer: Any, path: str, take: Any) -> None:
