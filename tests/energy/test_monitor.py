@@ -1,0 +1,160 @@
+"""The monitor's rules, on sources whose energy the test sets by hand (and on the fake NVML)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from green_deploy.energy.monitor import EnergyMonitor
+from green_deploy.energy.sources import discover_sources
+from green_deploy.energy.sources.base import SourceError
+from green_deploy.energy.sources.nvml import NvmlEnergyCounter
+from tests.energy.fake_pynvml import FakeNVML
+
+
+class ManualSource:
+    """A source whose cumulative energy the test sets; ``fail`` makes the next read raise."""
+
+    def __init__(self, name, component, measured=True, resolution_s=0.0, power_w=None):
+        self.name, self.component, self.measured, self.resolution_s = name, component, measured, resolution_s
+        self.energy_j, self.fail, self.power_w = 0.0, False, power_w
+        self._origin_s = time.perf_counter()
+
+    def read_j(self):
+        if self.fail:
+            raise SourceError(f"{self.name} broke")
+        if self.power_w is not None:  # a constant draw, for idle-baseline tests
+            return self.power_w * (time.perf_counter() - self._origin_s)
+        return self.energy_j
+
+    def close(self):
+        pass
+
+
+def test_nested_and_overlapping_windows_each_get_their_own_energy():
+    gpu = ManualSource("counter", "gpu")
+    monitor = EnergyMonitor([gpu])
+    monitor.begin_window("outer")
+    gpu.energy_j = 10.0
+    monitor.begin_window("inner")
+    gpu.energy_j = 25.0
+    inner = monitor.end_window("inner", n_items=3)
+    monitor.begin_window("overlapping")
+    gpu.energy_j = 40.0
+    outer = monitor.end_window("outer")
+    gpu.energy_j = 41.0
+    overlapping = monitor.end_window("overlapping")
+    assert (inner.gpu_energy_j, outer.gpu_energy_j, overlapping.gpu_energy_j) == (15.0, 40.0, 16.0)
+    assert inner.energy_per_item_j == pytest.approx(5.0)
+    assert inner.cpu_energy_j is None and inner.component("gpu").source == "counter"
+
+
+def test_window_names_are_checked():
+    monitor = EnergyMonitor([ManualSource("counter", "gpu")])
+    monitor.begin_window("a")
+    with pytest.raises(ValueError, match="already open"):
+        monitor.begin_window("a")
+    with pytest.raises(ValueError, match="never begun"):
+        monitor.end_window("b")
+
+
+def test_a_failing_meter_hands_over_to_the_next_with_a_warning():
+    counter, sampler = ManualSource("counter", "gpu"), ManualSource("sampler", "gpu")
+    monitor = EnergyMonitor([counter, sampler])
+    monitor.begin_window("w")
+    counter.energy_j, sampler.energy_j = 10.0, 9.5
+    counter.fail = True
+    measurement = monitor.end_window("w")
+    assert measurement.gpu_energy_j == 9.5
+    assert measurement.component("gpu").source == "sampler"
+    assert any("counter (gpu) failed" in w for w in measurement.warnings)
+    assert any("gpu energy from sampler, not counter" in w for w in measurement.warnings)
+
+
+def test_a_component_nothing_could_measure_is_missing_not_zero():
+    gpu, cpu = ManualSource("counter", "gpu"), ManualSource("estimate", "cpu", measured=False)
+    monitor = EnergyMonitor([gpu, cpu])
+    monitor.begin_window("w")
+    gpu.fail, cpu.energy_j = True, 2.0
+    measurement = monitor.end_window("w")
+    assert measurement.gpu_energy_j is None
+    assert measurement.total_energy_j == 2.0
+    assert not measurement.measured  # only an estimate is left
+    assert any("gpu energy is missing, not zero" in w for w in measurement.warnings)
+
+
+def test_short_windows_are_flagged_and_measure_repeats_until_long_enough():
+    monitor = EnergyMonitor([ManualSource("counter", "gpu", resolution_s=0.1)])
+    monitor.begin_window("one call")
+    assert any("shorter than counter's update interval" in w for w in monitor.end_window("one call").warnings)
+
+    calls = []
+    measurement = monitor.measure(
+        "repeated", lambda: (calls.append(1), time.sleep(0.01)), n_items_per_call=8, min_duration_s=0.15
+    )
+    assert measurement.duration_s >= 0.15
+    assert measurement.n_items == 8 * len(calls) and len(calls) >= 5
+    assert not any("update interval" in w for w in measurement.warnings)
+
+
+def test_idle_baseline_is_reported_and_subtracted():
+    gpu = ManualSource("counter", "gpu", power_w=50.0)
+    monitor = EnergyMonitor([gpu])
+    baseline = monitor.measure_idle(0.1)
+    assert baseline.power_w["counter"] == pytest.approx(50.0, rel=0.01)
+    gpu.power_w = 80.0  # cumulative energy now grows faster: a busy device
+    gpu._origin_s = time.perf_counter()
+    monitor.begin_window("busy")
+    time.sleep(0.1)
+    measurement = monitor.end_window("busy")
+    reading = measurement.component("gpu")
+    assert reading.idle_power_w == pytest.approx(50.0, rel=0.01)
+    assert reading.active_energy_j == pytest.approx(30.0 * measurement.duration_s, rel=0.05)
+    assert measurement.active_energy_j == reading.active_energy_j  # both figures kept
+    assert measurement.gpu_energy_j == pytest.approx(80.0 * measurement.duration_s, rel=0.05)
+
+
+def test_measured_sources_that_disagree_are_flagged_side_by_side():
+    counter, sampler = ManualSource("counter", "gpu"), ManualSource("sampler", "gpu")
+    monitor = EnergyMonitor([counter, sampler])
+    monitor.begin_window("w")
+    counter.energy_j, sampler.energy_j = 10.0, 7.0
+    measurement = monitor.end_window("w")
+    assert [a.source for a in measurement.alternatives] == ["sampler"]
+    assert any("sources disagree on gpu" in w and "-30%" in w for w in measurement.warnings)
+
+
+def test_synchronize_runs_at_both_edges_before_reading():
+    order = []
+    gpu = ManualSource("counter", "gpu")
+    gpu.read_j = lambda: order.append("read") or 0.0
+    monitor = EnergyMonitor([gpu], synchronize=lambda: order.append("sync"))
+    monitor.begin_window("w")
+    monitor.end_window("w")
+    assert order == ["sync", "read", "sync", "read"]
+
+
+def test_flat_record_carries_units_sources_and_flags():
+    gpu, cpu = ManualSource("counter", "gpu"), ManualSource("estimate", "cpu", measured=False)
+    monitor = EnergyMonitor([gpu, cpu])
+    monitor.begin_window("w")
+    gpu.energy_j, cpu.energy_j = 3.0, 1.0
+    flat = monitor.end_window("w", n_items=2).to_flat_dict()
+    assert flat["gpu_energy_j"] == 3.0 and flat["gpu_source"] == "counter" and flat["gpu_measured"] is True
+    assert flat["cpu_measured"] is False and flat["dram_energy_j"] is None
+    assert flat["energy_per_item_j"] == 2.0 and flat["measured"] is False
+
+
+def test_discovery_prefers_the_nvml_counter_and_keeps_estimates_as_fallback(tmp_path):
+    nvml = FakeNVML(power_w=250.0)
+    sources = discover_sources(nvml=nvml, powercap_root=tmp_path / "no-powercap")
+    assert isinstance(sources[0], NvmlEnergyCounter)
+    assert [s.component for s in sources] == ["gpu", "cpu", "dram"]
+    assert [s.measured for s in sources] == [True, False, False]
+    monitor = EnergyMonitor(sources)
+    monitor.begin_window("w")
+    nvml.advance(0.5)
+    measurement = monitor.end_window("w")
+    assert measurement.gpu_energy_j == pytest.approx(125.0)
+    assert measurement.component("cpu").source.startswith("cpu_time_tdp_estimate")
