@@ -158,3 +158,37 @@ def test_discovery_prefers_the_nvml_counter_and_keeps_estimates_as_fallback(tmp_
     measurement = monitor.end_window("w")
     assert measurement.gpu_energy_j == pytest.approx(125.0)
     assert measurement.component("cpu").source.startswith("cpu_time_tdp_estimate")
+
+
+def test_meters_failing_mid_run_degrade_to_the_next_source_never_to_zero(tmp_path):
+    """The issue's rule, on the real sources: NVML breaks, a RAPL file vanishes, mid-study."""
+    from tests.energy.sources.fake_powercap import FakePowercap
+
+    powercap = FakePowercap(tmp_path)
+    powercap.add_zone("intel-rapl:0", "package-0", max_range_uj=262_143_328_850, energy_uj=0)
+    nvml = FakeNVML(power_w=300.0)
+    monitor = EnergyMonitor(discover_sources(nvml=nvml, powercap_root=tmp_path))
+    assert [s.name.split("(")[0] for s in monitor.sources] == [
+        "nvml_energy_counter",
+        "rapl",
+        "cpu_time_tdp_estimate",
+        "ram_rss_estimate",
+    ]
+
+    monitor.begin_window("healthy")
+    nvml.advance(1.0)
+    powercap.advance("intel-rapl:0", 20_000_000)
+    healthy = monitor.end_window("healthy")
+    assert (healthy.gpu_energy_j, healthy.cpu_energy_j) == (pytest.approx(300.0), pytest.approx(20.0))
+    assert healthy.component("cpu").measured
+
+    monitor.begin_window("broken")
+    nvml.broken = True
+    powercap.remove("intel-rapl:0")
+    broken = monitor.end_window("broken")
+    assert broken.gpu_energy_j is None  # nothing else measures the GPU: missing, not zero
+    assert broken.component("cpu").source.startswith("cpu_time_tdp_estimate")
+    assert not broken.component("cpu").measured
+    text = " | ".join(broken.warnings)
+    assert "nvml_energy_counter (gpu) failed" in text and "rapl (cpu) failed" in text
+    assert "gpu energy is missing, not zero" in text

@@ -41,7 +41,7 @@ class FakeCodeCarbon:
     def start_task(self, name):
         self.started.append(name)
 
-    def stop_task(self, name):
+    def stop_task(self, name=None):
         return SimpleNamespace(cpu_energy=1e-6, gpu_energy=2e-6, ram_energy=5e-7, gpu_count=1)
 
     def stop(self):
@@ -59,6 +59,15 @@ def test_kwh_become_joules_and_flags_follow_codecarbons_mode():
     assert not {r.component: r for r in tracker.end("w")}["cpu"].measured
 
 
+def test_repeated_window_names_get_distinct_codecarbon_tasks():
+    fake = FakeCodeCarbon()
+    monitor = EnergyMonitor([], trackers=[CodeCarbonTracker(tracker=fake)])
+    for _ in range(2):
+        monitor.begin_window("same")
+        assert monitor.end_window("same").cpu_energy_j is not None
+    assert fake.started == ["same#1", "same#2"]
+
+
 def test_overlapping_windows_get_codecarbon_only_for_the_first():
     fake = FakeCodeCarbon()
     monitor = EnergyMonitor([], trackers=[CodeCarbonTracker(tracker=fake)])
@@ -66,7 +75,7 @@ def test_overlapping_windows_get_codecarbon_only_for_the_first():
     monitor.begin_window("second")
     second = monitor.end_window("second")
     first = monitor.end_window("first")
-    assert fake.started == ["first"]
+    assert fake.started == ["first#1"]
     assert first.cpu_energy_j is not None
     assert second.cpu_energy_j is None
     assert any("codecarbon could not start" in w for w in second.warnings)

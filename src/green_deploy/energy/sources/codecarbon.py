@@ -48,18 +48,22 @@ class CodeCarbonTracker:
             )
         self._tracker = tracker
         self._active: str | None = None
+        self._tasks_started = 0
 
     def begin(self, window: str) -> None:
         if self._active is not None:
             raise RuntimeError(f"CodeCarbon measures one task at a time; {self._active!r} is still open")
-        self._tracker.start_task(window)
+        # CodeCarbon renames a repeated task name behind our back, and stopping by the old name
+        # then stops the wrong task (a zero delta): every task gets a unique name instead.
+        self._tasks_started += 1
+        self._tracker.start_task(f"{window}#{self._tasks_started}")
         self._active = window
 
     def end(self, window: str) -> list[ComponentEnergy]:
         if self._active != window:
             return []  # this window overlapped another that CodeCarbon was measuring
         self._active = None
-        data = self._tracker.stop_task(window)
+        data = self._tracker.stop_task()  # the active task
         if data is None:
             raise RuntimeError("CodeCarbon returned no data for the task")
         cpu_measured = self._cpu_mode() in _MEASURING_CPU_MODES
