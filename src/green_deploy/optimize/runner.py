@@ -1,0 +1,349 @@
+"""Optimizing one zoo model: every declared variant, with what it cost and what it changed.
+
+Per variant: the steps run inside one energy window (the energy and time of optimizing, with the
+meters' provenance), the result is saved, measured on disk (size, compressed size, parameters,
+non-zeros, effective sparsity), its MACs counted, and its task metric checked on the held-back
+half of the validation split (the other half calibrates; the test split is never touched). A
+variant is rebuilt only when the baseline's artifacts or the variant's recipe changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from green_deploy.energy import EnergyMonitor
+from green_deploy.errors import ArtifactError
+from green_deploy.optimize import artifacts
+from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
+from green_deploy.optimize.macs import count_macs
+from green_deploy.optimize.spec import VariantSpec
+from green_deploy.optimize.techniques import get_technique
+from green_deploy.zoo import artifacts as zoo_artifacts
+from green_deploy.zoo.builder import TaskData, evaluate, load_card, prepare_task_data
+from green_deploy.zoo.data import load_dataset
+from green_deploy.zoo.families import get_family
+from green_deploy.zoo.inference import predict_keras, predict_torch
+from green_deploy.zoo.spec import ZooEntry
+
+logger = logging.getLogger(__name__)
+
+RECORD_FILE = "record.json"
+BASELINES = {"torch": "torch_baseline", "tensorflow": "tensorflow_baseline"}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How variants are checked: sizes of the calibration / check / fine-tune slices."""
+
+    check_examples: int = 512
+    calibration_examples: int = 256
+    finetune_examples: int = 2048
+
+
+@dataclass(frozen=True)
+class VariantRecord:
+    """One row of the variants table (RQ1.1, RQ1.4)."""
+
+    model_id: str
+    variant_id: str
+    framework: str
+    runtime: str
+    technique: str
+    steps: str
+    status: str  # "ok" or "not_applicable"
+    reason: str
+    devices: str
+    notes: str
+    metric: str
+    val_metric: float | None
+    baseline_val_metric: float | None
+    metric_delta: float | None
+    n_parameters: int | None
+    n_nonzero_parameters: int | None
+    effective_sparsity: float | None
+    size_on_disk_bytes: int | None
+    compressed_size_bytes: int | None
+    macs: int | None
+    baseline_macs: int
+    optimization_duration_s: float
+    optimization_energy: dict[str, Any] = field(default_factory=dict)
+    artifact_dir: str = ""
+    artifact_sha256: dict[str, str] = field(default_factory=dict)
+    config_sha256: str = ""
+
+    def to_row(self) -> dict[str, Any]:
+        row = {k: v for k, v in asdict(self).items() if k not in ("optimization_energy", "artifact_sha256")}
+        row.update(
+            {
+                f"optimization_{k}": v
+                for k, v in self.optimization_energy.items()
+                if k not in ("name", "duration_s")
+            }
+        )
+        return row
+
+
+@dataclass
+class _Baselines:
+    entry: ZooEntry
+    folder: Path
+    data: TaskData
+    context: OptimizationContext
+    check: tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+    macs: int
+    torch_model: Any
+    _keras: Any = None
+
+    @property
+    def keras_model(self) -> Any:
+        if self._keras is None:
+            self._keras = zoo_artifacts.load_keras_model(self.folder / zoo_artifacts.KERAS_FILE)
+        return self._keras
+
+
+def _predictor(runtime: str, model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    if runtime == "tflite":
+        from green_deploy.optimize.tflite_runtime import predict_tflite
+
+        return lambda x: predict_tflite(model, x)
+    if runtime == "keras":
+        return lambda x: predict_keras(model, x)
+    return lambda x: predict_torch(model, x)
+
+
+def _prepare(
+    entry: ZooEntry, dataset_settings: Mapping[str, Any], zoo_folder: Path, settings: RunSettings
+) -> _Baselines:
+    card = load_card(zoo_folder)
+    raw = load_dataset(entry.dataset, dataset_settings)
+    family = get_family(entry.family)
+    data = prepare_task_data(entry, raw, family)
+    half = len(data.val_x) // 2
+    calibration = data.val_x[: min(half, settings.calibration_examples)]
+    check_slice = slice(half, half + settings.check_examples)
+    check = (
+        data.val_x[check_slice],
+        None if data.val_y is None else data.val_y[check_slice],
+        None if data.val_pairs is None else data.val_pairs[check_slice],
+    )
+    has_labels = data.train_y is not None and len(data.train_x) > 0
+    context = OptimizationContext(
+        model_id=entry.model_id,
+        family=entry.family,
+        task=entry.task,
+        architecture=entry.architecture,
+        n_outputs=card.n_outputs,
+        calibration_x=calibration,
+        finetune_x=data.train_x[: settings.finetune_examples] if has_labels else None,
+        finetune_y=data.train_y[: settings.finetune_examples] if has_labels else None,
+    )
+    import torch
+
+    torch_model = zoo_artifacts.load_torch_model(zoo_folder / "torch")
+    macs = count_macs(torch_model, torch.as_tensor(calibration[:1]))
+    return _Baselines(entry, zoo_folder, data, context, check, macs, torch_model)
+
+
+def _check_metric(b: _Baselines, runtime: str, model: Any, devices: tuple[str, ...]) -> float | None:
+    if "cpu" not in devices:
+        return None  # cannot run on this machine's CPU; recorded as missing, not guessed
+    x, y, pairs = b.check
+    metrics, _ = evaluate(b.entry.task, _predictor(runtime, model), x, y, pairs)
+    return metrics[b.entry.metric]
+
+
+def optimize_model(
+    entry: ZooEntry,
+    dataset_settings: Mapping[str, Any],
+    zoo_folder: Path,
+    variants: Mapping[str, VariantSpec],
+    out_dir: Path,
+    monitor: EnergyMonitor,
+    settings: RunSettings = RunSettings(),
+) -> list[VariantRecord]:
+    """Baseline records for both frameworks, then every variant (reused when unchanged)."""
+    if not (zoo_folder / "card.json").is_file():
+        raise ArtifactError(
+            f"{entry.model_id} has no zoo build in {zoo_folder}: run `kedro run --pipeline=zoo` first"
+        )
+    b = _prepare(entry, dataset_settings, zoo_folder, settings)
+    card = load_card(zoo_folder)
+    baseline_metric = {
+        "torch": _check_metric(b, "pytorch", b.torch_model, ("cpu",)),
+        "tensorflow": _check_metric(b, "keras", b.keras_model, ("cpu",)),
+    }
+    records = [_baseline_record(b, card, framework, baseline_metric[framework]) for framework in BASELINES]
+    base_config = {"family": entry.family, "architecture": entry.architecture, "n_outputs": card.n_outputs}
+    for variant_id, spec in variants.items():
+        key = _variant_key(card.artifact_sha256, spec, settings)
+        folder = out_dir / variant_id
+        cached = _cached(folder, key)
+        if cached is not None:
+            logger.info("%s/%s: reusing", entry.model_id, variant_id)
+            records.append(cached)
+            continue
+        record = _run_variant(b, spec, folder, key, base_config, baseline_metric[spec.framework], monitor)
+        (folder / RECORD_FILE).parent.mkdir(parents=True, exist_ok=True)
+        (folder / RECORD_FILE).write_text(json.dumps(asdict(record), indent=2, default=str))
+        records.append(record)
+    return records
+
+
+def _run_variant(
+    b: _Baselines,
+    spec: VariantSpec,
+    folder: Path,
+    key: str,
+    base_config: dict[str, Any],
+    baseline_metric: float | None,
+    monitor: EnergyMonitor,
+) -> VariantRecord:
+    model: Any = b.torch_model if spec.framework == "torch" else b.keras_model
+    optimized: OptimizedModel | None = None
+    reason = ""
+    window = f"{b.entry.model_id}/{spec.variant_id}"
+    start_s = time.perf_counter()
+    monitor.begin_window(window)
+    try:
+        for step in spec.steps:
+            optimized = get_technique(step.technique).apply(model, step.settings, b.context)
+            model = optimized.model
+    except NotApplicable as why:
+        reason, optimized = str(why), None
+    finally:
+        energy = monitor.end_window(window)
+    duration_s = time.perf_counter() - start_s
+    common = dict(
+        model_id=b.entry.model_id,
+        variant_id=spec.variant_id,
+        framework=spec.framework,
+        technique=spec.technique,
+        steps=json.dumps([asdict(s) for s in spec.steps]),
+        metric=b.entry.metric,
+        baseline_val_metric=baseline_metric,
+        baseline_macs=b.macs,
+        optimization_duration_s=duration_s,
+        optimization_energy=energy.to_flat_dict(),
+        config_sha256=key,
+    )
+    if optimized is None:
+        logger.info("%s/%s: not applicable: %s", b.entry.model_id, spec.variant_id, reason)
+        return VariantRecord(
+            **common,
+            runtime="",
+            status="not_applicable",
+            reason=reason,
+            devices="",
+            notes="",
+            val_metric=None,
+            metric_delta=None,
+            n_parameters=None,
+            n_nonzero_parameters=None,
+            effective_sparsity=None,
+            size_on_disk_bytes=None,
+            compressed_size_bytes=None,
+            macs=None,
+        )
+    files = artifacts.save_variant(optimized, spec, base_config, folder)
+    stats = artifacts.measure_artifact(folder, files, optimized.runtime)
+    metric = _check_metric(b, optimized.runtime, optimized.model, optimized.devices)
+    macs = optimized.extra.get("macs_after", b.macs)
+    logger.info(
+        "%s/%s: %s %s (baseline %s), %.1f%% sparse, %d bytes",
+        b.entry.model_id,
+        spec.variant_id,
+        b.entry.metric,
+        metric,
+        baseline_metric,
+        100 * stats.effective_sparsity,
+        stats.size_on_disk_bytes,
+    )
+    return VariantRecord(
+        **common,
+        runtime=optimized.runtime,
+        status="ok",
+        reason="",
+        devices=",".join(optimized.devices),
+        notes=optimized.notes,
+        val_metric=metric,
+        metric_delta=None if metric is None or baseline_metric is None else metric - baseline_metric,
+        n_parameters=stats.n_parameters,
+        n_nonzero_parameters=stats.n_nonzero_parameters,
+        effective_sparsity=stats.effective_sparsity,
+        size_on_disk_bytes=stats.size_on_disk_bytes,
+        compressed_size_bytes=stats.compressed_size_bytes,
+        macs=macs,
+        artifact_dir=str(folder),
+        artifact_sha256={name: zoo_artifacts.file_sha256(folder / name) for name in files},
+    )
+
+
+def _baseline_record(b: _Baselines, card: Any, framework: str, metric: float | None) -> VariantRecord:
+    runtime, files = (
+        ("pytorch", ["torch/model.safetensors", "torch/model_config.json"])
+        if framework == "torch"
+        else ("keras", ["model.keras"])
+    )
+    sub = b.folder / "torch" if framework == "torch" else b.folder
+    stats = artifacts.measure_artifact(sub, [Path(f).name for f in files], runtime)
+    return VariantRecord(
+        model_id=b.entry.model_id,
+        variant_id=BASELINES[framework],
+        framework=framework,
+        runtime=runtime,
+        technique="baseline",
+        steps="[]",
+        status="ok",
+        reason="",
+        devices="cpu,cuda" if framework == "torch" else "cpu,gpu",
+        notes="the zoo model as built",
+        metric=b.entry.metric,
+        val_metric=metric,
+        baseline_val_metric=metric,
+        metric_delta=0.0 if metric is not None else None,
+        n_parameters=stats.n_parameters,
+        n_nonzero_parameters=stats.n_nonzero_parameters,
+        effective_sparsity=stats.effective_sparsity,
+        size_on_disk_bytes=stats.size_on_disk_bytes,
+        compressed_size_bytes=stats.compressed_size_bytes,
+        macs=b.macs,
+        baseline_macs=b.macs,
+        optimization_duration_s=0.0,
+        artifact_dir=str(b.folder),
+        artifact_sha256={f: card.artifact_sha256[f] for f in files},
+        config_sha256="baseline",
+    )
+
+
+def _variant_key(base_sha256: Mapping[str, str], spec: VariantSpec, settings: RunSettings) -> str:
+    import hashlib
+
+    payload = {"base": dict(base_sha256), "variant": spec.config_sha256(), "run": asdict(settings)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _cached(folder: Path, key: str) -> VariantRecord | None:
+    path = folder / RECORD_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = VariantRecord(**json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError):
+        return None
+    if record.config_sha256 != key:
+        return None
+    for name, expected in record.artifact_sha256.items():
+        if not (folder / name).is_file() or zoo_artifacts.file_sha256(folder / name) != expected:
+            logger.warning(
+                "%s: artifact %s missing or modified; redoing the variant", record.variant_id, name
+            )
+            return None
+    return record

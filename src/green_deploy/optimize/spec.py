@@ -1,0 +1,78 @@
+"""Variants are configuration: a variant is one technique or a chain of them (prune -> quantize)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from green_deploy.errors import ConfigError
+from green_deploy.optimize.techniques import known_techniques
+
+TENSORFLOW_TECHNIQUES = {"tflite", "tfmot_pruning"}
+
+
+@dataclass(frozen=True)
+class Step:
+    technique: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """``steps`` run in order on the framework's baseline; each technique gets the previous result."""
+
+    variant_id: str
+    framework: str
+    steps: tuple[Step, ...]
+    description: str = ""
+
+    @property
+    def technique(self) -> str:
+        return "+".join(step.technique for step in self.steps)
+
+    def config_sha256(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def parse_variant(variant_id: str, raw: Mapping[str, Any]) -> VariantSpec:
+    """One entry of ``optimize.variants``: ``{framework, technique, settings}`` or ``{framework, steps: [...]}``."""
+    where = f"optimize.variants.{variant_id}"
+    allowed = {"framework", "technique", "settings", "steps", "description"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    if ("steps" in raw) == ("technique" in raw):
+        raise ConfigError(f"{where}: give either technique (+ settings) or steps, not both or neither")
+    raw_steps = (
+        raw["steps"]
+        if "steps" in raw
+        else [{"technique": raw["technique"], "settings": raw.get("settings") or {}}]
+    )
+    steps = []
+    for index, step in enumerate(raw_steps):
+        extra = sorted(set(step) - {"technique", "settings"})
+        if extra or "technique" not in step:
+            raise ConfigError(
+                f"{where}.steps[{index}] needs technique (and optional settings); got keys {sorted(step)}"
+            )
+        if step["technique"] not in known_techniques():
+            raise ConfigError(
+                f"{where}.steps[{index}]: unknown technique {step['technique']!r}; known: {', '.join(known_techniques())}"
+            )
+        steps.append(Step(step["technique"], dict(step.get("settings") or {})))
+    framework = raw.get("framework")
+    expected = {"tensorflow" if s.technique in TENSORFLOW_TECHNIQUES else "torch" for s in steps}
+    if framework not in ("torch", "tensorflow") or expected != {framework}:
+        raise ConfigError(
+            f"{where}: framework must be torch or tensorflow and match every step's technique; got {framework!r} for {[s.technique for s in steps]}"
+        )
+    if any(s.technique == "tflite" for s in steps[:-1]):
+        raise ConfigError(f"{where}: tflite conversion must be the last step (its result is a flatbuffer)")
+    return VariantSpec(variant_id, framework, tuple(steps), raw.get("description", ""))
+
+
+def parse_variants(raw: Mapping[str, Any]) -> dict[str, VariantSpec]:
+    return {variant_id: parse_variant(variant_id, spec) for variant_id, spec in raw.items()}

@@ -1,0 +1,27 @@
+"""Techniques, one module each exposing ``TECHNIQUE``; loaded on first use (they import frameworks)."""
+
+from __future__ import annotations
+
+import importlib
+
+from green_deploy.errors import ConfigError
+from green_deploy.optimize.base import Technique
+
+_MODULES = {
+    "dynamic_int8": "green_deploy.optimize.techniques.dynamic_int8",
+    "half_precision": "green_deploy.optimize.techniques.half_precision",
+    "magnitude_pruning": "green_deploy.optimize.techniques.magnitude_pruning",
+    "structured_pruning": "green_deploy.optimize.techniques.structured_pruning",
+    "tflite": "green_deploy.optimize.techniques.tflite",
+    "tfmot_pruning": "green_deploy.optimize.techniques.tfmot_pruning",
+}
+
+
+def known_techniques() -> list[str]:
+    return sorted(_MODULES)
+
+
+def get_technique(name: str) -> Technique:
+    if name not in _MODULES:
+        raise ConfigError(f"unknown technique {name!r}; known: {', '.join(known_techniques())}")
+    return importlib.import_module(_MODULES[name]).TECHNIQUE

@@ -1,0 +1,57 @@
+"""Optimize nodes: thin calls into ``green_deploy.optimize``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from green_deploy.energy import EnergyMonitor, discover_sources
+from green_deploy.optimize.runner import RunSettings, optimize_model
+from green_deploy.optimize.spec import parse_variants
+from green_deploy.zoo.spec import dataset_settings, select_entry
+
+
+def optimize_zoo_model(
+    zoo: dict[str, Any], optimize: dict[str, Any], model_id: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """All variants of one zoo model; their records and MLflow metrics.
+
+    Variant artifacts go to ``<optimize.variants_dir>/<model_id>/<variant_id>/``, which is also
+    the cache: unchanged variants are reused.
+    """
+    entry = select_entry(zoo["models"], model_id)
+    monitor = EnergyMonitor(discover_sources())
+    try:
+        records = optimize_model(
+            entry,
+            dataset_settings(zoo.get("datasets") or {}, entry),
+            Path(zoo["models_dir"]) / model_id,
+            parse_variants(optimize["variants"]),
+            Path(optimize["variants_dir"]) / model_id,
+            monitor,
+            RunSettings(**optimize.get("run", {})),
+        )
+    finally:
+        monitor.close()
+    metrics = {}
+    for record in records:
+        prefix = f"{model_id}.{record.variant_id}"
+        values = {
+            f"val_{record.metric}": record.val_metric,
+            "size_on_disk_bytes": record.size_on_disk_bytes,
+            "effective_sparsity": record.effective_sparsity,
+            "macs": record.macs,
+            "optimization_duration_s": record.optimization_duration_s,
+            "optimization_energy_j": record.optimization_energy.get("total_energy_j"),
+        }
+        metrics.update(
+            {f"{prefix}.{k}": {"value": float(v), "step": 0} for k, v in values.items() if v is not None}
+        )
+    return [record.to_row() for record in records], metrics
+
+
+def variants_table(*records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per model and variant (baselines included), for the evaluate and tradeoff pipelines."""
+    return pd.DataFrame([row for rows in records for row in rows])

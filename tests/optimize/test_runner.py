@@ -1,0 +1,126 @@
+"""The optimize runner on a real (tiny) zoo build: records, artifacts, caching, not-applicable."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from green_deploy.energy import EnergyMonitor, discover_sources
+from green_deploy.errors import ArtifactError
+from green_deploy.optimize import artifacts
+from green_deploy.optimize.runner import RunSettings, optimize_model
+from green_deploy.optimize.spec import parse_variants
+from green_deploy.zoo.builder import build_zoo_model
+from green_deploy.zoo.spec import parse_entry
+from tests.zoo.test_builder import RAW_ENTRY, SETTINGS
+
+VARIANTS = {
+    "fp16": {"framework": "torch", "technique": "half_precision", "settings": {"dtype": "float16"}},
+    "pruned": {"framework": "torch", "technique": "magnitude_pruning", "settings": {"amount": 0.7}},
+    "pruned_int8": {
+        "framework": "torch",
+        "steps": [
+            {"technique": "magnitude_pruning", "settings": {"amount": 0.7}},
+            {"technique": "dynamic_int8"},
+        ],
+    },
+    "tflite_int8": {
+        "framework": "tensorflow",
+        "technique": "tflite",
+        "settings": {"quantization": "dynamic_int8"},
+    },
+    "tflite_int8_io": {
+        "framework": "tensorflow",
+        "technique": "tflite",
+        "settings": {"quantization": "full_int8", "io_dtype": "int8"},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def optimized(tmp_path_factory):
+    root = tmp_path_factory.mktemp("optimize")
+    entry = parse_entry("tiny_langid", RAW_ENTRY)
+    build_zoo_model(entry, SETTINGS, root / "zoo")
+
+    def run():
+        monitor = EnergyMonitor(discover_sources(gpu=False))
+        return optimize_model(
+            entry,
+            SETTINGS,
+            root / "zoo",
+            parse_variants(VARIANTS),
+            root / "variants",
+            monitor,
+            RunSettings(check_examples=60, calibration_examples=30, finetune_examples=100),
+        )
+
+    return root, run(), run
+
+
+def test_every_variant_and_both_baselines_are_recorded(optimized):
+    _, records, _ = optimized
+    by_id = {r.variant_id: r for r in records}
+    assert set(by_id) == {"torch_baseline", "tensorflow_baseline", *VARIANTS}
+    assert by_id["tflite_int8_io"].status == "not_applicable" and by_id["tflite_int8_io"].reason
+    for variant_id in ("fp16", "pruned", "pruned_int8", "tflite_int8"):
+        record = by_id[variant_id]
+        assert record.status == "ok", record.reason
+        assert record.val_metric is not None and abs(record.metric_delta) < 0.5
+        assert record.optimization_duration_s > 0
+        energy = record.optimization_energy
+        assert energy["cpu_measured"] is False and energy["cpu_source"].startswith("cpu_time_tdp_estimate")
+
+
+def test_sizes_and_sparsity_are_measured_on_the_artifacts(optimized):
+    _, records, _ = optimized
+    by_id = {r.variant_id: r for r in records}
+    baseline = by_id["torch_baseline"]
+    assert by_id["fp16"].size_on_disk_bytes < 0.6 * baseline.size_on_disk_bytes
+    assert by_id["pruned"].effective_sparsity == pytest.approx(0.7, abs=0.05)
+    assert by_id["pruned"].compressed_size_bytes < 0.6 * baseline.compressed_size_bytes
+    from safetensors.torch import load_file
+
+    stored = load_file(f"{by_id['pruned_int8'].artifact_dir}/{artifacts.TORCH_FILE}")
+    assert str(stored["classifier.weight_int8"].dtype) == "torch.int8"  # the Linear layer, stored as int8
+    assert "classifier.weight" not in stored
+    assert by_id["tflite_int8"].size_on_disk_bytes < 0.5 * by_id["tensorflow_baseline"].size_on_disk_bytes
+
+
+def test_second_run_reuses_every_variant(optimized):
+    _, first, run = optimized
+    second = run()
+    assert [r.optimization_energy for r in second] == [r.optimization_energy for r in first]
+
+
+@pytest.mark.parametrize("variant_id", ["fp16", "pruned", "pruned_int8"])
+def test_torch_variants_reload_exactly(optimized, variant_id):
+    from safetensors.torch import load_file
+
+    from green_deploy.zoo.families import get_family
+    from green_deploy.zoo.inference import predict_torch
+
+    root, _, _ = optimized
+    folder = root / "variants" / variant_id
+    model = artifacts.load_torch_variant(folder)
+    config = json.loads((folder / artifacts.CONFIG_FILE).read_text())
+    x = get_family("ngram_bag").encode(["guten Tag", "bonjour", "привет"], config["architecture"])
+    again = artifacts.load_torch_variant(folder)
+    np.testing.assert_array_equal(predict_torch(model, x), predict_torch(again, x))
+    stored = artifacts.torch_variant_tensors(model)
+    saved = load_file(str(folder / artifacts.TORCH_FILE))
+    assert set(stored) == set(saved)
+    assert all(np.array_equal(stored[k].float().numpy(), saved[k].float().numpy()) for k in saved)
+
+
+def test_a_damaged_variant_is_a_clear_error(optimized, tmp_path):
+    import shutil
+
+    root, _, _ = optimized
+    broken = tmp_path / "broken"
+    shutil.copytree(root / "variants" / "pruned", broken)
+    (broken / artifacts.TORCH_FILE).write_bytes(b"garbage")
+    with pytest.raises(ArtifactError, match="corrupt"):
+        artifacts.load_torch_variant(broken)
