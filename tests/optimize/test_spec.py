@@ -36,3 +36,19 @@ def test_single_technique_and_chains_parse():
 def test_bad_variants_are_config_errors(raw, message):
     with pytest.raises(ConfigError, match=message):
         parse_variant("v", raw)
+
+
+def test_only_selects_variants_by_list_or_comma_string():
+    from green_deploy.optimize.spec import parse_variants, select_variants
+
+    variants = parse_variants(
+        {
+            "a": {"framework": "torch", "technique": "dynamic_int8"},
+            "b": {"framework": "torch", "technique": "half_precision"},
+        }
+    )
+    assert list(select_variants(variants, None)) == ["a", "b"]
+    assert list(select_variants(variants, "b")) == ["b"]
+    assert list(select_variants(variants, ["b", "a"])) == ["b", "a"]
+    with pytest.raises(ConfigError, match="declared: a, b"):
+        select_variants(variants, "c")

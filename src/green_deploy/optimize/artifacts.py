@@ -61,8 +61,8 @@ def save_variant(
         **base_config,
         "steps": [{"technique": s.technique, "settings": s.settings} for s in spec.steps],
     }
-    if "structure" in optimized.extra:
-        config["structure"] = optimized.extra["structure"]
+    if "rebuild_recipe" in optimized.extra:  # structured pruning: how to rebuild the shapes
+        config["structure"] = optimized.extra["rebuild_recipe"]
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
     return [TORCH_FILE, CONFIG_FILE]
 

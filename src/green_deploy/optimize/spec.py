@@ -76,3 +76,18 @@ def parse_variant(variant_id: str, raw: Mapping[str, Any]) -> VariantSpec:
 
 def parse_variants(raw: Mapping[str, Any]) -> dict[str, VariantSpec]:
     return {variant_id: parse_variant(variant_id, spec) for variant_id, spec in raw.items()}
+
+
+def select_variants(
+    variants: Mapping[str, VariantSpec], only: str | list[str] | None
+) -> dict[str, VariantSpec]:
+    """The variants named in ``only`` (a list, or a comma-separated string from ``--params``); all when empty."""
+    if not only:
+        return dict(variants)
+    names = [n.strip() for n in only.split(",")] if isinstance(only, str) else list(only)
+    unknown = sorted(set(names) - set(variants))
+    if unknown:
+        raise ConfigError(
+            f"optimize.only names unknown variant(s) {unknown}; declared: {', '.join(sorted(variants))}"
+        )
+    return {name: variants[name] for name in names}

@@ -4,10 +4,6 @@ the project, with MLflow on its own sqlite store."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,37 +11,9 @@ import pytest
 import yaml
 
 from green_deploy.zoo.builder import CARD_FILE
+from tests.pipelines.conftest import PROJECT, kedro
 
-PROJECT = Path(__file__).resolve().parents[3]
 MODEL_IDS = sorted(yaml.safe_load((PROJECT / "conf/base/parameters_zoo.yml").read_text())["zoo"]["models"])
-
-
-def _kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KEDRO_ENV": "test", "KEDRO_DISABLE_TELEMETRY": "true"}
-    env.pop("MLFLOW_TRACKING_URI", None)  # the project's mlflow.yml decides, as for a user
-    return subprocess.run(
-        [sys.executable, "-m", "kedro", *args],
-        check=False,
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A copy of the project's configuration, run once with the tiny zoo."""
-    root = tmp_path_factory.mktemp("project")
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT / name, root / name)
-    shutil.copytree(PROJECT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    shutil.copytree(PROJECT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    (root / "conf" / "local").mkdir()
-    result = _kedro(root, "run", "--pipeline=zoo")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return root
 
 
 def _card(project: Path, model_id: str) -> dict:
@@ -53,7 +21,7 @@ def _card(project: Path, model_id: str) -> dict:
 
 
 def test_registry_lists_the_zoo_pipeline():
-    result = _kedro(PROJECT, "registry", "list")
+    result = kedro(PROJECT, "registry", "list")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "- zoo" in result.stdout
 
@@ -92,7 +60,7 @@ def test_rerun_reuses_builds_and_rebuilds_only_a_damaged_one(project):
     damaged = project / "data/06_models/zoo/vit_fmnist/torch/model.safetensors"
     damaged.write_bytes(damaged.read_bytes()[:-10])
 
-    result = _kedro(project, "run", "--pipeline=zoo")
+    result = kedro(project, "run", "--pipeline=zoo")
     assert result.returncode == 0, result.stderr[-3000:]
     after = {model_id: _card(project, model_id)["built_at"] for model_id in MODEL_IDS}
     assert {m for m in MODEL_IDS if after[m] != before[m]} == {"vit_fmnist"}
@@ -100,7 +68,7 @@ def test_rerun_reuses_builds_and_rebuilds_only_a_damaged_one(project):
 
 
 def test_one_model_runs_alone_by_namespace(project):
-    result = _kedro(project, "run", "--pipeline=zoo", "--namespaces=ngram_langid")
+    result = kedro(project, "run", "--pipeline=zoo", "--namespaces=ngram_langid")
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert "ngram_langid: reusing" in log

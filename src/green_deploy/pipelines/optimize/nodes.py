@@ -9,7 +9,7 @@ import pandas as pd
 
 from green_deploy.energy import EnergyMonitor, discover_sources
 from green_deploy.optimize.runner import RunSettings, optimize_model
-from green_deploy.optimize.spec import parse_variants
+from green_deploy.optimize.spec import parse_variants, select_variants
 from green_deploy.zoo.spec import dataset_settings, select_entry
 
 
@@ -28,7 +28,7 @@ def optimize_zoo_model(
             entry,
             dataset_settings(zoo.get("datasets") or {}, entry),
             Path(zoo["models_dir"]) / model_id,
-            parse_variants(optimize["variants"]),
+            select_variants(parse_variants(optimize["variants"]), optimize.get("only")),
             Path(optimize["variants_dir"]) / model_id,
             monitor,
             RunSettings(**optimize.get("run", {})),

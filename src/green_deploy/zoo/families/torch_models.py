@@ -26,10 +26,14 @@ class Attention(nn.Module):
         self.output = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, dim = x.shape
+        batch, length, _ = x.shape
+        # The inner width is the projections', not the input's: structured (head) pruning makes
+        # them differ.
+        inner = self.query.out_features
+        head_dim = inner // self.heads
 
         def split_heads(t: torch.Tensor) -> torch.Tensor:
-            return t.view(batch, length, self.heads, dim // self.heads).transpose(1, 2)
+            return t.view(batch, length, self.heads, head_dim).transpose(1, 2)
 
         out = F.scaled_dot_product_attention(
             split_heads(self.query(x)),
@@ -37,7 +41,7 @@ class Attention(nn.Module):
             split_heads(self.value(x)),
             is_causal=self.causal,
         )
-        return self.output(out.transpose(1, 2).reshape(batch, length, dim))
+        return self.output(out.transpose(1, 2).reshape(batch, length, inner))
 
 
 class TransformerBlock(nn.Module):

@@ -1,0 +1,168 @@
+"""Running a TFLite flatbuffer on numpy inputs, and counting the weights stored in it.
+
+The flatbuffer is the deployed artifact, so accuracy and sparsity are measured on it rather than
+on the Keras model it came from. TensorFlow is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+
+from green_deploy.zoo.families.base import to_keras_layout
+
+logger = logging.getLogger(__name__)
+
+# Constant tensors of these types hold weights; constant int32/int64/bool tensors without
+# quantization parameters are shapes, axes and permutations, not parameters.
+_FLOAT_TYPES = (np.float32, np.float16, np.float64)
+
+
+def _interpreter(flatbuffer: bytes, num_threads: int | None = None) -> Any:
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        # TF 2.21 announces tf.lite.Interpreter's move to ai_edge_litert; it still works.
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+        return tf.lite.Interpreter(model_content=flatbuffer, num_threads=num_threads)
+
+
+def _quantization(detail: dict[str, Any]) -> tuple[float, int]:
+    scale, zero_point = detail["quantization"]
+    return float(scale), int(zero_point)
+
+
+def _to_input(batch: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """A batch in the dtype the input tensor holds: quantized when the tensor is int8/uint8 with a
+    scale and the batch is float, otherwise cast (int64 token ids to int32)."""
+    dtype = np.dtype(detail["dtype"])
+    scale, zero_point = _quantization(detail)
+    if dtype in (np.int8, np.uint8, np.int16) and scale > 0 and np.issubdtype(batch.dtype, np.floating):
+        info = np.iinfo(dtype)
+        quantized = np.round(batch / scale) + zero_point
+        return np.clip(quantized, info.min, info.max).astype(dtype)
+    return batch.astype(dtype, copy=False)
+
+
+def _from_output(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """An output tensor as float32, dequantized when it is int8/uint8/int16 with a scale."""
+    scale, zero_point = _quantization(detail)
+    if np.dtype(detail["dtype"]) in (np.int8, np.uint8, np.int16) and scale > 0:
+        return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    return values
+
+
+def predict_tflite(
+    flatbuffer: bytes, inputs: np.ndarray, batch_size: int = 256, *, num_threads: int | None = None
+) -> np.ndarray:
+    """The flatbuffer's outputs on ``inputs`` (PyTorch layout, as the zoo stores them), as numpy.
+
+    One interpreter serves the whole call and is reallocated only when the batch shape changes
+    (the last, shorter batch); nothing is cached between calls, so a flatbuffer is freed with
+    its caller. int8 inputs and outputs are (de)quantized with the tensor's scale and zero point,
+    so callers always pass and get floats (or integer ids).
+
+    Args:
+        flatbuffer: the ``.tflite`` model bytes.
+        inputs: NCHW float images or (N, L) integer ids; NCHW becomes NHWC here.
+        batch_size: examples per ``invoke``.
+        num_threads: interpreter threads; ``None`` lets TFLite decide.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    interpreter = _interpreter(flatbuffer, num_threads)
+    input_details = interpreter.get_input_details()
+    output_details = interpreter.get_output_details()
+    if len(input_details) != 1 or len(output_details) != 1:
+        raise ValueError(
+            f"predict_tflite runs single-input, single-output models; this one has "
+            f"{len(input_details)} inputs and {len(output_details)} outputs"
+        )
+    (source,), (target,) = input_details, output_details
+    keras_inputs = to_keras_layout(np.asarray(inputs))
+    outputs, allocated_shape = [], None
+    for start in range(0, len(keras_inputs), batch_size):
+        batch = _to_input(keras_inputs[start : start + batch_size], source)
+        if batch.shape != allocated_shape:
+            interpreter.resize_tensor_input(source["index"], batch.shape)
+            interpreter.allocate_tensors()
+            allocated_shape = batch.shape
+        interpreter.set_tensor(source["index"], batch)
+        interpreter.invoke()
+        # get_tensor copies, so the next invoke cannot overwrite what was kept.
+        outputs.append(_from_output(interpreter.get_tensor(target["index"]), target))
+    return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
+
+
+def _constant_tensor_indices(interpreter: Any) -> set[int]:
+    """Indices of tensors no op writes and the caller does not feed: the flatbuffer's constants."""
+    # _get_ops_details is private but is the interpreter's only view of which tensors ops write;
+    # without it, activation buffers (zeros before invoke) would count as weights.
+    produced = {index for op in interpreter._get_ops_details() for index in op["outputs"]}
+    fed = {detail["index"] for detail in interpreter.get_input_details()}
+    fed |= {detail["index"] for detail in interpreter.get_output_details()}
+    return {detail["index"] for detail in interpreter.get_tensor_details()} - produced - fed
+
+
+def tflite_tensor_stats(flatbuffer: bytes) -> dict[str, Any]:
+    """Parameter and exactly-zero weight counts of the weights stored in a flatbuffer.
+
+    Counted: constant tensors (neither model inputs/outputs nor written by any op) that are
+    floating point (float32/float16 weights, biases, norms, embeddings) or carry quantization
+    parameters (int8 weights, int32 biases of full-int8 models). Not counted: integer constants
+    without quantization (reshape shapes, axes, permutations) and intermediate activations. A
+    quantized weight is zero when its stored value equals its zero point. BatchNorm is folded
+    into convolutions and identical constants (e.g. all-zero biases) are merged by the converter,
+    so counts differ from the Keras model's.
+
+    Returns:
+        ``n_parameters``, ``n_zeros``, ``sparsity`` (zeros / parameters), ``n_weight_tensors``,
+        ``weight_bytes`` (bytes the weights take in their stored dtypes) and
+        ``parameters_by_dtype`` (dtype name to parameter count).
+    """
+    interpreter = _interpreter(flatbuffer)
+    interpreter.allocate_tensors()
+    constants = _constant_tensor_indices(interpreter)
+    n_parameters = n_zeros = n_tensors = weight_bytes = 0
+    by_dtype: dict[str, int] = {}
+    for detail in interpreter.get_tensor_details():
+        if detail["index"] not in constants:
+            continue
+        dtype = np.dtype(detail["dtype"])
+        scales = detail["quantization_parameters"]["scales"]
+        quantized = len(scales) > 0 and np.issubdtype(dtype, np.integer)
+        if not (quantized or dtype in _FLOAT_TYPES):
+            continue
+        try:
+            values = interpreter.get_tensor(detail["index"])
+        except ValueError:
+            # Tensors without a buffer (e.g. optional operands left empty) hold no weights.
+            continue
+        if values.size == 0:
+            continue
+        zero_value = 0
+        if quantized:
+            zero_points = np.asarray(detail["quantization_parameters"]["zero_points"])
+            axis = detail["quantization_parameters"]["quantized_dimension"]
+            if zero_points.size > 1:
+                shape = [1] * values.ndim
+                shape[axis] = zero_points.size
+                zero_value = zero_points.reshape(shape)
+            elif zero_points.size == 1:
+                zero_value = int(zero_points[0])
+        n_tensors += 1
+        n_parameters += values.size
+        weight_bytes += values.nbytes
+        n_zeros += int(np.count_nonzero(values == zero_value))
+        by_dtype[dtype.name] = by_dtype.get(dtype.name, 0) + values.size
+    return {
+        "n_parameters": n_parameters,
+        "n_zeros": n_zeros,
+        "sparsity": n_zeros / n_parameters if n_parameters else 0.0,
+        "n_weight_tensors": n_tensors,
+        "weight_bytes": weight_bytes,
+        "parameters_by_dtype": by_dtype,
+    }
