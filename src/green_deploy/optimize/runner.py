@@ -209,6 +209,7 @@ def _run_variant(
     model: Any = b.torch_model if spec.framework == "torch" else b.keras_model
     optimized: OptimizedModel | None = None
     reason = ""
+    macs = b.macs  # int8 and half precision keep the count; structured pruning reports its own
     window = f"{b.entry.model_id}/{spec.variant_id}"
     start_s = time.perf_counter()
     monitor.begin_window(window)
@@ -216,6 +217,7 @@ def _run_variant(
         for step in spec.steps:
             optimized = get_technique(step.technique).apply(model, step.settings, b.context)
             model = optimized.model
+            macs = optimized.extra.get("macs_after", macs)
     except NotApplicable as why:
         reason, optimized = str(why), None
     finally:
@@ -255,7 +257,6 @@ def _run_variant(
     files = artifacts.save_variant(optimized, spec, base_config, folder)
     stats = artifacts.measure_artifact(folder, files, optimized.runtime)
     metric = _check_metric(b, optimized.runtime, optimized.model, optimized.devices)
-    macs = optimized.extra.get("macs_after", b.macs)
     logger.info(
         "%s/%s: %s %s (baseline %s), %.1f%% sparse, %d bytes",
         b.entry.model_id,

@@ -41,7 +41,10 @@ def test_accuracy_and_summary_go_to_mlflow_and_the_catalog(project):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     (experiment,) = [e for e in client.search_experiments() if e.name == "green_deploy"]
-    (run,) = client.search_runs([experiment.experiment_id])
+    # the first zoo run (kedro-mlflow names runs after their pipeline; other tests add later runs)
+    run = client.search_runs(
+        [experiment.experiment_id], "tags.`mlflow.runName` = 'zoo'", order_by=["start_time ASC"]
+    )[0]
     for model_id in MODEL_IDS:
         metric = _card(project, model_id)["metric"]
         assert f"{model_id}.torch.{metric}" in run.data.metrics

@@ -98,7 +98,7 @@ class StructuredPruning:
         example = torch.as_tensor(context.calibration_x[:EXAMPLE_ROWS]).to(device)
         with torch.no_grad():
             output_shape = tuple(pruned(example).shape)
-        macs_before, params_before = count_macs(pruned, example), count_params(pruned)
+        macs_before, params_before = count_macs(pruned, example[:1]), count_params(pruned)
 
         plan = prune_structure(pruned, example, s)
         with torch.no_grad():
@@ -108,7 +108,7 @@ class StructuredPruning:
                 f"torch-pruning changed the output shape of {type(model).__name__} "
                 f"from {output_shape} to {new_shape}"
             )
-        macs_after, params_after = count_macs(pruned, example), count_params(pruned)
+        macs_after, params_after = count_macs(pruned, example[:1]), count_params(pruned)
         notes = [plan.pop("summary")]
 
         extra: dict[str, Any] = {}
