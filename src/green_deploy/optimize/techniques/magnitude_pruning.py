@@ -17,6 +17,7 @@ from typing import Any
 
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
+from green_deploy.optimize.finetune import finetune
 from green_deploy.zoo.settings import parse_settings
 
 
@@ -39,29 +40,6 @@ def prunable_weights(model: Any, keep_output_layer: bool) -> list[tuple[Any, str
     if keep_output_layer and modules and isinstance(modules[-1], nn.Linear):
         modules = modules[:-1]
     return [(m, "weight") for m in modules]
-
-
-def finetune(model: Any, x: Any, y: Any, steps: int, learning_rate: float, batch_size: int) -> float:
-    """A short Adam fine-tune with cross-entropy (classification or per-position LM targets)."""
-    import numpy as np
-    import torch
-    from torch.nn import functional as F
-
-    model.train()
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
-    rng = np.random.default_rng(0)
-    loss_value = float("nan")
-    for _ in range(steps):
-        index = torch.from_numpy(rng.integers(0, len(x), size=min(batch_size, len(x))))
-        outputs = model(torch.as_tensor(x)[index])
-        targets = torch.as_tensor(y)[index]
-        loss = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_value = loss.item()
-    model.eval()
-    return loss_value
 
 
 class MagnitudePruning:
@@ -103,7 +81,7 @@ class MagnitudePruning:
                 s.finetune_steps,
                 s.learning_rate,
                 s.batch_size,
-            )
+            )[-1]
             notes += f", fine-tuned {s.finetune_steps} steps"
         for module, name in targets:
             prune.remove(module, name)  # bake the zeros into the weights

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from green_deploy.errors import ArtifactError, ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
+from green_deploy.optimize.finetune import device_of, finetune
 from green_deploy.optimize.macs import count_macs
 from green_deploy.zoo.settings import parse_settings
 
@@ -94,7 +95,7 @@ class StructuredPruning:
         import torch
 
         pruned = copy.deepcopy(model).eval()  # eval: tracing must not update batch-norm statistics
-        device = _device_of(pruned)
+        device = device_of(pruned)
         example = torch.as_tensor(context.calibration_x[:EXAMPLE_ROWS]).to(device)
         with torch.no_grad():
             output_shape = tuple(pruned(example).shape)
@@ -406,44 +407,7 @@ def count_params(model: Any) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _device_of(model: Any) -> Any:
-    import torch
-
-    first = next(iter(model.parameters()), None)
-    return first.device if first is not None else torch.device("cpu")
-
-
 # --- Fine-tuning --------------------------------------------------------------------------------
-
-
-def finetune(model: Any, x: Any, y: Any, steps: int, learning_rate: float, batch_size: int) -> list[float]:
-    """A short Adam fine-tune with cross-entropy on logits (N, C) or LM logits (N, L, V), flattened
-    against targets (N,) or (N, L); returns the loss of every step. Leaves the model in eval mode."""
-    import numpy as np
-    import torch
-    from torch.nn import functional as F
-
-    device = _device_of(model)
-    inputs, targets = torch.as_tensor(np.asarray(x)), torch.as_tensor(np.asarray(y)).long()
-    model.train()
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
-    rng = np.random.default_rng(0)
-    losses = []
-    for _ in range(steps):
-        index = torch.from_numpy(rng.integers(0, len(inputs), size=min(batch_size, len(inputs))))
-        outputs, batch_targets = model(inputs[index].to(device)), targets[index].to(device)
-        if outputs.shape[:-1] != batch_targets.shape:
-            raise NotApplicable(
-                f"the cross-entropy fine-tune needs targets shaped like the logits without their last "
-                f"axis; got logits {tuple(outputs.shape)} and targets {tuple(batch_targets.shape)}"
-            )
-        loss = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), batch_targets.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.item()))
-    model.eval()
-    return losses
 
 
 # --- Rebuilding a saved variant -----------------------------------------------------------------
@@ -465,7 +429,7 @@ def restore_structure(base_model: Any, plan: Mapping[str, Any]) -> Any:
     example = torch.tensor(spec["values"], dtype=getattr(torch, spec["dtype"])).reshape(spec["shape"])
     base_model.eval()
     with torch.enable_grad(), _quiet_tracing():
-        graph = _dependency_graph(base_model, example.to(_device_of(base_model)))
+        graph = _dependency_graph(base_model, example.to(device_of(base_model)))
         graph.load_pruning_history([(name, out, idxs) for name, out, idxs in plan["history"]])
     modules = dict(base_model.named_modules())
     for name, entry in plan["heads"].items():
