@@ -102,8 +102,14 @@ class StructuredPruning:
         macs_before, params_before = count_macs(pruned, example[:1]), count_params(pruned)
 
         plan = prune_structure(pruned, example, s)
-        with torch.no_grad():
-            new_shape = tuple(pruned(example).shape)
+        try:
+            with torch.no_grad():
+                new_shape = tuple(pruned(example).shape)
+        except RuntimeError as error:  # an architecture whose coupled widths torch-pruning missed
+            raise NotApplicable(
+                f"{type(model).__name__} no longer runs after torch-pruning removed channels "
+                f"(its layer couplings are not all traced): {str(error).splitlines()[0]}"
+            ) from error
         if new_shape != output_shape:
             raise NotApplicable(
                 f"torch-pruning changed the output shape of {type(model).__name__} "
