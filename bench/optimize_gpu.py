@@ -182,7 +182,7 @@ def main() -> None:
                     continue
             row["macs_per_example"] = count_macs(model, x[:1]) if variant == "structured30" else base_macs
 
-            def infer(model: Any = model) -> None:
+            def infer(model: Any = model, x: Any = x) -> None:
                 with torch.inference_mode():
                     model(x)
 
