@@ -211,6 +211,11 @@ def main() -> None:
     print(render(results))  # noqa: T201
 
 
+def rerender(json_path: Path) -> None:
+    """Rewrite the Markdown table from a saved JSON (after the device run)."""
+    json_path.with_suffix(".md").write_text(render(json.loads(json_path.read_text())))
+
+
 def render(r: dict[str, Any]) -> str:
     lines = [
         "# PyTorch GPU techniques on hub-size models (NVML energy counter)",
@@ -233,9 +238,15 @@ def render(r: dict[str, Any]) -> str:
                 )
                 continue
             ratio = f"{row['j_per_inference'] / base:.2f}x" if base else ""
-            optimize = (
-                f"{row['optimize_s']:.2f} s, {row['optimize_energy_j']:.0f} J" if "optimize_s" in row else "—"
-            )
+            optimize = "—"
+            if "optimize_s" in row:
+                # a window shorter than the counter's ~100 ms step cannot resolve its energy
+                energy = (
+                    f"{row['optimize_energy_j']:.0f} J"
+                    if row["optimize_s"] >= 0.1
+                    else "below counter resolution"
+                )
+                optimize = f"{row['optimize_s']:.2f} s, {energy}"
             lines.append(
                 f"| {name} | {variant} | {row['macs_per_example']:,} | {row['j_per_inference']:.4f} ({row['j_per_inference_cv']:.1%}) | "
                 f"{ratio} | {row['batch_latency_s'] * 1e3:.1f} | {row['power_w']:.0f} | {optimize} |"
