@@ -38,7 +38,7 @@ def test_bad_variants_are_config_errors(raw, message):
         parse_variant("v", raw)
 
 
-def test_only_selects_variants_by_list_or_comma_string():
+def test_only_selects_variants_by_list_or_string():
     from green_deploy.optimize.spec import parse_variants, select_variants
 
     variants = parse_variants(
@@ -49,6 +49,7 @@ def test_only_selects_variants_by_list_or_comma_string():
     )
     assert list(select_variants(variants, None)) == ["a", "b"]
     assert list(select_variants(variants, "b")) == ["b"]
+    assert list(select_variants(variants, "b a")) == ["b", "a"]  # the form that survives kedro --params
     assert list(select_variants(variants, ["b", "a"])) == ["b", "a"]
     with pytest.raises(ConfigError, match="declared: a, b"):
         select_variants(variants, "c")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -81,10 +82,12 @@ def parse_variants(raw: Mapping[str, Any]) -> dict[str, VariantSpec]:
 def select_variants(
     variants: Mapping[str, VariantSpec], only: str | list[str] | None
 ) -> dict[str, VariantSpec]:
-    """The variants named in ``only`` (a list, or a comma-separated string from ``--params``); all when empty."""
+    """The variants named in ``only``; all when empty. ``only`` is a list, or a string of ids separated
+    by spaces (``kedro run --params "optimize.only=pt_fp16 tf_tflite_fp16"``: Kedro itself splits
+    ``--params`` at every comma) or commas (in YAML)."""
     if not only:
         return dict(variants)
-    names = [n.strip() for n in only.split(",")] if isinstance(only, str) else list(only)
+    names = re.split(r"[,\s]+", only.strip()) if isinstance(only, str) else list(only)
     unknown = sorted(set(names) - set(variants))
     if unknown:
         raise ConfigError(
