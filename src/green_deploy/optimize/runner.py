@@ -20,14 +20,13 @@ from typing import Any
 import numpy as np
 
 from green_deploy.energy import EnergyMonitor
-from green_deploy.errors import ArtifactError
 from green_deploy.optimize import artifacts
 from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
 from green_deploy.optimize.macs import count_macs
 from green_deploy.optimize.spec import VariantSpec
 from green_deploy.optimize.techniques import get_technique
 from green_deploy.zoo import artifacts as zoo_artifacts
-from green_deploy.zoo.builder import TaskData, evaluate, load_card, prepare_task_data
+from green_deploy.zoo.builder import TaskData, ZooCard, evaluate, load_card, prepare_task_data
 from green_deploy.zoo.data import load_dataset
 from green_deploy.zoo.families import get_family
 from green_deploy.zoo.inference import predict_keras, predict_torch
@@ -100,6 +99,7 @@ class _Baselines:
     check: tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
     macs: int
     torch_model: Any
+    card: ZooCard
     _keras: Any = None
 
     @property
@@ -149,7 +149,7 @@ def _prepare(
 
     torch_model = zoo_artifacts.load_torch_model(zoo_folder / "torch")
     macs = count_macs(torch_model, torch.as_tensor(calibration[:1]))
-    return _Baselines(entry, zoo_folder, data, context, check, macs, torch_model)
+    return _Baselines(entry, zoo_folder, data, context, check, macs, torch_model, card)
 
 
 def _check_metric(b: _Baselines, runtime: str, model: Any, devices: tuple[str, ...]) -> float | None:
@@ -170,12 +170,8 @@ def optimize_model(
     settings: RunSettings = RunSettings(),
 ) -> list[VariantRecord]:
     """Baseline records for both frameworks, then every variant (reused when unchanged)."""
-    if not (zoo_folder / "card.json").is_file():
-        raise ArtifactError(
-            f"{entry.model_id} has no zoo build in {zoo_folder}: run `kedro run --pipeline=zoo` first"
-        )
-    b = _prepare(entry, dataset_settings, zoo_folder, settings)
-    card = load_card(zoo_folder)
+    b = _prepare(entry, dataset_settings, zoo_folder, settings)  # load_card says to build the zoo first
+    card = b.card
     baseline_metric = {
         "torch": _check_metric(b, "pytorch", b.torch_model, ("cpu",)),
         "tensorflow": _check_metric(b, "keras", b.keras_model, ("cpu",)),
