@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ TORCH_FILE = "model.safetensors"
 CONFIG_FILE = "variant_config.json"
 KERAS_FILE = "model.keras"
 TFLITE_FILE = "model.tflite"
+ONNX_FILE = "model.onnx"
+# Bumped when the PyTorch tensor layout changes; part of every variant's cache key.
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -42,13 +46,21 @@ class ArtifactStats:
 
 
 def save_variant(
-    optimized: OptimizedModel, spec: VariantSpec, base_config: dict[str, Any], folder: Path
+    optimized: OptimizedModel,
+    spec: VariantSpec,
+    base_config: dict[str, Any],
+    folder: Path,
+    recipes: list[Any] | None = None,
 ) -> list[str]:
-    """Write the variant into ``folder``; the list of files written (relative names)."""
+    """Write the variant into ``folder``; the list of files written (relative names). ``recipes``:
+    per step, what rebuilds the structure it made (``extra["rebuild_recipe"]``), or None."""
     folder.mkdir(parents=True, exist_ok=True)
     if optimized.runtime == "tflite":
         (folder / TFLITE_FILE).write_bytes(optimized.model)
         return [TFLITE_FILE]
+    if optimized.runtime == "onnxruntime":
+        (folder / ONNX_FILE).write_bytes(optimized.model)
+        return [ONNX_FILE]
     if optimized.runtime == "keras":
         from green_deploy.zoo.artifacts import save_keras_model
 
@@ -57,36 +69,86 @@ def save_variant(
     from safetensors.torch import save_file
 
     save_file(torch_variant_tensors(optimized.model), str(folder / TORCH_FILE))
+    recipes = recipes or [None] * len(spec.steps)
     config = {
         **base_config,
-        "steps": [{"technique": s.technique, "settings": s.settings} for s in spec.steps],
+        "format": FORMAT_VERSION,
+        # A step's recipe says how to rebuild the structure it made (removed channels, traced graph).
+        "steps": [
+            {"technique": s.technique, "settings": s.settings, "recipe": recipe}
+            for s, recipe in zip(spec.steps, recipes, strict=True)
+        ],
     }
-    if "rebuild_recipe" in optimized.extra:  # structured pruning: how to rebuild the shapes
-        config["structure"] = optimized.extra["rebuild_recipe"]
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
     return [TORCH_FILE, CONFIG_FILE]
 
 
-def torch_variant_tensors(model: Any) -> dict[str, Any]:
-    """Every tensor of ``model``; dynamic int8 Linear weights as int8 + scale + zero point."""
-    import torch
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+# Suffixes of the tensors that encode one quantized tensor; their int values are weights, the
+# rest are quantization parameters (not counted as parameters).
+_INT_REPR = ".int_repr"
+_QPARAM_SUFFIXES = (".q_scale", ".q_zero_point", ".q_scales", ".q_zero_points", ".q_axis")
 
+
+def torch_variant_tensors(model: Any) -> dict[str, Any]:
+    """The model's state dict as plain tensors: a quantized tensor becomes its integer values plus
+    its scale(s), zero point(s) and axis; tuples (packed int8 weights and bias) are flattened;
+    non-tensor entries (dtypes) belong to the structure and are rebuilt by it."""
     tensors: dict[str, Any] = {}
-    for name, module in model.named_modules():
-        prefix = f"{name}." if name else ""
-        if isinstance(module, DynamicLinear):
-            weight, bias = module._packed_params._weight_bias()
-            tensors[f"{prefix}weight_int8"] = weight.int_repr().contiguous()
-            tensors[f"{prefix}weight_scale"] = torch.tensor(weight.q_scale(), dtype=torch.float64)
-            tensors[f"{prefix}weight_zero_point"] = torch.tensor(weight.q_zero_point(), dtype=torch.int64)
-            if bias is not None:
-                tensors[f"{prefix}bias"] = bias.detach().contiguous()
-            continue
-        for key, value in [*module._parameters.items(), *module._buffers.items()]:
-            if value is not None and not value.is_quantized:
-                tensors[f"{prefix}{key}"] = value.detach().contiguous()
+    for key, value in model.state_dict().items():
+        _encode(key, value, tensors)
     return tensors
+
+
+def _encode(key: str, value: Any, out: dict[str, Any]) -> None:
+    import torch
+
+    if isinstance(value, (tuple, list)):
+        for index, item in enumerate(value):
+            _encode(f"{key}.{index}", item, out)
+    elif isinstance(value, torch.Tensor) and value.is_quantized:
+        out[key + _INT_REPR] = value.int_repr().contiguous()
+        if value.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+            out[key + ".q_scale"] = torch.tensor(value.q_scale(), dtype=torch.float64)
+            out[key + ".q_zero_point"] = torch.tensor(value.q_zero_point(), dtype=torch.int64)
+        else:
+            out[key + ".q_scales"] = value.q_per_channel_scales().contiguous()
+            out[key + ".q_zero_points"] = value.q_per_channel_zero_points().contiguous()
+            out[key + ".q_axis"] = torch.tensor(value.q_per_channel_axis(), dtype=torch.int64)
+    elif isinstance(value, torch.Tensor):
+        out[key] = value.detach().contiguous()
+
+
+def _decode(key: str, like: Any, stored: dict[str, Any], used: set[str], folder: Path) -> Any:
+    """The value for ``key`` rebuilt from ``stored``, shaped like the fresh structure's ``like``."""
+    import torch
+
+    if isinstance(like, (tuple, list)):
+        return type(like)(_decode(f"{key}.{i}", item, stored, used, folder) for i, item in enumerate(like))
+    if not isinstance(like, torch.Tensor):
+        return like  # a dtype or other structural entry
+    if like.is_quantized:
+        names = [key + _INT_REPR, key + ".q_scale", key + ".q_zero_point"]
+        if like.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+            values = _take(names, stored, used, folder)
+            return torch._make_per_tensor_quantized_tensor(values[0], float(values[1]), int(values[2]))
+        names = [key + _INT_REPR, key + ".q_scales", key + ".q_zero_points", key + ".q_axis"]
+        values = _take(names, stored, used, folder)
+        return torch._make_per_channel_quantized_tensor(values[0], values[1], values[2], int(values[3]))
+    (value,) = _take([key], stored, used, folder)
+    if value.shape != like.shape or value.dtype != like.dtype:
+        raise ArtifactError(
+            f"variant artifact {folder}: {key} is {tuple(value.shape)} {value.dtype}, "
+            f"the recipe builds {tuple(like.shape)} {like.dtype}"
+        )
+    return value
+
+
+def _take(names: list[str], stored: dict[str, Any], used: set[str], folder: Path) -> list[Any]:
+    missing = [name for name in names if name not in stored]
+    if missing:
+        raise ArtifactError(f"variant artifact {folder} does not fit its recipe: missing {missing[:5]}")
+    used.update(names)
+    return [stored[name] for name in names]
 
 
 def load_torch_variant(folder: Path) -> Any:
@@ -106,51 +168,30 @@ def load_torch_variant(folder: Path) -> Any:
         tensors = load_file(str(folder / TORCH_FILE))
     except (SafetensorError, json.JSONDecodeError, OSError) as error:
         raise ArtifactError(f"variant artifact {folder} is corrupt: {error}") from error
+    if config.get("format") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"variant artifact {folder} has format {config.get('format')}, this code reads "
+            f"{FORMAT_VERSION}; re-run `kedro run --pipeline=optimize`"
+        )
     model = get_family(config["family"]).build_torch(config["architecture"], config["n_outputs"]).eval()
     for step in config["steps"]:
-        model = _replay_structure(model, step, config)
-    expected = set(torch_variant_tensors(model))
-    if expected != set(tensors):
-        missing, unexpected = sorted(expected - set(tensors))[:5], sorted(set(tensors) - expected)[:5]
+        model = _replay_structure(model, step)
+    used: set[str] = set()
+    fresh = model.state_dict()
+    state = OrderedDict((key, _decode(key, like, tensors, used, folder)) for key, like in fresh.items())
+    state._metadata = fresh._metadata  # type: ignore[attr-defined]  # module versions: quantized loaders read them
+    if set(tensors) - used:
         raise ArtifactError(
-            f"variant artifact {folder} does not fit its recipe: missing {missing}, unexpected {unexpected}"
+            f"variant artifact {folder} does not fit its recipe: unexpected {sorted(set(tensors) - used)[:5]}"
         )
-    _assign(model, tensors, folder)
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 
-def _assign(model: Any, tensors: dict[str, Any], folder: Path) -> None:
-    """Put every stored tensor back where ``torch_variant_tensors`` took it from."""
-    import torch
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            prefix = f"{name}." if name else ""
-            if isinstance(module, DynamicLinear):
-                weight = torch._make_per_tensor_quantized_tensor(
-                    tensors[f"{prefix}weight_int8"],
-                    float(tensors[f"{prefix}weight_scale"]),
-                    int(tensors[f"{prefix}weight_zero_point"]),
-                )
-                module.set_weight_bias(weight, tensors.get(f"{prefix}bias"))
-                continue
-            for key, value in [*module._parameters.items(), *module._buffers.items()]:
-                if value is None or value.is_quantized:
-                    continue
-                stored = tensors[f"{prefix}{key}"]
-                if stored.shape != value.shape or stored.dtype != value.dtype:
-                    raise ArtifactError(
-                        f"variant artifact {folder}: {prefix}{key} is {tuple(stored.shape)} {stored.dtype}, "
-                        f"the recipe builds {tuple(value.shape)} {value.dtype}"
-                    )
-                value.copy_(stored)
-
-
-def _replay_structure(model: Any, step: dict[str, Any], config: dict[str, Any]) -> Any:
+def _replay_structure(model: Any, step: dict[str, Any]) -> Any:
     import torch
 
-    technique, settings = step["technique"], step.get("settings", {})
+    technique, settings, recipe = step["technique"], step.get("settings", {}), step.get("recipe")
     if technique == "half_precision":
         from green_deploy.optimize.torch_modules import CastInputs
 
@@ -160,15 +201,30 @@ def _replay_structure(model: Any, step: dict[str, Any], config: dict[str, Any]) 
         from green_deploy.optimize.techniques.dynamic_int8 import quantize_linear_layers
 
         return quantize_linear_layers(model, settings.get("backend", "fbgemm"))
+    if technique == "static_int8":
+        from green_deploy.optimize.techniques.static_int8 import quantize_static
+
+        example = torch.zeros(recipe["example_shape"], dtype=getattr(torch, recipe["example_dtype"]))
+        return quantize_static(model, settings.get("backend", "x86"), example)
+    if technique == "torch_compile":
+        from green_deploy.optimize.techniques.torch_compile import TECHNIQUE, compile_model
+
+        parsed = TECHNIQUE.settings(settings)
+        return compile_model(model, parsed.mode, parsed.dynamic)
     if technique == "structured_pruning":
         from green_deploy.optimize.techniques.structured_pruning import restore_structure
 
-        return restore_structure(model, config["structure"])
+        return restore_structure(model, recipe)
     return model  # unstructured pruning changes values, not structure
 
 
 def load_variant(folder: Path, runtime: str) -> Any:
-    """The variant's model object for ``runtime`` (module, Keras model or flatbuffer bytes)."""
+    """The variant's model object for ``runtime`` (module, Keras model, flatbuffer or ONNX bytes)."""
+    if runtime == "onnxruntime":
+        path = folder / ONNX_FILE
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing; re-run `kedro run --pipeline=optimize`")
+        return path.read_bytes()
     if runtime == "tflite":
         path = folder / TFLITE_FILE
         if not path.is_file():
@@ -201,22 +257,29 @@ def _count_weights(folder: Path, runtime: str) -> tuple[int, int, int, int]:
 
     arrays: list[np.ndarray] = []
     if runtime == "pytorch":
-        from safetensors.numpy import load_file
+        from safetensors.torch import load_file
 
-        try:
-            arrays = [
-                v
-                for k, v in load_file(str(folder / TORCH_FILE)).items()
-                if not k.endswith(("weight_scale", "weight_zero_point"))
-            ]
-        except TypeError:  # bfloat16 has no numpy dtype: count through torch
-            from safetensors.torch import load_file as load_torch
-
-            arrays = [v.float().numpy() for k, v in load_torch(str(folder / TORCH_FILE)).items()]
+        # Quantization parameters and scalars (activation scales, batch counters) are not weights;
+        # a quantized weight counts by its integer values (symmetric int8: 0 is a zero weight).
+        arrays = [
+            v.float().numpy()
+            for k, v in load_file(str(folder / TORCH_FILE)).items()
+            if v.ndim > 0 and not k.endswith(_QPARAM_SUFFIXES)
+        ]
     elif runtime == "keras":
         from green_deploy.zoo.artifacts import load_keras_model
 
         arrays = [np.asarray(w) for w in load_keras_model(folder / KERAS_FILE).weights]
+    elif runtime == "onnxruntime":
+        from green_deploy.optimize.onnx_runtime import onnx_tensor_stats
+
+        stats = onnx_tensor_stats((folder / ONNX_FILE).read_bytes())
+        return (
+            stats["n_parameters"],
+            stats["n_parameters"] - stats["n_zeros"],
+            stats["n_matrix_parameters"],
+            stats["n_matrix_zeros"],
+        )
     else:
         from green_deploy.optimize.tflite_runtime import tflite_tensor_stats
 

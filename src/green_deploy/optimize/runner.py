@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,7 @@ class VariantRecord:
     artifact_dir: str = ""
     artifact_sha256: dict[str, str] = field(default_factory=dict)
     config_sha256: str = ""
+    reused: bool = False  # taken from an earlier run's cache, not built by this one
 
     def to_row(self) -> dict[str, Any]:
         row = {k: v for k, v in asdict(self).items() if k not in ("optimization_energy", "artifact_sha256")}
@@ -114,6 +115,10 @@ def _predictor(runtime: str, model: Any) -> Callable[[np.ndarray], np.ndarray]:
         from green_deploy.optimize.tflite_runtime import predict_tflite
 
         return lambda x: predict_tflite(model, x)
+    if runtime == "onnxruntime":
+        from green_deploy.optimize.onnx_runtime import predict_onnx
+
+        return lambda x: predict_onnx(model, x)
     if runtime == "keras":
         return lambda x: predict_keras(model, x)
     return lambda x: predict_torch(model, x)
@@ -184,7 +189,7 @@ def optimize_model(
         cached = _cached(folder, key)
         if cached is not None:
             logger.info("%s/%s: reusing", entry.model_id, variant_id)
-            records.append(cached)
+            records.append(replace(cached, reused=True))
             continue
         record = _run_variant(b, spec, folder, key, base_config, baseline_metric[spec.framework], monitor)
         (folder / RECORD_FILE).parent.mkdir(parents=True, exist_ok=True)
@@ -204,6 +209,7 @@ def _run_variant(
 ) -> VariantRecord:
     model: Any = b.torch_model if spec.framework == "torch" else b.keras_model
     optimized: OptimizedModel | None = None
+    recipes: list[Any] = []
     reason = ""
     macs = b.macs  # int8 and half precision keep the count; structured pruning reports its own
     window = f"{b.entry.model_id}/{spec.variant_id}"
@@ -213,6 +219,7 @@ def _run_variant(
         for step in spec.steps:
             optimized = get_technique(step.technique).apply(model, step.settings, b.context)
             model = optimized.model
+            recipes.append(optimized.extra.get("rebuild_recipe"))
             macs = optimized.extra.get("macs_after", macs)
     except NotApplicable as why:
         reason, optimized = str(why), None
@@ -250,7 +257,7 @@ def _run_variant(
             compressed_size_bytes=None,
             macs=None,
         )
-    files = artifacts.save_variant(optimized, spec, base_config, folder)
+    files = artifacts.save_variant(optimized, spec, base_config, folder, recipes)
     stats = artifacts.measure_artifact(folder, files, optimized.runtime)
     metric = _check_metric(b, optimized.runtime, optimized.model, optimized.devices)
     logger.info(
@@ -323,7 +330,12 @@ def _baseline_record(b: _Baselines, card: Any, framework: str, metric: float | N
 def _variant_key(base_sha256: Mapping[str, str], spec: VariantSpec, settings: RunSettings) -> str:
     import hashlib
 
-    payload = {"base": dict(base_sha256), "variant": spec.config_sha256(), "run": asdict(settings)}
+    payload = {
+        "base": dict(base_sha256),
+        "variant": spec.config_sha256(),
+        "run": asdict(settings),
+        "format": artifacts.FORMAT_VERSION,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -234,7 +234,7 @@ def test_a_saved_pruned_variant_reloads_onto_a_fresh_baseline_with_identical_out
         "s", {"framework": "torch", "technique": "structured_pruning", "settings": {"amount": 0.5}}
     )
     base = {"family": family_name, "architecture": dict(context.architecture), "n_outputs": context.n_outputs}
-    save_variant(result, spec, base, tmp_path)
+    save_variant(result, spec, base, tmp_path, [result.extra["rebuild_recipe"]])
     reloaded = load_torch_variant(tmp_path)  # a fresh baseline with new random weights, then the plan
     np.testing.assert_array_equal(predict_torch(reloaded, x), predict_torch(result.model, x))
     assert [p.shape for p in reloaded.parameters()] == [p.shape for p in result.model.parameters()]

@@ -3,6 +3,8 @@ frameworks, recorded, logged, and skipped on a re-run when nothing changed."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import yaml
@@ -43,6 +45,30 @@ def test_every_row_is_a_result_or_a_reason(optimized):
     assert len(structured) > 0 and (structured.macs < structured.baseline_macs).all()
 
 
+def test_the_variants_a_run_built_have_their_model_files_logged_to_mlflow(optimized):
+    from mlflow import MlflowClient
+
+    project, table = optimized
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("green_deploy")
+    (run,) = client.search_runs([experiment.experiment_id], filter_string="attributes.run_name = 'optimize'")
+    for model_id in MODEL_IDS:
+        index = json.loads((project / f"data/07_model_output/variant_files/{model_id}.json").read_text())
+        built = table[(table.model_id == model_id) & (table.status == "ok") & (table.technique != "baseline")]
+        assert set(index) == set(built.variant_id)
+        for variant_id in index:
+            logged = {
+                f.path.rsplit("/", 1)[-1]
+                for f in client.list_artifacts(run.info.run_id, f"variants/{model_id}/{variant_id}")
+            }
+            assert logged >= {"record.json"} and logged & {
+                "model.safetensors",
+                "model.keras",
+                "model.tflite",
+                "model.onnx",
+            }
+
+
 def test_rerun_skips_unchanged_variants_and_redoes_a_changed_one(optimized):
     project, first = optimized
     result = kedro(
@@ -55,3 +81,7 @@ def test_rerun_skips_unchanged_variants_and_redoes_a_changed_one(optimized):
     assert set(changed.variant_id) == {"pt_fp16"}
     unchanged = merged[(merged.variant_id != "pt_fp16") & (merged.technique_1 != "baseline")]
     assert (unchanged.optimization_duration_s_1 == unchanged.optimization_duration_s_2).all()
+    assert unchanged.reused_2.all()
+    # only the rebuilt variant goes to this run's MLflow artifacts
+    index = json.loads((project / f"data/07_model_output/variant_files/{MODEL_IDS[0]}.json").read_text())
+    assert set(index) <= {"pt_fp16"}

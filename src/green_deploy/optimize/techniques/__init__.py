@@ -11,8 +11,12 @@ _MODULES = {
     "dynamic_int8": "green_deploy.optimize.techniques.dynamic_int8",
     "half_precision": "green_deploy.optimize.techniques.half_precision",
     "magnitude_pruning": "green_deploy.optimize.techniques.magnitude_pruning",
+    "onnx": "green_deploy.optimize.techniques.onnx_runtime",
+    "semi_structured_sparsity": "green_deploy.optimize.techniques.semi_structured_sparsity",
+    "static_int8": "green_deploy.optimize.techniques.static_int8",
     "structured_pruning": "green_deploy.optimize.techniques.structured_pruning",
     "tflite": "green_deploy.optimize.techniques.tflite",
+    "torch_compile": "green_deploy.optimize.techniques.torch_compile",
     "tfmot_pruning": "green_deploy.optimize.techniques.tfmot_pruning",
 }
 

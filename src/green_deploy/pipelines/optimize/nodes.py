@@ -15,11 +15,12 @@ from green_deploy.zoo.spec import dataset_settings, select_entry
 
 def optimize_zoo_model(
     zoo: dict[str, Any], optimize: dict[str, Any], model_id: str
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """All variants of one zoo model; their records and MLflow metrics.
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, str]]:
+    """All variants of one zoo model; their records, MLflow metrics, and the folders of the
+    variants built by this run (the catalog logs those to MLflow).
 
     Variant artifacts go to ``<optimize.variants_dir>/<model_id>/<variant_id>/``, which is also
-    the cache: unchanged variants are reused.
+    the cache: unchanged variants are reused (and were logged by the run that built them).
     """
     entry = select_entry(zoo["models"], model_id)
     monitor = EnergyMonitor(discover_sources())
@@ -49,7 +50,12 @@ def optimize_zoo_model(
         metrics.update(
             {f"{prefix}.{k}": {"value": float(v), "step": 0} for k, v in values.items() if v is not None}
         )
-    return [record.to_row() for record in records], metrics
+    built = {
+        record.variant_id: record.artifact_dir
+        for record in records
+        if record.status == "ok" and record.technique != "baseline" and not record.reused
+    }
+    return [record.to_row() for record in records], metrics, built
 
 
 def variants_table(*records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -16,7 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         Node(
             update_wrapper(partial(optimize_zoo_model, model_id=model_id), optimize_zoo_model),
             inputs=["params:zoo", "params:optimize"],
-            outputs=[f"{model_id}.variants", f"{model_id}.optimize_metrics"],
+            outputs=[f"{model_id}.variants", f"{model_id}.optimize_metrics", f"{model_id}.variant_files"],
             name="optimize_model",
             namespace=model_id,
         )

@@ -1,0 +1,134 @@
+"""2:4 semi-structured sparsity in PyTorch: in every group of 4 consecutive input weights of a
+Linear layer, the 2 of smallest magnitude are zeroed (50% sparsity in the pattern that NVIDIA
+Ampere and later tensor cores skip).
+
+The artifact holds dense weights with the 2:4 zeros (safetensors cannot hold PyTorch's sparse
+tensor subclass). On a GPU of compute capability 8.0 or later, ``accelerate(model)`` swaps the
+weights for ``torch.sparse.to_sparse_semi_structured`` tensors (cuSPARSELt/CUTLASS kernels; fp16,
+bf16 or int8 weights, which is why the GPU runs chain this after ``half_precision``). On a CPU
+the pattern is only zeros multiplied densely: same compute, smaller compressed size; that is what
+the CPU rows of the study show, and the notes say so. Layers whose shapes the sparse kernels
+refuse stay dense on the GPU, counted in ``accelerate``'s result.
+
+Pruning is one-shot magnitude within each group (the NVIDIA ASP recipe), with an optional short
+fine-tune that keeps the pattern (masks through ``torch.nn.utils.prune.custom_from_mask``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from green_deploy.errors import ConfigError
+from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
+from green_deploy.optimize.finetune import finetune
+from green_deploy.zoo.settings import parse_settings
+
+logger = logging.getLogger(__name__)
+
+GROUP, KEEP = 4, 2
+
+
+@dataclass(frozen=True)
+class SemiStructuredSettings:
+    finetune_steps: int = 0
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    keep_output_layer: bool = True
+
+
+def two_of_four_mask(weight: Any) -> Any:
+    """1 where a weight survives: the 2 largest |w| of every 4 consecutive along the input axis."""
+    import torch
+
+    rows, cols = weight.shape
+    groups = weight.detach().abs().reshape(rows, cols // GROUP, GROUP)
+    keep = torch.zeros_like(groups, dtype=torch.bool)
+    keep.scatter_(-1, groups.topk(KEEP, dim=-1).indices, True)
+    return keep.reshape(rows, cols).to(weight.dtype)
+
+
+def sparsifiable_linears(model: Any, keep_output_layer: bool) -> list[Any]:
+    """The Linear layers whose input width is a multiple of 4 (the pattern runs along it)."""
+    from torch import nn
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if keep_output_layer and linears:
+        linears = linears[:-1]
+    return [m for m in linears if m.in_features % GROUP == 0]
+
+
+def accelerate(model: Any) -> tuple[int, int]:
+    """Swap 2:4 Linear weights of a CUDA model for semi-structured sparse tensors, in place;
+    (layers accelerated, 2:4 layers left dense because the kernels refuse their shape or dtype)."""
+    import torch
+    from torch import nn
+    from torch.sparse import to_sparse_semi_structured
+
+    accelerated = refused = 0
+    for module in model.modules():
+        if not isinstance(module, nn.Linear) or module.in_features % GROUP:
+            continue
+        weight = module.weight.detach()
+        if not bool((two_of_four_mask(weight) * weight == weight).all()):
+            continue  # not in the 2:4 pattern (e.g. the kept output layer)
+        try:
+            module.weight = nn.Parameter(to_sparse_semi_structured(weight), requires_grad=False)
+            accelerated += 1
+        except (RuntimeError, ValueError, TypeError) as error:
+            logger.debug("2:4 kernel refused %s: %s", tuple(weight.shape), error)
+            refused += 1
+    torch.cuda.synchronize()
+    return accelerated, refused
+
+
+class SemiStructuredSparsity:
+    name = "semi_structured_sparsity"
+    framework = "torch"
+
+    def settings(self, raw: Mapping[str, Any]) -> SemiStructuredSettings:
+        s = parse_settings(SemiStructuredSettings, raw, f"technique {self.name!r}")
+        if s.finetune_steps < 0:
+            raise ConfigError(f"technique {self.name!r}: finetune_steps must be >= 0, got {s.finetune_steps}")
+        return s
+
+    def apply(self, model: Any, settings: Mapping[str, Any], context: OptimizationContext) -> OptimizedModel:
+        import torch
+        from torch.nn.utils import prune
+
+        s = self.settings(settings)
+        sparse = copy.deepcopy(model)
+        targets = sparsifiable_linears(sparse, s.keep_output_layer)
+        if not targets:
+            raise NotApplicable("no Linear layer with an input width divisible by 4 for the 2:4 pattern")
+        with torch.no_grad():
+            for module in targets:
+                prune.custom_from_mask(module, "weight", two_of_four_mask(module.weight))
+        extra: dict[str, Any] = {"sparse_layers": len(targets)}
+        notes = f"2:4 magnitude pattern on {len(targets)} Linear layers"
+        if s.finetune_steps:
+            if context.finetune_x is None or context.finetune_y is None:
+                raise NotApplicable("fine-tuning needs labelled training data, which this task has none of")
+            losses = finetune(
+                sparse,
+                context.finetune_x,
+                context.finetune_y,
+                s.finetune_steps,
+                s.learning_rate,
+                s.batch_size,
+            )
+            extra["finetune_loss"] = losses[-1]
+            notes += f", fine-tuned {s.finetune_steps} steps keeping the pattern"
+        for module in targets:
+            prune.remove(module, "weight")
+        notes += (
+            "; dense zeros on CPU (no compute saved), sparse tensor-core kernels on CUDA sm>=8.0 "
+            "through semi_structured_sparsity.accelerate (fp16/bf16/int8 weights)"
+        )
+        return OptimizedModel("torch", "pytorch", sparse.eval(), ("cpu", "cuda"), notes=notes, extra=extra)
+
+
+TECHNIQUE = SemiStructuredSparsity()
