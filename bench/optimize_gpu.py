@@ -2,7 +2,8 @@
 
 For ResNet-50, ViT-B/16 and BERT-base (architecture only: random weights from the model's
 configuration, so accuracy is not applicable) it applies the project's own techniques
-(``half_precision`` fp16 and bf16, ``structured_pruning`` at 30%), and measures for the baseline
+(``half_precision`` fp16 and bf16, ``structured_pruning`` at 30%, 2:4 ``semi_structured_sparsity``
+on the sparse tensor cores, ``torch_compile`` in fp32 and fp16), and measures for the baseline
 and every variant: MACs per example, the time and energy of applying the technique, and the
 energy per inference (batch ``--batch``) over windows of at least ``--window-s`` seconds,
 repeated ``--repeats`` times, after warm-up. Writes ``optimize_gpu.json`` and ``optimize_gpu.md``.
@@ -74,12 +75,24 @@ TINY = {
     },
     "bert": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64},
 }
-VARIANTS = {
-    "baseline": None,
-    "fp16": ("half_precision", {"dtype": "float16"}),
-    "bf16": ("half_precision", {"dtype": "bfloat16"}),
-    "structured30": ("structured_pruning", {"amount": 0.3}),
+# Each variant is a chain of the project's techniques, applied in order.
+VARIANTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "baseline": [],
+    "fp16": [("half_precision", {"dtype": "float16"})],
+    "bf16": [("half_precision", {"dtype": "bfloat16"})],
+    "structured30": [("structured_pruning", {"amount": 0.3})],
+    # 2:4 pattern, then fp16 (the sparse kernels take fp16/bf16/int8), then the sparse tensors
+    "sparse24_fp16": [("semi_structured_sparsity", {}), ("half_precision", {"dtype": "float16"})],
+    "compile": [("torch_compile", {})],
+    "fp16_compile": [("half_precision", {"dtype": "float16"}), ("torch_compile", {})],
 }
+
+
+def infer_once(model: Any, x: Any) -> None:
+    import torch
+
+    with torch.inference_mode():
+        model(x)
 
 
 def logits_only(model: Any) -> Any:
@@ -107,6 +120,8 @@ def main() -> None:
     parser.add_argument("--window-s", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup-s", type=float, default=5.0)
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
     import torch
@@ -129,18 +144,22 @@ def main() -> None:
 
         device, sync = torch.device("cuda"), torch.cuda.synchronize
     monitor = EnergyMonitor([NvmlEnergyCounter(nvml=nvml)], synchronize=sync)
+    out = Path(args.out)
+    json_path = out / "optimize_gpu.json"
+    # Several calls (one per model, within the device's per-command limit) fill one result file.
+    earlier = json.loads(json_path.read_text()) if json_path.is_file() else {}
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "args": vars(args),
-        "models": {},
+        "models": earlier.get("models", {}),
     }
     if not args.dry_run:
         results["gpu"] = torch.cuda.get_device_name(0)
         results["torch"] = torch.__version__
     results["idle_power_w"] = monitor.measure_idle(3.0 if not args.dry_run else 0.3).power_w
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name, (raw, kind) in MODELS.items():
+    for name in args.models:
+        raw, kind = MODELS[name]
         overrides = TINY[raw["model_type"]] if args.dry_run else {}
         entry = parse_hub_entry(
             name,
@@ -161,26 +180,42 @@ def main() -> None:
         context = OptimizationContext(name, "hub", "classification", {}, 2, x[:2].cpu().numpy())
         base_macs = count_macs(base.cpu(), x[:1].cpu()) if args.dry_run else count_macs(base, x[:1])
         base = base.to(device)
-        record: dict[str, Any] = {}
-        for variant, recipe in VARIANTS.items():
+        record: dict[str, Any] = results["models"].get(name, {})
+        for variant in args.variants:
+            recipe = VARIANTS[variant]
             row: dict[str, Any] = {}
             model = base
-            if recipe is not None:
-                technique, settings = recipe
+            if recipe:
                 monitor.begin_window(f"{name}/{variant}/optimize")
                 try:
-                    result = get_technique(technique).apply(base, settings, context)
-                    model = result.model.to(device)
-                    row["notes"] = result.notes
+                    notes = []
+                    for technique, settings in recipe:
+                        result = get_technique(technique).apply(model, settings, context)
+                        model = result.model.to(device)
+                        notes.append(result.notes)
+                    if (
+                        any(technique == "semi_structured_sparsity" for technique, _ in recipe)
+                        and not args.dry_run
+                    ):
+                        from green_deploy.optimize.techniques.semi_structured_sparsity import accelerate
+
+                        row["sparse_layers"], row["sparse_layers_refused"] = accelerate(model)
+                    row["notes"] = " | ".join(notes)
+                    infer_once(model, x[:2])  # torch.compile compiles here, inside the window
                 except NotApplicable as why:
                     row["not_applicable"] = str(why)
+                except RuntimeError as error:  # e.g. a sparse kernel refusing a shape at run time
+                    row["not_applicable"] = f"{type(error).__name__}: {str(error).splitlines()[0]}"
                 finally:
                     m = monitor.end_window(f"{name}/{variant}/optimize")
                 row["optimize_s"], row["optimize_energy_j"] = m.duration_s, m.gpu_energy_j
                 if "not_applicable" in row:
                     record[variant] = row
+                    logger.info("%s/%s: not applicable: %s", name, variant, row["not_applicable"])
+                    model = base
                     continue
-            row["macs_per_example"] = count_macs(model, x[:1]) if variant == "structured30" else base_macs
+            pruned = any(technique == "structured_pruning" for technique, _ in recipe)
+            row["macs_per_example"] = count_macs(model, x[:1]) if pruned else base_macs
 
             def infer(model: Any = model, x: Any = x) -> None:
                 with torch.inference_mode():
@@ -206,7 +241,7 @@ def main() -> None:
             logger.info("%s/%s: %s", name, variant, {k: v for k, v in row.items() if k != "notes"})
             del model
         results["models"][name] = record
-        (out / "optimize_gpu.json").write_text(json.dumps(results, indent=2, default=str))
+        json_path.write_text(json.dumps(results, indent=2, default=str))
     (out / "optimize_gpu.md").write_text(render(results))
     print(render(results))  # noqa: T201
 
@@ -238,6 +273,9 @@ def render(r: dict[str, Any]) -> str:
                 )
                 continue
             ratio = f"{row['j_per_inference'] / base:.2f}x" if base else ""
+            label = variant
+            if "sparse_layers" in row:
+                label = f"{variant} ({row['sparse_layers']} layers on 2:4 kernels, {row['sparse_layers_refused']} refused)"
             optimize = "—"
             if "optimize_s" in row:
                 # a window shorter than the counter's ~100 ms step cannot resolve its energy
@@ -248,7 +286,7 @@ def render(r: dict[str, Any]) -> str:
                 )
                 optimize = f"{row['optimize_s']:.2f} s, {energy}"
             lines.append(
-                f"| {name} | {variant} | {row['macs_per_example']:,} | {row['j_per_inference']:.4f} ({row['j_per_inference_cv']:.1%}) | "
+                f"| {name} | {label} | {row['macs_per_example']:,} | {row['j_per_inference']:.4f} ({row['j_per_inference_cv']:.1%}) | "
                 f"{ratio} | {row['batch_latency_s'] * 1e3:.1f} | {row['power_w']:.0f} | {optimize} |"
             )
     return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ import numpy as np
 
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
+from green_deploy.optimize.finetune import device_of
 from green_deploy.zoo.settings import parse_settings
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -63,6 +64,7 @@ class TorchCompile:
         s = self.settings(settings)
         compiled = compile_model(copy.deepcopy(model).eval(), s.mode, s.dynamic)
         batch = torch.as_tensor(np.ascontiguousarray(context.calibration_x[: s.warmup_examples]))
+        batch = batch.to(device_of(model))
         start_s = time.perf_counter()
         try:
             with torch.inference_mode():
