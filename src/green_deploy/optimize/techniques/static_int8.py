@@ -71,7 +71,6 @@ def quantize_static(model: Any, backend: str, example: Any, batches: Iterable[An
     import torch
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
     from torch.nn import functional as F
 
     engine = "fbgemm" if _BACKEND_CONFIG[backend] == "x86" else "qnnpack"
