@@ -12,7 +12,9 @@ from typing import Any
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.techniques import known_techniques
 
-TENSORFLOW_TECHNIQUES = {"tflite", "tfmot_pruning"}
+TENSORFLOW_TECHNIQUES = {"tflite", "tfmot_pruning", "tfmot_qat"}
+# Techniques whose result is a TFLite flatbuffer: nothing can follow them in a chain.
+FLATBUFFER_TECHNIQUES = {"tflite", "tfmot_qat"}
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,11 @@ def parse_variant(variant_id: str, raw: Mapping[str, Any]) -> VariantSpec:
         raise ConfigError(
             f"{where}: framework must be torch or tensorflow and match every step's technique; got {framework!r} for {[s.technique for s in steps]}"
         )
-    if any(s.technique == "tflite" for s in steps[:-1]):
-        raise ConfigError(f"{where}: tflite conversion must be the last step (its result is a flatbuffer)")
+    if any(s.technique in FLATBUFFER_TECHNIQUES for s in steps[:-1]):
+        raise ConfigError(
+            f"{where}: {' and '.join(sorted(FLATBUFFER_TECHNIQUES))} must be the last step "
+            "(their result is a TFLite flatbuffer)"
+        )
     return VariantSpec(variant_id, framework, tuple(steps), raw.get("description", ""))
 
 

@@ -18,6 +18,7 @@ _MODULES = {
     "tflite": "green_deploy.optimize.techniques.tflite",
     "torch_compile": "green_deploy.optimize.techniques.torch_compile",
     "tfmot_pruning": "green_deploy.optimize.techniques.tfmot_pruning",
+    "tfmot_qat": "green_deploy.optimize.techniques.tfmot_qat",
 }
 
 
