@@ -31,6 +31,10 @@ def test_single_technique_and_chains_parse():
             {"framework": "tensorflow", "steps": [{"technique": "tflite"}, {"technique": "tfmot_pruning"}]},
             "last step",
         ),
+        (
+            {"framework": "torch", "steps": [{"technique": "onnx"}, {"technique": "dynamic_int8"}]},
+            "last step",
+        ),
     ],
 )
 def test_bad_variants_are_config_errors(raw, message):

@@ -14,7 +14,8 @@ from green_deploy.optimize.techniques import known_techniques
 
 TENSORFLOW_TECHNIQUES = {"tflite", "tfmot_pruning", "tfmot_qat"}
 # Techniques whose result is a TFLite flatbuffer: nothing can follow them in a chain.
-FLATBUFFER_TECHNIQUES = {"tflite", "tfmot_qat"}
+# Their result is a serialized model (TFLite flatbuffer, ONNX graph) that no further step takes.
+SERIALIZING_TECHNIQUES = {"tflite", "tfmot_qat", "onnx"}
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,10 @@ def parse_variant(variant_id: str, raw: Mapping[str, Any]) -> VariantSpec:
         raise ConfigError(
             f"{where}: framework must be torch or tensorflow and match every step's technique; got {framework!r} for {[s.technique for s in steps]}"
         )
-    if any(s.technique in FLATBUFFER_TECHNIQUES for s in steps[:-1]):
+    if any(s.technique in SERIALIZING_TECHNIQUES for s in steps[:-1]):
         raise ConfigError(
-            f"{where}: {' and '.join(sorted(FLATBUFFER_TECHNIQUES))} must be the last step "
-            "(their result is a TFLite flatbuffer)"
+            f"{where}: {', '.join(sorted(SERIALIZING_TECHNIQUES))} must be the last step "
+            "(their result is a serialized model: a TFLite flatbuffer or an ONNX graph)"
         )
     return VariantSpec(variant_id, framework, tuple(steps), raw.get("description", ""))
 
