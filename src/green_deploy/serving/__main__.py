@@ -1,0 +1,5 @@
+import sys
+
+from green_deploy.serving.cli import main
+
+sys.exit(main())

@@ -1,0 +1,181 @@
+"""What is served: a predict function, the input it accepts, and its name and runtime.
+
+The serving core knows nothing of families or techniques. A ``ServedModel`` is any callable from
+a numpy batch (PyTorch layout, as the zoo encodes it) to a numpy batch, plus the ``InputSpec``
+every request is validated against. ``load_served_model`` builds one from a variant folder
+written by the optimize pipeline; frameworks are imported there, only for the runtime served.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+RUNTIMES = ("pytorch", "keras", "tflite", "onnxruntime")
+_ALLOWED_KINDS = {"f": "floating point", "i": "signed integer", "u": "unsigned integer"}
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The array one request carries: ``dtype`` and the shape of one item (without the batch axis).
+
+    Images are ``float32`` ``(1, 28, 28)`` in [0, 1] and text is ``int64`` ``(L,)`` ids in the
+    zoo's PyTorch layout. The spec comes from whoever starts the server (a sample of the encoded
+    validation data, or the CLI's ``--input-shape``/``--input-dtype``): a PyTorch module does not
+    declare its input, and serving must not guess it from the family.
+    """
+
+    dtype: str
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        dtype = np.dtype(self.dtype)  # raises TypeError for an unknown name
+        if dtype.kind not in _ALLOWED_KINDS:
+            raise ValueError(f"input dtype must be a number type, got {self.dtype!r}")
+        if any(not isinstance(d, int) or d < 1 for d in self.shape):
+            raise ValueError(f"input shape must be positive integers (no batch axis), got {self.shape}")
+        object.__setattr__(self, "dtype", dtype.name)
+        object.__setattr__(self, "shape", tuple(self.shape))
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    @property
+    def item_bytes(self) -> int:
+        """Bytes of one item in its binary form."""
+        return int(np.prod(self.shape, dtype=np.int64)) * self.numpy_dtype.itemsize
+
+    @classmethod
+    def from_example(cls, batch: np.ndarray) -> InputSpec:
+        """The spec of ``batch``, an encoded batch of at least one item (e.g. validation data)."""
+        batch = np.asarray(batch)
+        if batch.ndim < 1 or len(batch) < 1:
+            raise ValueError(f"an example batch needs a batch axis and one item at least; got {batch.shape}")
+        return cls(batch.dtype.name, tuple(int(d) for d in batch.shape[1:]))
+
+    @classmethod
+    def parse(cls, dtype: str, shape: str) -> InputSpec:
+        """From command-line text: ``parse("float32", "1,28,28")``."""
+        try:
+            dims = tuple(int(part) for part in shape.replace("x", ",").split(",") if part.strip())
+        except ValueError as error:
+            raise ValueError(f"input shape {shape!r} is not comma-separated integers") from error
+        return cls(dtype, dims)
+
+    def zeros(self, n_items: int = 1) -> np.ndarray:
+        return np.zeros((n_items, *self.shape), dtype=self.numpy_dtype)
+
+    def describe(self) -> str:
+        return f"{self.dtype} (N, {', '.join(map(str, self.shape))})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model ready to serve. ``predict`` is called from one thread only (the serving worker)."""
+
+    name: str
+    runtime: str
+    predict: Predict
+    input_spec: InputSpec
+
+
+def predictor(runtime: str, model: Any, num_threads: int | None = None) -> Predict:
+    """The batch predict function of a loaded variant (see ``optimize.artifacts.load_variant``).
+
+    Not thread-safe: a TFLite interpreter is kept between calls (building one per call would be
+    metered as inference), so call it from one thread.
+
+    Args:
+        runtime: ``pytorch``, ``keras``, ``tflite`` or ``onnxruntime``.
+        model: the ``nn.Module``, Keras model, flatbuffer bytes or ONNX bytes.
+        num_threads: intra-op threads for ONNX Runtime and TFLite; ``None`` lets them decide.
+            (PyTorch's is process-wide: ``torch.set_num_threads``; TensorFlow's is fixed when
+            it starts.)
+    """
+    if runtime == "tflite":
+        return TflitePredictor(model, num_threads)
+    if runtime == "onnxruntime":
+        from green_deploy.optimize.onnx_runtime import predict_onnx
+
+        return lambda x: predict_onnx(model, x, num_threads=num_threads)
+    if runtime == "keras":
+        from green_deploy.zoo.inference import predict_keras
+
+        return lambda x: predict_keras(model, x)
+    if runtime == "pytorch":
+        from green_deploy.zoo.inference import predict_torch
+
+        return lambda x: predict_torch(model, x)
+    raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+
+
+class TflitePredictor:
+    """One TFLite interpreter for the life of the server, reallocated only when the batch shape
+    changes. Inputs and outputs are converted exactly as ``predict_tflite`` does (NCHW to NHWC,
+    int8 (de)quantization), with its helpers."""
+
+    def __init__(self, flatbuffer: bytes, num_threads: int | None = None):
+        from green_deploy.optimize.tflite_runtime import _interpreter
+
+        self._interpreter = _interpreter(flatbuffer, num_threads)
+        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(
+                f"serving runs single-input, single-output models; this flatbuffer has "
+                f"{len(inputs)} inputs and {len(outputs)} outputs"
+            )
+        self._source, self._target = inputs[0], outputs[0]
+        self._allocated: tuple[int, ...] | None = None
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        from green_deploy.optimize.tflite_runtime import _from_output, _to_input
+        from green_deploy.zoo.families.base import to_keras_layout
+
+        batch = _to_input(to_keras_layout(np.asarray(inputs)), self._source)
+        if batch.shape != self._allocated:
+            self._interpreter.resize_tensor_input(self._source["index"], batch.shape)
+            self._interpreter.allocate_tensors()
+            self._allocated = batch.shape
+        self._interpreter.set_tensor(self._source["index"], batch)
+        self._interpreter.invoke()
+        return _from_output(self._interpreter.get_tensor(self._target["index"]), self._target)
+
+
+def load_served_model(
+    variant_dir: Path,
+    runtime: str,
+    input_spec: InputSpec,
+    name: str | None = None,
+    num_threads: int | None = None,
+) -> ServedModel:
+    """Load a variant folder written by the optimize pipeline and wrap it for serving.
+
+    ``name`` defaults to the folder's name (the variant id).
+    """
+    from green_deploy.optimize.artifacts import load_variant
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+    if runtime == "pytorch" and num_threads is not None:
+        import torch
+
+        torch.set_num_threads(num_threads)
+    model = load_variant(Path(variant_dir), runtime)
+    served = ServedModel(
+        name or Path(variant_dir).name, runtime, predictor(runtime, model, num_threads), input_spec
+    )
+    logger.info("loaded %s (%s) from %s; input %s", served.name, runtime, variant_dir, input_spec.describe())
+    return served
