@@ -133,3 +133,20 @@ def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def save_tiny_variant(folder: Any, x: np.ndarray, model: Any) -> Any:
+    """A float16 variant of ``model`` written as the optimize pipeline writes it; its folder."""
+    from green_deploy.optimize.artifacts import save_variant
+    from green_deploy.optimize.base import OptimizationContext
+    from green_deploy.optimize.spec import parse_variant
+    from green_deploy.optimize.techniques import get_technique
+
+    spec = parse_variant(
+        "pt_fp16", {"framework": "torch", "technique": "half_precision", "settings": {"dtype": "float16"}}
+    )
+    context = OptimizationContext("tiny_vit", "vit", "classification", VIT_ARCH, 10, x)
+    optimized = get_technique("half_precision").apply(model, spec.steps[0].settings, context)
+    variant_dir = folder / "pt_fp16"
+    save_variant(optimized, spec, {"family": "vit", "architecture": VIT_ARCH, "n_outputs": 10}, variant_dir)
+    return variant_dir

@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,12 +106,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     info = {"model": served.name, "runtime": served.runtime, "variant_dir": str(args.variant_dir)}
     server = _Server(config, args.ready_file, info)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
+    # that was installed before it; this one ends the process normally (exit 0 = a clean stop).
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _after_graceful_stop)
     try:
         server.run()
     finally:
         if args.ready_file is not None and server.ready_written:
             args.ready_file.unlink(missing_ok=True)
     return 0 if server.started else 3
+
+
+def _after_graceful_stop(signum: int, frame: object) -> None:
+    logger.info("stopped by %s", signal.Signals(signum).name)
 
 
 class _Server(uvicorn.Server):

@@ -67,7 +67,7 @@ class InputSpec:
     def parse(cls, dtype: str, shape: str) -> InputSpec:
         """From command-line text: ``parse("float32", "1,28,28")``."""
         try:
-            dims = tuple(int(part) for part in shape.replace("x", ",").split(",") if part.strip())
+            dims = tuple(int(part) for part in shape.split(",") if part.strip())
         except ValueError as error:
             raise ValueError(f"input shape {shape!r} is not comma-separated integers") from error
         return cls(dtype, dims)
