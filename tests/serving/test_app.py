@@ -18,6 +18,8 @@ from tests.serving.helpers import Client, ConstantPowerMeter, metric_samples, ru
 MAX_ITEMS = 16
 MAX_BODY_BYTES = 64 * 1024  # 16 images of float32 (1, 28, 28) as JSON fit; 20 as .npy do not
 FAILING_VALUE = 0.123  # the model "crashes" on a batch holding this pixel value
+NAN_VALUE = 0.234  # ... returns a NaN
+COMPLEX_VALUE = 0.345  # ... returns complex numbers
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,12 @@ def _app(model, x, *, meters=None, limits=None, fail_on=None, close_monitor=True
         def predict(batch, _inner=predict):
             if (batch == fail_on).any():
                 raise RuntimeError("kernel exploded")
-            return _inner(batch)
+            outputs = _inner(batch)
+            if (batch == NAN_VALUE).any():
+                outputs[0, 0] = np.nan
+            if (batch == COMPLEX_VALUE).any():
+                return outputs.astype(np.complex64)  # not JSON-serialisable: an unforeseen failure
+            return outputs
 
     monitor = EnergyMonitor(meters if meters is not None else [ConstantPowerMeter(), CpuTimeEstimate()])
     served = ServedModel("tiny_vit", "pytorch", predict, InputSpec.from_example(x))
@@ -204,6 +211,36 @@ def test_a_failing_model_call_is_a_500_and_the_server_keeps_serving(server, vit)
     assert "kernel exploded" in error["message"]
     assert server.predict_npy(x[:2]).status == 200
     assert server.get("/health").json()["status"] == "ok"
+
+
+def _with_pixel(x, value):
+    batch = x[:2].copy()
+    batch[1, 0, 3, 3] = value
+    return batch
+
+
+def test_nan_outputs_go_as_null_in_json_and_as_nan_in_npy(server, vit):
+    _, x = vit
+    body = server.predict_json(_with_pixel(x, NAN_VALUE)).json()
+    assert body["outputs"][0][0] is None and body["outputs"][1][0] is not None
+    assert body["warnings"] == ["1 output values were NaN or infinite and are sent as null"]
+    assert np.isnan(server.predict_npy(_with_pixel(x, NAN_VALUE)).array()[0, 0])
+
+
+def test_an_unforeseen_server_error_is_a_json_500_and_the_server_keeps_serving(server, vit):
+    _, x = vit
+    reply = server.predict_json(_with_pixel(x, COMPLEX_VALUE))
+    assert reply.status == 500
+    assert reply.json()["error"]["code"] == "internal_error"
+    assert "complex" in reply.json()["error"]["message"]
+    assert server.predict_json(x[:1]).status == 200
+
+
+def test_without_energy_sources_the_energy_is_empty_not_invented(vit):
+    model, x = vit
+    with running(_app(model, x, meters=[])) as url:
+        energy = Client(url).predict_json(x[:1]).json()["energy"]
+    assert (energy["joules"], energy["components"], energy["measured"]) == (0, [], False)
 
 
 def test_metrics_count_the_requests_sent_and_the_energy_reported(vit):

@@ -9,12 +9,13 @@ served, inside functions.
     uvicorn.run(app, host="127.0.0.1", port=8080)
 
 Modules: ``model`` (what is served, ``predictor``), ``validation`` (bodies to arrays, 4xx
-errors), ``worker`` (the one metered inference thread), ``metrics`` (Prometheus), ``app`` (the
-routes), ``cli``.
+errors), ``worker`` (the one metered inference thread), ``responses`` (the JSON bodies, for front ends
+without HTTP too), ``metrics`` (Prometheus), ``app`` (the routes), ``cli``.
 """
 
 from green_deploy.serving.app import ServingLimits, create_app
 from green_deploy.serving.model import InputSpec, ServedModel, load_served_model, predictor
+from green_deploy.serving.responses import error_body, prediction_body
 from green_deploy.serving.validation import InvalidRequestError
 from green_deploy.serving.worker import InferenceWorker, ModelCallError, RequestEnergy, ServerBusyError
 
@@ -28,6 +29,8 @@ __all__ = [
     "ServerBusyError",
     "ServingLimits",
     "create_app",
+    "error_body",
     "load_served_model",
+    "prediction_body",
     "predictor",
 ]

@@ -31,13 +31,13 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from green_deploy.energy import EnergyMonitor
 from green_deploy.serving.metrics import ServingMetrics
 from green_deploy.serving.model import ServedModel
+from green_deploy.serving.responses import error_body, prediction_body
 from green_deploy.serving.validation import (
     JSON_TYPE,
     NPY_TYPE,
@@ -133,7 +133,7 @@ def create_app(
         status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> Response:
         metrics.errors.labels(code).inc()
-        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        body = json.dumps(error_body(code, message)).encode()
         return Response(body, status_code=status, media_type=JSON_TYPE, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
@@ -141,6 +141,11 @@ def create_app(
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         message = f"{request.method} {request.url.path}: {error.detail}; routes: {ROUTES}"
         return error_response(error.status_code, code, message, headers=getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> Response:
+        # Starlette logs the traceback and re-raises after this answer; the server goes on.
+        return error_response(500, "internal_error", f"{type(error).__name__}: {error}")
 
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
@@ -232,22 +237,8 @@ def _wants_npy(accept: str | None, request_kind: str) -> bool:
 
 
 def _json_response(served: ServedModel, result: InferenceResult, latency_s: float) -> Response:
-    body: dict[str, Any] = {
-        "model": served.name,
-        "runtime": served.runtime,
-        "outputs": None,
-        "energy": result.energy.to_dict(),
-        "latency_s": latency_s,
-    }
-    outputs = result.outputs
-    if np.issubdtype(outputs.dtype, np.floating) and not np.isfinite(outputs).all():
-        # JSON has no NaN or Infinity: such outputs go as null, and the response says so.
-        n_bad = int((~np.isfinite(outputs)).sum())
-        body["outputs"] = np.where(np.isfinite(outputs), outputs, None).tolist()
-        body["warnings"] = [f"{n_bad} output values were NaN or infinite and are sent as null"]
-    else:
-        body["outputs"] = outputs.tolist()
-    return Response(json.dumps(body, allow_nan=False).encode(), media_type=JSON_TYPE)
+    body = json.dumps(prediction_body(served, result, latency_s), allow_nan=False)
+    return Response(body.encode(), media_type=JSON_TYPE)
 
 
 def _npy_response(served: ServedModel, result: InferenceResult, latency_s: float) -> Response:

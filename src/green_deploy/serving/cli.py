@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, help="intra-op threads (PyTorch, ONNX Runtime, TFLite)")
     parser.add_argument("--idle-seconds", type=float, default=0.0, help="measure idle power first (0: skip)")
     parser.add_argument("--no-gpu-energy", action="store_true", help="do not open NVML")
+    parser.add_argument(
+        "--no-energy",
+        action="store_true",
+        help="open no energy source (to measure what metering itself costs)",
+    )
     parser.add_argument("--ready-file", type=Path, help="write url/pid here once listening")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--access-log", action="store_true", help="log every request (off: it costs latency)")
@@ -90,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = input_spec_from_args(args)
     limits = ServingLimits(args.max_items, args.max_body_bytes, args.max_queue, args.max_batch_items)
     served = load_served_model(args.variant_dir, args.runtime, spec, args.name, args.threads)
-    monitor = EnergyMonitor(discover_sources(gpu=not args.no_gpu_energy))
+    monitor = EnergyMonitor([] if args.no_energy else discover_sources(gpu=not args.no_gpu_energy))
     if args.idle_seconds > 0:
         monitor.measure_idle(args.idle_seconds)
     app = create_app(served, monitor, limits)
