@@ -50,3 +50,12 @@ def finetune(model: Any, x: Any, y: Any, steps: int, learning_rate: float, batch
         losses.append(float(loss.item()))
     model.eval()
     return losses
+
+
+def finetune_on_context(
+    model: Any, context: Any, steps: int, learning_rate: float, batch_size: int
+) -> list[float]:
+    """``finetune`` on the context's labelled training slice; not applicable without labels."""
+    if context.finetune_x is None or context.finetune_y is None:
+        raise NotApplicable("fine-tuning needs labelled training data, which this task has none of")
+    return finetune(model, context.finetune_x, context.finetune_y, steps, learning_rate, batch_size)

@@ -17,7 +17,7 @@ from typing import Any
 
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
-from green_deploy.optimize.finetune import finetune
+from green_deploy.optimize.finetune import finetune_on_context
 from green_deploy.zoo.settings import parse_settings
 
 
@@ -72,15 +72,8 @@ class MagnitudePruning:
         notes = f"torch.nn.utils.prune L1 {s.scope} unstructured, amount {s.amount}"
         extra: dict[str, Any] = {}
         if s.finetune_steps:
-            if context.finetune_x is None or context.finetune_y is None:
-                raise NotApplicable("fine-tuning needs labelled training data, which this task has none of")
-            extra["finetune_loss"] = finetune(
-                pruned,
-                context.finetune_x,
-                context.finetune_y,
-                s.finetune_steps,
-                s.learning_rate,
-                s.batch_size,
+            extra["finetune_loss"] = finetune_on_context(
+                pruned, context, s.finetune_steps, s.learning_rate, s.batch_size
             )[-1]
             notes += f", fine-tuned {s.finetune_steps} steps"
         for module, name in targets:

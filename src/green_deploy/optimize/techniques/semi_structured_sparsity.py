@@ -24,7 +24,7 @@ from typing import Any
 
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
-from green_deploy.optimize.finetune import finetune
+from green_deploy.optimize.finetune import finetune_on_context
 from green_deploy.zoo.settings import parse_settings
 
 logger = logging.getLogger(__name__)
@@ -110,16 +110,7 @@ class SemiStructuredSparsity:
         extra: dict[str, Any] = {"sparse_layers": len(targets)}
         notes = f"2:4 magnitude pattern on {len(targets)} Linear layers"
         if s.finetune_steps:
-            if context.finetune_x is None or context.finetune_y is None:
-                raise NotApplicable("fine-tuning needs labelled training data, which this task has none of")
-            losses = finetune(
-                sparse,
-                context.finetune_x,
-                context.finetune_y,
-                s.finetune_steps,
-                s.learning_rate,
-                s.batch_size,
-            )
+            losses = finetune_on_context(sparse, context, s.finetune_steps, s.learning_rate, s.batch_size)
             extra["finetune_loss"] = losses[-1]
             notes += f", fine-tuned {s.finetune_steps} steps keeping the pattern"
         for module in targets:
