@@ -135,9 +135,11 @@ def test_deploy_predict_teardown_with_credentials_never_logged(
 
 
 def test_an_error_answer_becomes_a_deployment_error(tiny, moto_url, aws, tmp_path, constraints_file, caplog):
+    caplog.set_level(logging.DEBUG)
     settings = SageMakerSettings.parse(sagemaker_settings(constraints_file, endpoint_url=moto_url))
     deployer = SageMakerDeployer(settings, tmp_path)  # the default chain: the environment's dummies
     deployment = deployer.deploy(tiny.variant)
+    assert "env-dummy-key-id" not in caplog.text  # resolved by boto3, masked all the same
     refusal = {"error": {"code": "wrong_shape", "message": "inputs have shape (1, 28, 28)"}}
     _queue_answers(moto_url, json.dumps(refusal).encode())
     with pytest.raises(DeploymentError, match="wrong_shape"):
@@ -146,7 +148,6 @@ def test_an_error_answer_becomes_a_deployment_error(tiny, moto_url, aws, tmp_pat
     assert aws["sagemaker"].list_endpoints()["Endpoints"] == []
     assert aws["s3"].list_objects_v2(Bucket="green-deploy-models")["KeyCount"] == 1  # kept unless asked
 
-    caplog.set_level(logging.INFO, logger="green_deploy.deploy")
     again = deployer.deploy(tiny.variant)  # the same package is not uploaded twice
     assert again.resources["s3_uri"] == deployment.resources["s3_uri"]
     assert "already uploaded (same sha256)" in caplog.text

@@ -288,7 +288,7 @@ class SageMakerDeployer:
                 "dry run: SageMaker endpoint %s not created; manifests in %s", plan.endpoint_name, plan.folder
             )
             return self._record(variant, plan, STATUS_DRY_RUN)
-        with redacting_logs(self._credentials.secret_values()):
+        with redacting_logs(self._secrets()):
             self._upload(plan)
             sagemaker = self._client("sagemaker")
             sagemaker.create_model(**plan.requests["create_model"])
@@ -313,7 +313,7 @@ class SageMakerDeployer:
             body = encode_npy(inputs)
         else:
             body = json.dumps({"inputs": inputs.tolist()}).encode()
-        with redacting_logs(self._credentials.secret_values()):
+        with redacting_logs(self._secrets()):
             try:
                 response = self._client("sagemaker-runtime").invoke_endpoint(
                     EndpointName=deployment.endpoint_name,
@@ -334,7 +334,7 @@ class SageMakerDeployer:
         if deployment.dry_run:
             return
         resources = deployment.resources
-        with redacting_logs(self._credentials.secret_values()):
+        with redacting_logs(self._secrets()):
             sagemaker = self._client("sagemaker")
             self._delete(sagemaker.delete_endpoint, EndpointName=deployment.endpoint_name)
             self._delete(
@@ -365,14 +365,31 @@ class SageMakerDeployer:
         if self.dry_run:
             raise DeploymentError("a dry run makes no AWS call")
         if service not in self._clients:
+            self._clients[service] = self._boto_session().client(
+                service, endpoint_url=self.settings.endpoint_url
+            )
+        return self._clients[service]
+
+    def _boto_session(self) -> Any:
+        if self.dry_run:
+            raise DeploymentError("a dry run makes no AWS call")
+        if self._session is None:
             import boto3
 
-            if self._session is None:
-                self._session = boto3.session.Session(
-                    region_name=self.settings.region, **self._credentials.as_kwargs()
-                )
-            self._clients[service] = self._session.client(service, endpoint_url=self.settings.endpoint_url)
-        return self._clients[service]
+            self._session = boto3.session.Session(
+                region_name=self.settings.region, **self._credentials.as_kwargs()
+            )
+        return self._session
+
+    def _secrets(self) -> tuple[str, ...]:
+        """Values to mask in logs: the mapping's, and what boto3's default chain resolved (a key
+        id from the environment is logged by botocore as readily as one from the mapping)."""
+        values = list(self._credentials.secret_values())
+        resolved = self._boto_session().get_credentials()
+        if resolved is not None:
+            frozen = resolved.get_frozen_credentials()
+            values.extend(value for value in (frozen.access_key, frozen.secret_key, frozen.token) if value)
+        return tuple(values)
 
     def _upload(self, plan: SageMakerPlan) -> None:
         s3 = self._client("s3")
