@@ -11,7 +11,7 @@ import pytest
 from green_deploy.optimize.artifacts import load_variant
 from green_deploy.serving.model import InputSpec, load_served_model, predictor
 from green_deploy.zoo.inference import predict_torch
-from tests.serving.helpers import save_tiny_variant, tiny_vit
+from tests.serving.helpers import VIT_ARCH, save_tiny_variant, tiny_vit
 
 
 def test_input_spec_from_an_example_batch_and_from_text():
@@ -58,6 +58,16 @@ def test_a_saved_pytorch_variant_is_loaded_and_served_as_saved(tmp_path):
     np.testing.assert_allclose(served.predict(x), predict_torch(model, x), atol=5e-3)  # fp16 of the baseline
     with pytest.raises(ValueError, match="unknown runtime 'jax'"):
         load_served_model(variant_dir, "jax", InputSpec.from_example(x))
+
+
+def test_a_zoo_models_torch_folder_is_served_as_the_torch_baseline(tmp_path):
+    from green_deploy.zoo.artifacts import save_torch_model
+
+    model, x = tiny_vit(4)
+    folder = save_torch_model(model, "vit", VIT_ARCH, 10, tmp_path / "tiny_vit" / "torch")
+    served = load_served_model(folder, "pytorch", InputSpec.from_example(x), "torch_baseline")
+    assert served.name == "torch_baseline"
+    np.testing.assert_array_equal(served.predict(x), predict_torch(model, x))
 
 
 def test_the_onnx_predictor_runs_the_graph():

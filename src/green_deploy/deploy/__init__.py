@@ -1,4 +1,5 @@
-"""Deploying variants to cloud endpoints that run the same serving core as the local target.
+"""Deploying variants: local servers on loopback (the default), in process, and cloud endpoints,
+all running the same serving core.
 
 A plain library (no Kedro); cloud SDKs (boto3, azure-ai-ml) are imported only inside functions,
 so importing this package costs no SDK import.
@@ -9,7 +10,9 @@ so importing this package costs no SDK import.
     outputs, energy = deployer.predict(deployment, batch)   # energy: the provider-side joules
     deployer.teardown(deployment)
 
-Modules: ``base`` (``Variant``, ``Deployment``, ``Deployer``, ``ServerEnergy``), ``packaging``
+Modules: ``base`` (``Variant``, ``Deployment``, ``Deployer``, ``ServerEnergy``), ``local`` (a
+server process per variant, its state file, ``teardown_all``), ``inprocess`` (the metered worker
+without HTTP), ``compare`` (latency and energy per request of two deployments), ``packaging``
 (code folder, pinned requirements, reproducible archives), ``credentials`` (masking),
 ``settings``, ``sagemaker`` + ``sagemaker_entry`` (the container's ``/ping``/``/invocations``),
 ``azureml`` + ``azureml_score`` (``init``/``run``).
@@ -25,7 +28,10 @@ from green_deploy.deploy.base import (
     Variant,
     parse_prediction,
 )
+from green_deploy.deploy.compare import DeploymentComparison, compare_deployments
 from green_deploy.deploy.credentials import Credentials, RedactingFilter, redact, redacting_logs
+from green_deploy.deploy.inprocess import InProcessDeployer
+from green_deploy.deploy.local import LocalDeployer, LocalSettings, teardown_all
 from green_deploy.deploy.sagemaker import SageMakerDeployer, SageMakerSettings
 
 __all__ = [
@@ -34,14 +40,20 @@ __all__ = [
     "Credentials",
     "Deployer",
     "Deployment",
+    "DeploymentComparison",
     "DeploymentError",
     "DeploymentTimeoutError",
+    "InProcessDeployer",
+    "LocalDeployer",
+    "LocalSettings",
     "RedactingFilter",
     "SageMakerDeployer",
     "SageMakerSettings",
     "ServerEnergy",
     "Variant",
+    "compare_deployments",
     "parse_prediction",
     "redact",
     "redacting_logs",
+    "teardown_all",
 ]

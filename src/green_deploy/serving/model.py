@@ -154,6 +154,22 @@ class TflitePredictor:
         return _from_output(self._interpreter.get_tensor(self._target["index"]), self._target)
 
 
+def load_model_files(folder: Path, runtime: str) -> Any:
+    """The model object in ``folder`` for ``runtime`` (module, Keras model, flatbuffer or ONNX bytes).
+
+    ``folder`` is a variant folder the optimize pipeline wrote, or a zoo model's build folder:
+    the baselines are the zoo models as built (``torch_baseline``: ``<zoo>/<model>/torch/`` with
+    ``model_config.json``; ``tensorflow_baseline``: ``<zoo>/<model>/`` with ``model.keras``).
+    """
+    from green_deploy.optimize.artifacts import CONFIG_FILE, load_variant
+    from green_deploy.zoo.artifacts import TORCH_CONFIG, load_torch_model
+
+    folder = Path(folder)
+    if runtime == "pytorch" and not (folder / CONFIG_FILE).is_file() and (folder / TORCH_CONFIG).is_file():
+        return load_torch_model(folder)
+    return load_variant(folder, runtime)
+
+
 def load_served_model(
     variant_dir: Path,
     runtime: str,
@@ -161,19 +177,18 @@ def load_served_model(
     name: str | None = None,
     num_threads: int | None = None,
 ) -> ServedModel:
-    """Load a variant folder written by the optimize pipeline and wrap it for serving.
+    """Load a variant folder written by the optimize pipeline (or a zoo model's, see
+    ``load_model_files``) and wrap it for serving.
 
     ``name`` defaults to the folder's name (the variant id).
     """
-    from green_deploy.optimize.artifacts import load_variant
-
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     if runtime == "pytorch" and num_threads is not None:
         import torch
 
         torch.set_num_threads(num_threads)
-    model = load_variant(Path(variant_dir), runtime)
+    model = load_model_files(Path(variant_dir), runtime)
     served = ServedModel(
         name or Path(variant_dir).name, runtime, predictor(runtime, model, num_threads), input_spec
     )

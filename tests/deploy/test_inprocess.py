@@ -1,0 +1,77 @@
+"""The in-process target (the serving core's metered worker, no HTTP) and the comparison of two
+deployments of one variant: the local HTTP server against the in-process worker."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from green_deploy.deploy import (
+    Deployer,
+    DeploymentError,
+    InProcessDeployer,
+    LocalDeployer,
+    LocalSettings,
+    Variant,
+    compare_deployments,
+    teardown_all,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_deploy_predict_teardown_in_process(tiny):
+    inproc = InProcessDeployer(gpu_energy=False, cost_per_hour_usd=0.1)
+    assert isinstance(inproc, Deployer)
+    deployment = inproc.deploy(tiny.variant)
+    assert (deployment.target, deployment.status, deployment.pue) == ("inprocess", "in_service", 1.0)
+    outputs, energy = inproc.predict(deployment, tiny.batch)
+    np.testing.assert_array_equal(outputs, tiny.expected)
+    assert energy.energy_j > 0 and energy.energy_per_item_j == pytest.approx(energy.energy_j / 4)
+    assert {c["component"] for c in energy.components} >= {"cpu"}
+    with pytest.raises(DeploymentError, match="takes float32"):
+        inproc.predict(deployment, tiny.batch.astype(np.float64))
+    inproc.teardown(deployment)
+    with pytest.raises(DeploymentError, match="not deployed"):
+        inproc.predict(deployment, tiny.batch)
+    inproc.teardown(deployment)  # already gone: not an error
+
+
+def test_http_and_in_process_compared_over_n_requests(tiny, tmp_path):
+    local = LocalDeployer(LocalSettings(gpu_energy=False), tmp_path / "deploy")
+    inproc = InProcessDeployer(gpu_energy=False)
+    served = local.deploy(tiny.variant)
+    try:
+        comparison = compare_deployments(
+            (local, served),
+            (inproc, inproc.deploy(tiny.variant)),
+            tiny.batch,
+            n_requests=8,
+            warmup_requests=1,
+        )
+    finally:
+        teardown_all(tmp_path / "deploy")
+        inproc.teardown_all()
+    assert comparison.max_abs_output_diff == 0.0
+    assert (comparison.first.target, comparison.second.target) == ("local", "inprocess")
+    assert comparison.first.n_requests == comparison.second.n_requests == 8
+    # the HTTP path adds encoding and a loopback round trip around the same model call
+    assert comparison.first.latency_median_s > comparison.second.latency_median_s > 0
+    assert comparison.latency_median_diff_s < 0
+    assert comparison.first.energy_per_request_j > 0 and comparison.second.energy_per_request_j > 0
+    row = comparison.to_dict()
+    assert row["first_target"] == "local" and row["energy_per_request_diff_j"] == pytest.approx(
+        comparison.second.energy_per_request_j - comparison.first.energy_per_request_j
+    )
+
+
+def test_only_deployments_of_one_variant_are_compared(tiny):
+    inproc = InProcessDeployer(gpu_energy=False)
+    a = inproc.deploy(tiny.variant)
+    other = Variant("other_model", "pt_prune50", tiny.variant.folder, "pytorch", tiny.variant.input_spec)
+    b = inproc.deploy(other)
+    try:
+        with pytest.raises(ValueError, match="one variant"):
+            compare_deployments((inproc, a), (inproc, b), tiny.batch, n_requests=1)
+    finally:
+        inproc.teardown_all()
