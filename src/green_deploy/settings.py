@@ -2,6 +2,8 @@
 
 from kedro.config import OmegaConfigLoader
 
+from green_deploy.hooks import DeployHooks
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
@@ -9,6 +11,9 @@ CONFIG_LOADER_ARGS = {
     # an environment (e.g. conf/test) overrides single keys, not whole top-level sections
     "merge_strategy": {"parameters": "soft"},
 }
+
+# Cloud credentials for the deploy pipelines; a clear error when deploy runs before optimize.
+HOOKS = (DeployHooks(),)
 
 # The project never sends usage data (see also .telemetry).
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
