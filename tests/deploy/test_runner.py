@@ -54,6 +54,8 @@ def test_settings_take_lists_or_strings_and_refuse_what_they_do_not_know():
         DeploySettings.parse({"onyl": ["pt_fp16"]})
     with pytest.raises(ConfigError, match="in-process target is for measurements"):
         DeploySettings.parse({"targets": ["local", "inprocess"]})
+    with pytest.raises(ConfigError, match="deploy.dry_run must be true or false"):
+        DeploySettings.parse({"dry_run": "false"})
     with pytest.raises(ConfigError, match=r"deploy.check: unknown"):
         DeploySettings.parse({"check": {"exemples": 2}})
     with pytest.raises(ConfigError, match="deploy.sagemaker is not configured"):

@@ -99,6 +99,9 @@ class DeploySettings:
             )
             raise ConfigError(f"deploy.targets names unknown target(s) {bad}{hint}; known: {list(TARGETS)}")
         only, models = (_names(raw.get(key)) for key in ("only", "models"))
+        dry_run = raw.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise ConfigError(f"deploy.dry_run must be true or false, got {dry_run!r}")
         check = raw.get("check") or {}
         unknown = sorted(set(check) - {"examples", "atol", "rtol"})
         if unknown:
@@ -108,7 +111,7 @@ class DeploySettings:
         settings = cls(
             targets=tuple(dict.fromkeys(targets)),
             work_dir=str(raw.get("work_dir") or cls.work_dir),
-            dry_run=bool(raw.get("dry_run", False)),
+            dry_run=dry_run,
             models=models,
             only=only,
             check=CheckSettings(**check),
