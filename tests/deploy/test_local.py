@@ -25,7 +25,7 @@ from green_deploy.deploy.local import (
     rss_bytes,
     teardown_all,
 )
-from green_deploy.serving.model import load_model_files, predictor
+from green_deploy.serving.model import InputSpec, load_model_files, predictor
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -214,3 +214,31 @@ def test_dry_run_writes_the_command_and_starts_nothing(tiny, tmp_path):
     assert local.states() == []
     with pytest.raises(DeploymentError, match="dry run"):
         local.predict(deployment, tiny.batch)
+
+
+def test_an_onnx_runtime_variant_is_served_as_in_process(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    folder = tmp_path / "tiny_mlp" / "pt_onnx_fp32"
+    folder.mkdir(parents=True)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    (folder / "model.onnx").write_bytes(model.SerializeToString())
+    variant = Variant("tiny_mlp", "pt_onnx_fp32", folder, "onnxruntime", InputSpec("float32", (1, 2, 2)))
+    x = np.random.default_rng(0).random((5, 1, 2, 2)).astype(np.float32)
+    local = deployer(tmp_path / "deploy")
+    deployment = local.deploy(variant)
+    try:
+        outputs, energy = local.predict(deployment, x)
+        np.testing.assert_array_equal(outputs, in_process(variant, x))
+        np.testing.assert_allclose(outputs, x.reshape(5, 4) @ weights, rtol=1e-6)
+        assert energy.energy_j >= 0
+    finally:
+        local.teardown(deployment)
