@@ -22,6 +22,14 @@ class NotApplicable(Exception):
     """The technique cannot apply to this model here; the message is the reason, recorded as such."""
 
 
+def first_line(error: BaseException) -> str:
+    """An error's first non-empty line (framework errors run to pages), else its type's name."""
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(error).__name__
+
+
 @dataclass(frozen=True)
 class OptimizationContext:
     """What a technique may use besides the model.

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from green_deploy.errors import ConfigError
-from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
+from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel, first_line
 from green_deploy.zoo.settings import parse_settings
 
 _BACKEND_CONFIG = {"fbgemm": "x86", "x86": "x86", "qnnpack": "qnnpack"}
@@ -124,7 +124,7 @@ class StaticInt8:
         try:
             quantized = quantize_static(copy.deepcopy(model).float(), s.backend, example_input(x), batches)
         except (torch.fx.proxy.TraceError, TypeError, AttributeError, NotImplementedError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            reason = first_line(error)
             raise NotApplicable(
                 f"torch.fx cannot trace this model for static quantization: {reason}"
             ) from error

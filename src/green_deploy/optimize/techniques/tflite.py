@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from green_deploy.errors import ConfigError
-from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
+from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel, first_line
 from green_deploy.zoo.families.base import to_keras_layout
 from green_deploy.zoo.settings import parse_settings
 
@@ -68,15 +68,11 @@ _ERROR_LINE = re.compile(r"error:\s*(?P<reason>.+)")
 
 def converter_reason(error: BaseException) -> str:
     """The converter's key message: the first MLIR ``error:`` line, else its first non-empty line."""
-    text = str(error)
-    for line in text.splitlines():
+    for line in str(error).splitlines():
         match = _ERROR_LINE.search(line)
         if match:
             return match.group("reason").strip()
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return type(error).__name__
+    return first_line(error)
 
 
 def _representative_inputs(calibration_x: np.ndarray, n: int, dtype: np.dtype) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from green_deploy.errors import ConfigError
-from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
+from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel, first_line
 from green_deploy.optimize.finetune import device_of
 from green_deploy.zoo.settings import parse_settings
 
@@ -70,7 +70,7 @@ class TorchCompile:
             with torch.inference_mode():
                 compiled(batch)
         except Exception as error:  # noqa: BLE001 - Dynamo/Inductor raise many types; all mean "cannot compile"
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            reason = first_line(error)
             raise NotApplicable(f"torch.compile failed here: {type(error).__name__}: {reason}") from error
         compile_s = time.perf_counter() - start_s
         return OptimizedModel(
