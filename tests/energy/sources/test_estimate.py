@@ -61,3 +61,14 @@ def test_ram_estimate_integrates_resident_memory_power():
 
     assert energy_j == pytest.approx(resident_memory_bytes() / 1e9 * duration_s, rel=0.2)
     assert not source.measured
+
+
+def test_ram_estimate_rereads_resident_memory_through_its_open_file():
+    source = RamEstimate(power_w_per_gb=1.0)
+    before_w = source._power_w()
+    grown = b"\x01" * 200_000_000  # 200 MB, written so it is resident
+    after_w = source._power_w()
+    assert after_w - before_w == pytest.approx(0.2, abs=0.02)
+    source.close()
+    assert source._statm_fd is None
+    del grown

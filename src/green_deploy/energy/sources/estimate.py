@@ -137,10 +137,15 @@ class CpuTimeEstimate:
         pass
 
 
-def resident_memory_bytes() -> int:
-    """This process's resident set size, from /proc/self/statm (cheap enough for every window edge)."""
+def resident_memory_bytes(statm_fd: int | None = None) -> int:
+    """This process's resident set size, from /proc/self/statm.
+
+    Re-reading an open ``statm_fd`` at offset 0 costs about 1 µs, opening the file about 20 µs:
+    a served request reads it at both edges of its energy window.
+    """
     try:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * _PAGE_BYTES
+        statm = Path("/proc/self/statm").read_bytes() if statm_fd is None else os.pread(statm_fd, 128, 0)
+        return int(statm.split()[1]) * _PAGE_BYTES
     except (OSError, IndexError, ValueError):
         import resource
 
@@ -158,11 +163,15 @@ class RamEstimate:
         self.power_w_per_gb = power_w_per_gb
         self.name = f"ram_rss_estimate({power_w_per_gb:.3f} W/GB)"
         self._energy_j = 0.0
+        try:
+            self._statm_fd: int | None = os.open("/proc/self/statm", os.O_RDONLY)
+        except OSError:
+            self._statm_fd = None
         self._last_t = time.perf_counter()
         self._last_power_w = self._power_w()
 
     def _power_w(self) -> float:
-        return resident_memory_bytes() / 1e9 * self.power_w_per_gb
+        return resident_memory_bytes(self._statm_fd) / 1e9 * self.power_w_per_gb
 
     def read_j(self) -> float:
         now, power_w = time.perf_counter(), self._power_w()
@@ -171,4 +180,6 @@ class RamEstimate:
         return self._energy_j
 
     def close(self) -> None:
-        pass
+        if self._statm_fd is not None:
+            os.close(self._statm_fd)
+            self._statm_fd = None
