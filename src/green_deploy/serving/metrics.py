@@ -68,12 +68,20 @@ class ServingMetrics:
             "green_deploy_model_info", "The model served (always 1)", ["model", "runtime"], registry=r
         )
         info.labels(model=model, runtime=runtime).set(1)
+        self._energy_children: dict[tuple[str, str, bool], tuple[Counter, Histogram]] = {}
 
     def observe_prediction(self, energy: RequestEnergy) -> None:
         self.items.inc(energy.n_items)
         for c in energy.components:
-            self.energy.labels(c.component, c.source, str(c.measured).lower()).inc(max(c.energy_j, 0.0))
-            self.request_energy.labels(c.component, c.source).observe(c.energy_j)
+            key = (c.component, c.source, c.measured)
+            children = self._energy_children.get(key)
+            if children is None:  # labels() costs a lock and a lookup: once per source, not per request
+                children = self._energy_children[key] = (
+                    self.energy.labels(c.component, c.source, str(c.measured).lower()),
+                    self.request_energy.labels(c.component, c.source),
+                )
+            children[0].inc(max(c.energy_j, 0.0))
+            children[1].observe(c.energy_j)
 
     def observe_window(self, measurement: EnergyMeasurement, n_requests: int) -> None:
         """One metered model call (called from the worker thread; prometheus_client is thread-safe)."""
