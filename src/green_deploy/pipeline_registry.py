@@ -1,13 +1,11 @@
 """Project pipelines: every folder under ``pipelines/`` is a pipeline of the same name.
 
-``__default__`` (a plain ``kedro run``, the study) is every pipeline except ``deploy`` and
-``undeploy``: deploying starts long-lived server processes (a few hundred MB each) for every
-variant, which only pays off once something measures through them (the evaluate pipeline);
-until a measuring pipeline joins the default, ``kedro run`` stays the zoo and optimize study and
-leaves no process behind. Deploying is ``kedro run --pipeline=deploy``; the servers it leaves
-running stop with ``kedro run --pipeline=undeploy``. Should ``deploy`` join the default,
-``undeploy`` must join it too, with an output of the last pipeline that measures through the
-servers among its inputs: Kedro orders nodes by their data only, so that is what makes it run last.
+``__default__`` (a plain ``kedro run``, the study: zoo, optimize, evaluate) is every pipeline
+except ``deploy`` and ``undeploy``. The evaluate pipeline starts the local servers it measures
+through and stops them when their cells are done, so ``kedro run`` leaves no process behind;
+``deploy`` keeps long-lived servers (a few hundred MB each) running for other clients and cloud
+endpoints for the evaluate pipeline's cloud targets, which is a decision of its own:
+``kedro run --pipeline=deploy``, then ``kedro run --pipeline=undeploy``.
 """
 
 from __future__ import annotations

@@ -92,6 +92,8 @@ def test_npy_prediction_equals_in_process_with_energy_in_headers(server, vit):
         float(reply.headers["x-energy-joules"]) / 4
     )
     assert reply.headers["x-energy-measured"] == "false"
+    assert reply.headers["x-energy-active-joules"] == ""  # no idle baseline measured
+    assert 0 < float(reply.headers["x-energy-window-seconds"]) <= float(reply.headers["x-latency-seconds"])
     assert "gpu=fake_constant_power(100 W)" in reply.headers["x-energy-source"]
     assert "cpu=cpu_time_tdp_estimate" in reply.headers["x-energy-source"]
     components = json.loads(reply.headers["x-energy-components"])

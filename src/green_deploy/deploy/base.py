@@ -99,8 +99,9 @@ def _runtime_from_files(folder: Path) -> str:
 class ServerEnergy:
     """The serving core's energy of one request, as the provider's machine measured it.
 
-    ``energy_j`` is the request's share of its window in joules, ``measured`` is True only when
-    every component came from a hardware meter; ``components`` keeps the per-component figures
+    ``energy_j`` is the request's share of its window in joules; ``active_energy_j`` the same
+    less the server's idle power over the window (``None`` when the server measured no idle
+    baseline); ``measured`` is True only when every component came from a hardware meter; ``components`` keeps the per-component figures
     (``component``, ``source``, ``measured``, ``energy_j``) exactly as the server sent them.
     """
 
@@ -108,6 +109,7 @@ class ServerEnergy:
     energy_per_item_j: float
     measured: bool
     components: tuple[dict[str, Any], ...]
+    active_energy_j: float | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -119,6 +121,9 @@ class ServerEnergy:
                 energy_per_item_j=float(energy["joules_per_item"]),
                 measured=bool(energy["measured"]),
                 components=tuple(dict(c) for c in energy.get("components", ())),
+                active_energy_j=None
+                if energy.get("active_joules") is None
+                else float(energy["active_joules"]),
                 raw=dict(energy),
             )
         except (KeyError, TypeError, ValueError) as error:

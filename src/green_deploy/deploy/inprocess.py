@@ -48,6 +48,8 @@ class InProcessDeployer:
         max_items: the most items one ``predict`` may carry (the server's ``--max-items``).
         cost_per_hour_usd, pue: this machine's, as for the local target (``pue`` ``None``: the
             energy core's default for ``local``).
+        idle_s: seconds of idle power measured before each variant serves (as the server's
+            ``--idle-seconds``), for active energy; 0: none.
     """
 
     target = TARGET
@@ -62,6 +64,7 @@ class InProcessDeployer:
         max_items: int = 256,
         cost_per_hour_usd: float | None = None,
         pue: float | None = None,
+        idle_s: float = 0.0,
     ) -> None:
         from green_deploy.energy.carbon import pue_for
 
@@ -71,6 +74,7 @@ class InProcessDeployer:
         self.max_items = max_items
         self.cost_per_hour_usd = cost_per_hour_usd
         self.pue = pue_for("local", pue)
+        self.idle_s = idle_s
         self._running: dict[str, _Running] = {}
 
     def deploy(self, variant: Variant) -> Deployment:
@@ -84,6 +88,8 @@ class InProcessDeployer:
             variant.folder, variant.runtime, variant.input_spec, variant.variant_id, self.threads
         )
         monitor = EnergyMonitor(discover_sources(gpu=self.gpu_energy))
+        if self.idle_s > 0:
+            monitor.measure_idle(self.idle_s)
         worker = InferenceWorker(served.predict, monitor)
         try:
             worker.start(variant.input_spec.zeros(1))

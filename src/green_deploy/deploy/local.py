@@ -108,6 +108,8 @@ class LocalSettings:
         cost_per_hour_usd: what an hour of this machine costs (``None``: unknown).
         pue: the site's power usage effectiveness; ``None`` uses the energy core's default for
             ``local`` (1.0: no facility overhead counted).
+        idle_s: seconds each server measures idle power before it serves (``--idle-seconds``),
+            so that every response carries active (idle-subtracted) energy; 0: not measured.
         python: the interpreter that runs the servers (default: this one).
     """
 
@@ -121,6 +123,7 @@ class LocalSettings:
     gpu_energy: bool = True
     cost_per_hour_usd: float | None = None
     pue: float | None = None
+    idle_s: float = 0.0
     python: str | None = None
 
     @classmethod
@@ -137,6 +140,8 @@ class LocalSettings:
             max_items=self.max_items,
             cost_per_hour_usd=self.cost_per_hour_usd,
         )
+        if self.idle_s < 0:
+            raise ConfigError(f"{where}: idle_s must be >= 0, got {self.idle_s}")
         if self.max_batch_items < 0:
             raise ConfigError(f"{where}: max_batch_items must be >= 0, got {self.max_batch_items}")
         if self.pue is not None and self.pue < 1.0:
@@ -268,6 +273,10 @@ class LocalDeployer:
             energy = {
                 "joules": float(headers["x-energy-joules"]),
                 "joules_per_item": float(headers["x-energy-joules-per-item"]),
+                "active_joules": float(headers["x-energy-active-joules"])
+                if headers.get("x-energy-active-joules")
+                else None,
+                "window": {"duration_s": float(headers["x-energy-window-seconds"])},
                 "measured": headers["x-energy-measured"] == "true",
                 "components": json.loads(headers["x-energy-components"]),
             }
@@ -334,6 +343,8 @@ class LocalDeployer:
             options += ["--threads", str(s.threads)]
         if not s.gpu_energy:
             options.append("--no-gpu-energy")
+        if s.idle_s > 0:
+            options += ["--idle-seconds", str(s.idle_s)]
         return options
 
     def _command(self, variant: Variant, ready_file: Path) -> list[str]:

@@ -247,6 +247,8 @@ def _npy_response(served: ServedModel, result: InferenceResult, latency_s: float
         "X-Model": served.name,
         "X-Energy-Joules": repr(energy.energy_j),
         "X-Energy-Joules-Per-Item": repr(energy.energy_per_item_j),
+        "X-Energy-Active-Joules": "" if energy.active_energy_j is None else repr(energy.active_energy_j),
+        "X-Energy-Window-Seconds": repr(energy.window_duration_s),
         "X-Energy-Measured": str(energy.measured).lower(),
         "X-Energy-Source": "; ".join(f"{c.component}={c.source}" for c in energy.components),
         "X-Energy-Components": json.dumps(energy.to_dict()["components"], separators=(",", ":")),

@@ -1,0 +1,294 @@
+"""Measuring one deployed variant: warm-up, accuracy on the full evaluation set, and cells of
+adaptive repetitions, all through the target's ``Deployer.predict``.
+
+The energy of a request is what the serving core metered on the machine that ran it (the
+``ServerEnergy`` of the response), so the same code measures a local server, the in-process
+worker or a cloud endpoint. Latency and throughput are the client's view: wall time around each
+``predict``, requests sent one after the other (concurrency 1), so a window never holds two
+requests and J/inference is the energy of the work itself.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from green_deploy.deploy.base import Deployer, Deployment, ServerEnergy
+from green_deploy.evaluate.repetitions import Interval, RepeatedMeasurement, repeat_until_precise
+from green_deploy.evaluate.study import ProtocolSettings
+from green_deploy.zoo.builder import evaluate
+
+COMPONENTS = ("cpu", "gpu", "dram")
+
+
+@dataclass(frozen=True)
+class EvaluationSet:
+    """A zoo model's test split as its models take it, and how it is scored."""
+
+    task: str
+    metric: str
+    x: np.ndarray
+    y: np.ndarray | None
+    pairs: np.ndarray | None = None
+    domain: str = ""
+
+    @property
+    def n_items(self) -> int:
+        return len(self.x) + (0 if self.pairs is None else len(self.pairs))
+
+
+@dataclass(frozen=True)
+class Repetition:
+    """Requests sent back to back for at least the protocol's ``repetition_s``."""
+
+    index: int
+    n_requests: int
+    n_items: int
+    duration_s: float
+    energy_j: float
+    active_energy_j: float | None
+    component_energy_j: dict[str, float]
+    latencies_s: tuple[float, ...] = field(repr=False)
+
+    @property
+    def energy_per_item_j(self) -> float:
+        return self.energy_j / self.n_items
+
+    def to_row(self) -> dict[str, Any]:
+        """One row of the repetitions table (latencies summarised, not listed)."""
+        row = {k: v for k, v in asdict(self).items() if k not in ("component_energy_j", "latencies_s")}
+        row["energy_per_item_j"] = self.energy_per_item_j
+        row["active_energy_per_item_j"] = (
+            None if self.active_energy_j is None else self.active_energy_j / self.n_items
+        )
+        for component in COMPONENTS:
+            energy_j = self.component_energy_j.get(component)
+            row[f"{component}_energy_per_item_j"] = None if energy_j is None else energy_j / self.n_items
+        row["latency_p50_s"] = float(np.median(self.latencies_s))
+        return row
+
+
+@dataclass(frozen=True)
+class SourceOf:
+    """Which source metered a component, and whether it is a hardware measurement."""
+
+    source: str
+    measured: bool
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    """The task metrics on the full evaluation set, and what the pass cost on the server."""
+
+    metrics: dict[str, float]
+    n_items: int
+    energy_j: float
+    duration_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CellMeasurement:
+    repeated: RepeatedMeasurement[Repetition]
+    sources: dict[str, SourceOf]
+    warnings: tuple[str, ...]
+
+    @property
+    def repetitions(self) -> list[Repetition]:
+        return self.repeated.repetitions
+
+    @property
+    def interval(self) -> Interval:
+        return self.repeated.interval
+
+
+class Client:
+    """``predict`` on one deployment that keeps what the responses said about their energy."""
+
+    def __init__(self, deployer: Deployer, deployment: Deployment, max_items: int) -> None:
+        self.deployer = deployer
+        self.deployment = deployment
+        self.max_items = max_items
+        self.sources: dict[str, SourceOf] = {}
+        self.warnings: set[str] = set()
+
+    def send(self, batch: np.ndarray) -> tuple[np.ndarray, ServerEnergy, float]:
+        """One request; its outputs, energy and client-side wall time."""
+        started = time.perf_counter()
+        outputs, energy = self.deployer.predict(self.deployment, batch)
+        latency_s = time.perf_counter() - started
+        for component in energy.components:
+            self.sources.setdefault(
+                str(component["component"]), SourceOf(str(component["source"]), bool(component["measured"]))
+            )
+        self.warnings.update(str(w) for w in energy.raw.get("warnings") or ())
+        return outputs, energy, latency_s
+
+    def predict_all(self, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, float]:
+        """Outputs of every item of ``x`` in requests of at most ``batch_size`` items, and the
+        server-side energy of them all."""
+        step = min(batch_size, self.max_items)
+        parts, energy_j = [], 0.0
+        for start in range(0, len(x), step):
+            outputs, energy, _ = self.send(x[start : start + step])
+            parts.append(outputs)
+            energy_j += energy.energy_j
+        return np.concatenate(parts), energy_j
+
+
+def measure_accuracy(client: Client, data: EvaluationSet, batch_size: int) -> AccuracyResult:
+    """The task metrics of the deployment on the whole evaluation set (``zoo.builder.evaluate``,
+    the scoring the zoo used for its baselines)."""
+    energy = [0.0]
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        outputs, energy_j = client.predict_all(np.asarray(x), batch_size)
+        energy[0] += energy_j
+        return outputs
+
+    started = time.perf_counter()
+    metrics, _ = evaluate(data.task, predict, data.x, data.y, data.pairs)
+    return AccuracyResult(
+        {k: float(v) for k, v in metrics.items()}, data.n_items, energy[0], time.perf_counter() - started
+    )
+
+
+def batches(x: np.ndarray, batch_size: int, seed: int) -> Iterator[np.ndarray]:
+    """Endless batches of real evaluation inputs: a seeded shuffle of ``x``, cut in order, wrapping."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    if len(order) < batch_size:
+        order = np.resize(order, batch_size)
+    position = 0
+    while True:
+        if position + batch_size > len(order):
+            position = 0
+        yield x[order[position : position + batch_size]]
+        position += batch_size
+
+
+def warm_up(client: Client, inputs: Iterator[np.ndarray], duration_s: float) -> int:
+    """Requests for ``duration_s`` (at least one) so that caches, allocators and lazy
+    initialisation are settled before anything is measured; the number sent."""
+    deadline, sent = time.perf_counter() + duration_s, 0
+    while sent == 0 or time.perf_counter() < deadline:
+        client.send(next(inputs))
+        sent += 1
+    return sent
+
+
+def measure_repetition(
+    client: Client, inputs: Iterator[np.ndarray], duration_s: float, index: int
+) -> Repetition:
+    """Requests back to back until ``duration_s`` has passed (at least one)."""
+    latencies: list[float] = []
+    n_items, energy_j, active_j = 0, 0.0, 0.0
+    components: dict[str, float] = {}
+    active_known = True
+    started = time.perf_counter()
+    while not latencies or time.perf_counter() - started < duration_s:
+        batch = next(inputs)
+        _, energy, latency_s = client.send(batch)
+        latencies.append(latency_s)
+        n_items += len(batch)
+        energy_j += energy.energy_j
+        if energy.active_energy_j is None:
+            active_known = False
+        else:
+            active_j += energy.active_energy_j
+        for component in energy.components:
+            name = str(component["component"])
+            components[name] = components.get(name, 0.0) + float(component["energy_j"])
+    return Repetition(
+        index=index,
+        n_requests=len(latencies),
+        n_items=n_items,
+        duration_s=time.perf_counter() - started,
+        energy_j=energy_j,
+        active_energy_j=active_j if active_known else None,
+        component_energy_j=components,
+        latencies_s=tuple(latencies),
+    )
+
+
+def measure_cell(
+    client: Client,
+    inputs: Iterator[np.ndarray],
+    protocol: ProtocolSettings,
+    on_repetition: Callable[[Repetition], None] | None = None,
+) -> CellMeasurement:
+    """Repetitions of one cell until J/inference is as precise as the protocol asks."""
+    client.warnings.clear()
+
+    def once(index: int) -> Repetition:
+        repetition = measure_repetition(client, inputs, protocol.repetition_s, index)
+        if on_repetition is not None:
+            on_repetition(repetition)
+        return repetition
+
+    repeated = repeat_until_precise(
+        once,
+        lambda r: r.energy_per_item_j,
+        protocol.ci_target,
+        protocol.confidence,
+        protocol.min_repetitions,
+        protocol.max_repetitions,
+        protocol.max_cell_s,
+    )
+    return CellMeasurement(repeated, dict(client.sources), tuple(sorted(client.warnings)))
+
+
+def summarize(measurement: CellMeasurement) -> dict[str, Any]:
+    """The cell's figures: J/inference with its interval, per component and active; latency
+    percentiles over every request; throughput over the repetitions' wall time."""
+    reps = measurement.repetitions
+    interval = measurement.interval
+    n_items = sum(r.n_items for r in reps)
+    duration_s = sum(r.duration_s for r in reps)
+    latencies_ms = np.array([latency for r in reps for latency in r.latencies_s]) * 1000.0
+    row: dict[str, Any] = {
+        "energy_per_item_j": sum(r.energy_j for r in reps) / n_items,
+        "energy_per_item_j_mean": interval.mean,
+        "energy_per_item_j_ci_low": interval.low,
+        "energy_per_item_j_ci_high": interval.high,
+        "energy_ci_relative_half_width": _finite_or_none(interval.relative_half_width),
+        "energy_cv": _finite_or_none(interval.cv),
+        "ci_target": measurement.repeated.target,
+        "ci_confidence": interval.confidence,
+        "ci_reached": measurement.repeated.reached,
+        "stopped_by": measurement.repeated.stopped_by,
+        "n_repetitions": len(reps),
+        "n_requests": sum(r.n_requests for r in reps),
+        "n_items": n_items,
+        "measured_duration_s": duration_s,
+        "active_energy_per_item_j": (
+            None
+            if any(r.active_energy_j is None for r in reps)
+            else sum(r.active_energy_j or 0.0 for r in reps) / n_items
+        ),
+        "energy_measured": bool(measurement.sources)
+        and all(s.measured for s in measurement.sources.values()),
+        "latency_p50_ms": float(np.percentile(latencies_ms, 50)),
+        "latency_p95_ms": float(np.percentile(latencies_ms, 95)),
+        "latency_p99_ms": float(np.percentile(latencies_ms, 99)),
+        "throughput_items_per_s": n_items / duration_s if duration_s > 0 else None,
+        "duration_per_item_s": duration_s / n_items,
+        "energy_warnings": "; ".join(measurement.warnings),
+    }
+    for component in COMPONENTS:
+        source = measurement.sources.get(component)
+        total = sum(r.component_energy_j.get(component, 0.0) for r in reps)
+        row[f"{component}_energy_per_item_j"] = None if source is None else total / n_items
+        row[f"{component}_source"] = "" if source is None else source.source
+        row[f"{component}_measured"] = None if source is None else source.measured
+    return row
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None

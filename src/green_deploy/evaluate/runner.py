@@ -1,0 +1,451 @@
+"""Running a study: every pending cell measured once, stored, logged, in a seeded random order.
+
+Order: the variants (with their target and device) are shuffled with the protocol's seed, and
+each variant's batch sizes are shuffled within it. Shuffling single cells across variants would
+restart a server per cell; shuffling variants keeps slow drifts of the machine (heat, background
+load) from lining up with a model or a technique, which is what randomisation is for.
+
+Per variant: deploy (the local and in-process targets start what they need, reusing a server
+the deploy pipeline left running; a cloud target uses the deploy pipeline's recorded
+endpoint), warm up, score the full evaluation set (once per variant, target and device, kept
+for resumed runs), then measure its cells, each stored as soon as it is done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from green_deploy.deploy.base import Deployer, Deployment
+from green_deploy.deploy.inprocess import InProcessDeployer
+from green_deploy.deploy.local import LocalDeployer
+from green_deploy.deploy.runner import recorded_deployments, variant_of
+from green_deploy.energy.carbon import (
+    CarbonIntensity,
+    footprint_per_1000,
+    intensity_for_cloud,
+    intensity_for_country,
+)
+from green_deploy.errors import ArtifactError, ConfigError, GreenDeployError
+from green_deploy.evaluate.harness import (
+    AccuracyResult,
+    Client,
+    EvaluationSet,
+    batches,
+    measure_accuracy,
+    measure_cell,
+    summarize,
+    warm_up,
+)
+from green_deploy.evaluate.store import StudyStore
+from green_deploy.evaluate.study import Cell, StudySettings, protocol_hash
+from green_deploy.evaluate.tracking import StudyTracker
+from green_deploy.serving.model import InputSpec
+
+logger = logging.getLogger(__name__)
+
+# Columns of the variants table copied into every cell row (what the tradeoff analyses group by).
+VARIANT_COLUMNS = (
+    "framework",
+    "runtime",
+    "technique",
+    "steps",
+    "n_parameters",
+    "n_nonzero_parameters",
+    "effective_sparsity",
+    "size_on_disk_bytes",
+    "macs",
+    "baseline_macs",
+    "val_metric",
+    "baseline_val_metric",
+    "optimization_total_energy_j",
+    "optimization_measured",
+    "optimization_duration_s",
+)
+_CLOUD_PROVIDERS = {"sagemaker": "aws", "azureml": "azure"}
+
+
+class EvaluationError(GreenDeployError):
+    """Some cells could not be measured (the rest were, and are stored)."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    model_id: str
+    variant_id: str
+    target: str
+    device: str
+    cells: int
+    reason: str
+
+
+@dataclass
+class StudyOutcome:
+    measured: int = 0
+    resumed: int = 0
+    failures: list[Failure] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Group:
+    """The cells of one variant on one target and device: measured through one deployment."""
+
+    model_id: str
+    variant_id: str
+    target: str
+    device: str
+    cells: tuple[Cell, ...]
+
+
+def evaluation_set(entry: Any, dataset_settings: Mapping[str, Any]) -> EvaluationSet:
+    """A zoo entry's test split, encoded as its models take it."""
+    from green_deploy.zoo.builder import prepare_task_data
+    from green_deploy.zoo.data import load_dataset
+    from green_deploy.zoo.families import get_family
+
+    data = prepare_task_data(entry, load_dataset(entry.dataset, dataset_settings), get_family(entry.family))
+    return EvaluationSet(
+        entry.task, entry.metric, np.asarray(data.test_x), data.test_y, data.test_pairs, entry.domain
+    )
+
+
+def accuracy_key(cell: Cell, accuracy_batch_size: int) -> str:
+    """What an accuracy pass depends on: the variant's files, where it runs, its batch size."""
+    key = [cell.model_id, cell.variant_id, cell.variant_hash, cell.target, cell.device, accuracy_batch_size]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
+def plan(cells: Sequence[Cell], seed: int) -> list[Group]:
+    """The cells grouped by deployment, groups and cells within them in a seeded random order."""
+    grouped: dict[tuple[str, str, str, str], list[Cell]] = {}
+    for cell in cells:
+        grouped.setdefault((cell.model_id, cell.variant_id, cell.target, cell.device), []).append(cell)
+    rng = random.Random(seed)
+    keys = sorted(grouped)
+    rng.shuffle(keys)
+    groups = []
+    for key in keys:
+        members = sorted(grouped[key], key=lambda c: c.batch_size)
+        rng.shuffle(members)
+        groups.append(Group(*key, cells=tuple(members)))
+    return groups
+
+
+def max_items_of(deployer: Deployer) -> int:
+    """The most items one request may carry on this target."""
+    limit = getattr(deployer, "max_items", None) or getattr(
+        getattr(deployer, "settings", None), "max_items", None
+    )
+    return int(limit or 256)
+
+
+def check_batch_sizes(settings: StudySettings, deployers: Mapping[str, Deployer]) -> None:
+    for target, deployer in deployers.items():
+        limit = max_items_of(deployer)
+        too_big = [b for b in settings.batch_sizes if b > limit]
+        if too_big:
+            raise ConfigError(
+                f"evaluate.batch_sizes {too_big} exceed what one request to {target} may carry ({limit}; "
+                f"deploy.{target}.max_items)"
+            )
+
+
+class StudyRunner:
+    """Measures the pending cells of one study; see the module docstring.
+
+    Args:
+        settings: the study.
+        variant_rows: the optimize pipeline's variants table, one mapping per row.
+        deployers: one per target of the study.
+        evaluation_set: the evaluation set of a zoo model id (called once per model).
+        store: where cells and accuracy passes are kept.
+        tracker: MLflow logging (``None``: not logged).
+        deploy_work_dir: where the deploy pipeline recorded cloud endpoints.
+        progress: a ``tqdm``-like factory (``total=``) for the progress bar; ``None``: none.
+    """
+
+    def __init__(
+        self,
+        settings: StudySettings,
+        variant_rows: Sequence[Mapping[str, Any]],
+        deployers: Mapping[str, Deployer],
+        evaluation_set: Callable[[str], EvaluationSet],
+        store: StudyStore,
+        tracker: StudyTracker | None = None,
+        deploy_work_dir: Path | str = "data/07_model_output/deploy",
+        progress: Callable[..., Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.rows = {(str(r["model_id"]), str(r["variant_id"])): dict(r) for r in variant_rows}
+        self.deployers = deployers
+        self.evaluation_set = evaluation_set
+        self.store = store
+        self.tracker = tracker
+        self.deploy_work_dir = Path(deploy_work_dir)
+        self.progress = progress
+        self._data: dict[str, EvaluationSet] = {}
+
+    def run(self, cells: Sequence[Cell]) -> StudyOutcome:
+        check_batch_sizes(self.settings, self.deployers)
+        self.store.remove_partial_writes()
+        outcome = StudyOutcome()
+        pending = [c for c in cells if self.store.cell(c.config_hash) is None]
+        outcome.resumed = len(cells) - len(pending)
+        if self.tracker is not None:
+            self._log_unlogged()
+        logger.info(
+            "study %r: %d cells, %d already measured, %d to measure",
+            self.settings.study,
+            len(cells),
+            outcome.resumed,
+            len(pending),
+        )
+        bar = self.progress(total=len(pending), unit="cell") if self.progress and pending else None
+        try:
+            for group in plan(pending, self.settings.protocol.seed):
+                if bar is not None:
+                    bar.set_postfix_str(f"{group.model_id}/{group.variant_id}", refresh=False)
+                try:
+                    outcome.measured += self._measure_group(group, bar)
+                except Exception as error:  # one broken variant must not end the study
+                    logger.exception(
+                        "%s/%s on %s: not measured", group.model_id, group.variant_id, group.target
+                    )
+                    done = sum(self.store.cell(c.config_hash) is not None for c in group.cells)
+                    outcome.measured += done
+                    outcome.failures.append(
+                        Failure(
+                            group.model_id,
+                            group.variant_id,
+                            group.target,
+                            group.device,
+                            len(group.cells) - done,
+                            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+                        )
+                    )
+                    if bar is not None:
+                        bar.update(len(group.cells) - done)
+        finally:
+            if bar is not None:
+                bar.close()
+        return outcome
+
+    # ---- one variant --------------------------------------------------------------------------
+    def _measure_group(self, group: Group, bar: Any) -> int:
+        row = self.rows[(group.model_id, group.variant_id)]
+        data = self._evaluation_set(group.model_id)
+        deployer = self.deployers[group.target]
+        variant = variant_of(row, InputSpec.from_example(data.x[:1]))
+        deployment, stop_after = self._acquire(deployer, group, variant)
+        protocol = self.settings.protocol
+        measured = 0
+        try:
+            client = Client(deployer, deployment, max_items_of(deployer))
+            largest = max(c.batch_size for c in group.cells)
+            warm_up(client, batches(data.x, largest, protocol.seed), protocol.warmup_s)
+            accuracy = self._accuracy(group.cells[0], client, data)
+            intensity = self._intensity(group.target, deployment)
+            for cell in group.cells:
+                measurement = measure_cell(client, batches(data.x, cell.batch_size, protocol.seed), protocol)
+                figures = summarize(measurement)
+                cell_row = self._cell_row(cell, row, deployment, data, accuracy, figures, intensity)
+                repetitions = [{**_cell_keys(cell), **r.to_row()} for r in measurement.repetitions]
+                self.store.save_cell(cell.config_hash, cell_row, repetitions)
+                if self.tracker is not None:
+                    self.tracker.log_cell(cell_row, repetitions)
+                measured += 1
+                if bar is not None:
+                    bar.update(1)
+                if protocol.cooldown_s > 0:
+                    time.sleep(protocol.cooldown_s)
+        finally:
+            if stop_after:
+                deployer.teardown(deployment)
+        return measured
+
+    def _evaluation_set(self, model_id: str) -> EvaluationSet:
+        if model_id not in self._data:
+            self._data[model_id] = self.evaluation_set(model_id)
+        return self._data[model_id]
+
+    def _acquire(self, deployer: Deployer, group: Group, variant: Any) -> tuple[Deployment, bool]:
+        """The deployment to measure, and whether to stop it afterwards: a local server (started
+        now, or left by the deploy pipeline or a killed run) and the in-process worker are
+        stopped when their cells are done, so a study leaves no process behind and no idle
+        server shares the machine with a measurement; a cloud endpoint is the deploy
+        pipeline's to remove."""
+        if isinstance(deployer, InProcessDeployer | LocalDeployer):
+            return deployer.deploy(variant), True
+        for _, deployment in recorded_deployments(self.deploy_work_dir, group.target):
+            if (deployment.model_id, deployment.variant_id) == (group.model_id, group.variant_id):
+                return deployment, False
+        raise ArtifactError(
+            f"{group.model_id}/{group.variant_id} has no recorded {group.target} endpoint under "
+            f"{self.deploy_work_dir}; run `kedro run --pipeline=deploy` with {group.target} in deploy.targets first"
+        )
+
+    def _accuracy(self, cell: Cell, client: Client, data: EvaluationSet) -> AccuracyResult:
+        key = accuracy_key(cell, self.settings.accuracy_batch_size)
+        stored = self.store.accuracy(key)
+        if stored is not None:
+            return AccuracyResult(**stored)
+        accuracy = measure_accuracy(client, data, self.settings.accuracy_batch_size)
+        self.store.save_accuracy(key, accuracy.to_dict())
+        logger.info(
+            "%s/%s on %s: %s = %.4f on %d test items (%.1f s)",
+            cell.model_id,
+            cell.variant_id,
+            cell.target,
+            data.metric,
+            accuracy.metrics[data.metric],
+            accuracy.n_items,
+            accuracy.duration_s,
+        )
+        return accuracy
+
+    def _intensity(self, target: str, deployment: Deployment) -> CarbonIntensity:
+        if target in _CLOUD_PROVIDERS:
+            return intensity_for_cloud(_CLOUD_PROVIDERS[target], deployment.region)
+        return intensity_for_country(self.settings.country_iso)
+
+    def _cell_row(
+        self,
+        cell: Cell,
+        row: Mapping[str, Any],
+        deployment: Deployment,
+        data: EvaluationSet,
+        accuracy: AccuracyResult,
+        figures: Mapping[str, Any],
+        intensity: CarbonIntensity,
+    ) -> dict[str, Any]:
+        footprint = footprint_per_1000(
+            figures["energy_per_item_j"],
+            figures["duration_per_item_s"],
+            intensity,
+            deployment.pue or 1.0,
+            self.settings.price_per_kwh,
+            deployment.cost_per_hour_usd or 0.0,
+        )
+        return {
+            "study": self.settings.study,
+            **_cell_keys(cell),
+            "variant_hash": cell.variant_hash,
+            "protocol_hash": cell.protocol_hash,
+            "domain": data.domain,
+            **{column: _plain(row.get(column)) for column in VARIANT_COLUMNS},
+            "region": deployment.region,
+            "instance_type": deployment.instance_type,
+            "metric": data.metric,
+            "accuracy": accuracy.metrics[data.metric],
+            "accuracy_metrics": json.dumps(accuracy.metrics, sort_keys=True),
+            "accuracy_n_items": accuracy.n_items,
+            **figures,
+            "carbon_g_per_1000": footprint.carbon_g_per_1000,
+            "cost_per_1000": footprint.cost_per_1000,
+            "facility_energy_per_1000_j": footprint.facility_energy_per_1000_j,
+            "pue": footprint.pue,
+            "intensity_g_per_kwh": intensity.intensity_g_per_kwh,
+            "intensity_source": intensity.source,
+            "price_per_kwh": footprint.price_per_kwh,
+            "instance_hour_price": footprint.instance_hour_price,
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+    def _log_unlogged(self) -> None:
+        """Log stored cells that have no MLflow run (a run killed between the two)."""
+        assert self.tracker is not None
+        logged = self.tracker.logged_cells()
+        for stored in self.store.cells():
+            if (
+                stored["row"]["config_hash"] not in logged
+                and stored["row"].get("study") == self.settings.study
+            ):
+                self.tracker.log_cell(stored["row"], stored["repetitions"])
+
+
+def _cell_keys(cell: Cell) -> dict[str, Any]:
+    return {
+        "model_id": cell.model_id,
+        "variant_id": cell.variant_id,
+        "target": cell.target,
+        "batch_size": cell.batch_size,
+        "device": cell.device,
+        "config_hash": cell.config_hash,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """A table value as JSON keeps it (numpy scalars to Python, NaN stays NaN)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def current_cells(
+    store: StudyStore, variant_rows: Sequence[Mapping[str, Any]], settings: StudySettings
+) -> list[dict[str, Any]]:
+    """Every stored cell that still describes the variants and protocol of now (subsets measured
+    in earlier runs included); a cell of a changed variant or protocol is left out."""
+    hashes = {
+        (str(r["model_id"]), str(r["variant_id"])): str(r.get("config_sha256") or "") for r in variant_rows
+    }
+    shared = protocol_hash(settings)
+    kept, stale = [], 0
+    for stored in store.cells():
+        row = stored["row"]
+        if row.get("protocol_hash") == shared and hashes.get((row["model_id"], row["variant_id"])) == row.get(
+            "variant_hash"
+        ):
+            kept.append(stored)
+        else:
+            stale += 1
+    if stale:
+        logger.info("%d stored cells describe an earlier variant or protocol; left out of the tables", stale)
+    return kept
+
+
+def summary_dict(outcome: StudyOutcome) -> dict[str, Any]:
+    return {**asdict(outcome), "failures": [asdict(f) for f in outcome.failures]}
+
+
+def study_deployers(
+    settings: StudySettings, deploy: Mapping[str, Any], credentials: Mapping[str, Any] | None = None
+) -> dict[str, Deployer]:
+    """One deployer per target of the study, configured by ``deploy`` (``parameters_deploy.yml``);
+    local servers and the in-process worker measure the protocol's idle baseline first."""
+    from dataclasses import replace
+
+    from green_deploy.deploy.local import LocalSettings
+    from green_deploy.deploy.runner import DeploySettings, build_deployers
+
+    local = replace(LocalSettings.parse((deploy or {}).get("local")), idle_s=settings.protocol.idle_s)
+    clouds = [t for t in settings.targets if t in _CLOUD_PROVIDERS]
+    deploy_settings = DeploySettings.parse(
+        {**(deploy or {}), "targets": clouds or ["local"], "dry_run": False}
+    )
+    deployers: dict[str, Deployer] = {}
+    for target in settings.targets:
+        if target == "local":
+            deployers[target] = LocalDeployer(local, deploy_settings.work_dir)
+        elif target == "inprocess":
+            deployers[target] = InProcessDeployer(
+                threads=local.threads,
+                gpu_energy=local.gpu_energy,
+                max_items=local.max_items,
+                cost_per_hour_usd=local.cost_per_hour_usd,
+                pue=local.pue,
+                idle_s=settings.protocol.idle_s,
+            )
+    if clouds:
+        deployers.update(build_deployers(deploy_settings, deploy, credentials))
+    return deployers

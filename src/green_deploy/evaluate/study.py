@@ -1,0 +1,195 @@
+"""A study as configuration: which cells (model x variant x target x batch size x device) to
+measure, and the protocol every cell is measured with.
+
+A cell's ``config_hash`` covers everything its numbers depend on: the variant's own hash from
+the optimize pipeline, the target, batch size, device and the protocol. A cell whose hash is
+already in the study's store is not measured again (resume); a changed setting gives new hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from green_deploy.errors import ConfigError
+from green_deploy.zoo.settings import parse_settings
+
+TARGETS = ("local", "inprocess", "sagemaker", "azureml")
+# where a served model runs; the serving core places models on the CPU only so far
+DEVICES = ("cpu",)
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """How one cell is measured.
+
+    Each server first measures its idle power for ``idle_s`` (so every response carries active,
+    idle-subtracted energy), then takes ``warmup_s`` of unmeasured requests. A repetition runs
+    batches back to back for at least ``repetition_s`` (long against the
+    meter's resolution); repetitions go on until the ``confidence`` interval of J/inference is
+    within ``ci_target`` of the mean (relative half-width), with at least ``min_repetitions``
+    and at most ``max_repetitions`` or ``max_cell_s`` seconds, whichever comes first.
+    """
+
+    seed: int = 0
+    warmup_s: float = 0.5
+    idle_s: float = 0.5
+    repetition_s: float = 0.5
+    ci_target: float = 0.05
+    confidence: float = 0.95
+    min_repetitions: int = 3
+    max_repetitions: int = 30
+    max_cell_s: float = 30.0
+    cooldown_s: float = 0.0
+
+    def check(self) -> None:
+        problems = []
+        if not 0 < self.ci_target < 1:
+            problems.append(f"ci_target must be in (0, 1), got {self.ci_target}")
+        if not 0.5 <= self.confidence < 1:
+            problems.append(f"confidence must be in [0.5, 1), got {self.confidence}")
+        if self.min_repetitions < 2:
+            problems.append(
+                f"min_repetitions must be >= 2 (an interval needs two), got {self.min_repetitions}"
+            )
+        if self.max_repetitions < self.min_repetitions:
+            problems.append(
+                f"max_repetitions ({self.max_repetitions}) must be >= min_repetitions ({self.min_repetitions})"
+            )
+        for name in ("warmup_s", "idle_s", "repetition_s", "max_cell_s", "cooldown_s"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if problems:
+            raise ConfigError("evaluate.protocol: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """``evaluate`` in ``parameters_evaluate.yml``."""
+
+    study: str = "default"
+    models: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ("local",)
+    batch_sizes: tuple[int, ...] = (1, 32)
+    devices: tuple[str, ...] = ("cpu",)
+    accuracy_batch_size: int = 256
+    country_iso: str = "DEU"
+    price_per_kwh: float = 0.0
+    work_dir: str = "data/07_model_output/evaluate"
+    protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None) -> StudySettings:
+        raw = dict(raw or {})
+        protocol = parse_settings(ProtocolSettings, raw.pop("protocol", None), "evaluate.protocol")
+        protocol.check()
+        for key in ("models", "variants", "targets", "devices"):
+            if key in raw:
+                raw[key] = _names(raw[key], f"evaluate.{key}") or list(getattr(cls, key, ()))
+        if isinstance(raw.get("batch_sizes"), int):
+            raw["batch_sizes"] = [raw["batch_sizes"]]
+        settings = replace(parse_settings(cls, raw, "evaluate"), protocol=protocol)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        for key, allowed in (("targets", TARGETS), ("devices", DEVICES)):
+            unknown = sorted(set(getattr(self, key)) - set(allowed))
+            if unknown or not getattr(self, key):
+                raise ConfigError(
+                    f"evaluate.{key} must name some of {list(allowed)}; got {list(getattr(self, key))}"
+                )
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise ConfigError(f"evaluate.batch_sizes must be integers >= 1, got {list(self.batch_sizes)}")
+        if self.accuracy_batch_size < 1:
+            raise ConfigError(f"evaluate.accuracy_batch_size must be >= 1, got {self.accuracy_batch_size}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.study):
+            raise ConfigError(
+                f"evaluate.study names a folder and a run: letters, digits, _ . - only; got {self.study!r}"
+            )
+
+
+def _names(value: Any, where: str) -> list[str]:
+    """A list from YAML, or from ``--params`` text ("a b", "a,b"); ``None`` is the empty list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part for part in re.split(r"[,\s]+", value.strip()) if part]
+    if isinstance(value, list | tuple):
+        return [str(item) for item in value]
+    raise ConfigError(f"{where} must be a list of names, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: a variant on a target at a batch size on a device."""
+
+    model_id: str
+    variant_id: str
+    target: str
+    batch_size: int
+    device: str
+    variant_hash: str
+    protocol_hash: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.model_id}/{self.variant_id}/{self.target}/bs{self.batch_size}/{self.device}"
+
+    @property
+    def config_hash(self) -> str:
+        return _sha256(asdict(self))[:16]
+
+
+def protocol_hash(settings: StudySettings) -> str:
+    """What every cell of a study shares: the protocol and the accuracy pass's batch size."""
+    return _sha256(
+        {"protocol": asdict(settings.protocol), "accuracy_batch_size": settings.accuracy_batch_size}
+    )[:16]
+
+
+def expand_cells(variant_rows: Iterable[Mapping[str, Any]], settings: StudySettings) -> list[Cell]:
+    """Every cell of the study, in configuration order (the protocol shuffles them)."""
+    rows = [dict(r) for r in variant_rows]
+    known_models = {r["model_id"] for r in rows}
+    known_variants = {r["variant_id"] for r in rows}
+    for key, known in (("models", known_models), ("variants", known_variants)):
+        unknown = sorted(set(getattr(settings, key)) - known)
+        if unknown:
+            raise ConfigError(
+                f"evaluate.{key} names {unknown}, which the variants table does not hold; it holds {sorted(known)}"
+            )
+    shared = protocol_hash(settings)
+    cells = []
+    for row in rows:
+        if settings.models and row["model_id"] not in settings.models:
+            continue
+        if settings.variants and row["variant_id"] not in settings.variants:
+            continue
+        for target in settings.targets:
+            for device in settings.devices:
+                for batch_size in settings.batch_sizes:
+                    cells.append(
+                        Cell(
+                            model_id=str(row["model_id"]),
+                            variant_id=str(row["variant_id"]),
+                            target=target,
+                            batch_size=int(batch_size),
+                            device=device,
+                            variant_hash=str(row.get("config_sha256") or ""),
+                            protocol_hash=shared,
+                        )
+                    )
+    return cells
+
+
+CELL_FIELDS = tuple(f.name for f in fields(Cell))
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,80 @@
+"""The one-screen summary of a study: per model and framework, the baseline against the variant
+that spends the least energy per inference, at the study's smallest batch size."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+
+def summary_table(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per model x framework (and target, device when the study has several)."""
+    if results.empty:
+        return pd.DataFrame()
+    batch_size = int(results.batch_size.min())
+    rows = []
+    at_batch = results[results.batch_size == batch_size]
+    keys = ["model_id", "framework", "target", "device"]
+    for key, group in at_batch.groupby(keys, sort=True):
+        baseline = group[group.technique == "baseline"]
+        best = group.loc[group.energy_per_item_j.idxmin()]
+        base = baseline.iloc[0] if len(baseline) else None
+        every = results.merge(
+            group[["model_id", "variant_id"]].drop_duplicates(), on=["model_id", "variant_id"]
+        )
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "metric": best.metric,
+                "baseline mJ/inf": None if base is None else base.energy_per_item_j * 1e3,
+                "baseline acc": None if base is None else base.accuracy,
+                "lowest-energy variant": best.variant_id,
+                "mJ/inf": best.energy_per_item_j * 1e3,
+                "saving %": None
+                if base is None
+                else (1 - best.energy_per_item_j / base.energy_per_item_j) * 100,
+                "Δacc (pp)": None if base is None else (best.accuracy - base.accuracy) * 100,
+                "cells": len(every),
+                "CI reached": int(every.ci_reached.sum()),
+            }
+        )
+    table = pd.DataFrame(rows)
+    for column in ("target", "device"):
+        if table[column].nunique() == 1:
+            table = table.drop(columns=column)
+    return table
+
+
+def summary_markdown(results: pd.DataFrame, measured: int, resumed: int, failed: int) -> str:
+    table = summary_table(results)
+    lines = [
+        f"{len(results)} cells in the results table; this run measured {measured}, found {resumed} "
+        f"already measured, failed {failed}.",
+    ]
+    if not table.empty:
+        batch_size = int(results.batch_size.min())
+        sources = sorted(set(results.cpu_source.dropna()) | set(results.gpu_source.dropna()) - {""})
+        measured_all = bool(results.energy_measured.all())
+        lines += [
+            f"Energy per inference at batch size {batch_size}, "
+            f"{'measured' if measured_all else 'ESTIMATED (no hardware meter)'}: {', '.join(s for s in sources if s)}.",
+            "",
+            markdown_table(table),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub Markdown table; numbers with 4 significant digits, missing values blank."""
+
+    def cell(value: object) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""The study in MLflow: one parent run per study, one nested run per measured cell.
+
+The parent run is found by its tags (``green_deploy.study``, ``green_deploy.run_kind=study``) in
+the experiment, so a study resumed over several ``kedro run`` calls keeps one parent. A cell's run
+carries ``green_deploy.cell_hash``; before measuring, the runner asks which stored cells have no
+run yet (a run killed between storing a cell and logging it) and logs them, so MLflow neither
+loses nor duplicates a cell.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+STUDY_TAG = "green_deploy.study"
+KIND_TAG = "green_deploy.run_kind"
+CELL_TAG = "green_deploy.cell_hash"
+PARENT_TAG = "mlflow.parentRunId"
+
+# Row fields that are a cell's parameters in MLflow (the rest of the numbers are metrics).
+PARAMS = (
+    "study",
+    "model_id",
+    "variant_id",
+    "domain",
+    "framework",
+    "runtime",
+    "technique",
+    "steps",
+    "target",
+    "device",
+    "batch_size",
+    "region",
+    "metric",
+    "config_hash",
+    "variant_hash",
+)
+_MAX_PARAM_CHARS = 6000
+
+
+class StudyTracker:
+    """Logs cells under the study's parent run with ``MlflowClient`` (no global active run)."""
+
+    def __init__(
+        self, tracking_uri: str, experiment_name: str, study: str, params: Mapping[str, Any]
+    ) -> None:
+        from mlflow import MlflowClient
+
+        self.client = MlflowClient(tracking_uri)
+        experiment = self.client.get_experiment_by_name(experiment_name)
+        self.experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else self.client.create_experiment(experiment_name)
+        )
+        self.study = study
+        self.parent_run_id = self._parent_run(params)
+
+    def _parent_run(self, params: Mapping[str, Any]) -> str:
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{STUDY_TAG}` = '{self.study}' and tags.`{KIND_TAG}` = 'study'",
+            max_results=1,
+            order_by=["attributes.start_time ASC"],
+        )
+        if found:
+            return found[0].info.run_id
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"study {self.study}",
+            tags={STUDY_TAG: self.study, KIND_TAG: "study"},
+        )
+        from mlflow.entities import Param
+
+        self.client.log_batch(
+            run.info.run_id, params=[Param(k, _param_text(v)) for k, v in sorted(params.items())]
+        )
+        return run.info.run_id
+
+    def logged_cells(self) -> set[str]:
+        """The cell hashes that already have a run under the study's parent."""
+        hashes: set[str] = set()
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
+                max_results=1000,
+                page_token=token,
+            )
+            hashes.update(r.data.tags[CELL_TAG] for r in page if CELL_TAG in r.data.tags)
+            token = page.token
+            if not token:
+                return hashes
+
+    def log_cell(self, row: Mapping[str, Any], repetitions: list[dict[str, Any]]) -> str:
+        """A nested run for one cell: parameters, metrics, source tags, and the repetitions as
+        an artifact; its run id."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"{row['model_id']}/{row['variant_id']} {row['target']} bs{row['batch_size']} {row['device']}",
+            tags={
+                PARENT_TAG: self.parent_run_id,
+                STUDY_TAG: self.study,
+                KIND_TAG: "cell",
+                CELL_TAG: row["config_hash"],
+            },
+        )
+        run_id = run.info.run_id
+        now_ms = int(time.time() * 1000)
+        params = [Param(k, _param_text(row[k])) for k in PARAMS if row.get(k) not in (None, "")]
+        metrics = [
+            Metric(k, float(v), now_ms, 0)
+            for k, v in row.items()
+            if k not in PARAMS and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        ]
+        tags = [
+            RunTag(f"energy.{k.removesuffix('_source')}.source", str(v))
+            for k, v in row.items()
+            if k.endswith("_source") and v
+        ]
+        tags += [RunTag("energy.measured", str(bool(row.get("energy_measured"))).lower())]
+        tags += [RunTag("ci_reached", str(bool(row.get("ci_reached"))).lower())]
+        self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "repetitions.json"
+            path.write_text(json.dumps(repetitions, indent=1, default=str))
+            self.client.log_artifact(run_id, str(path))
+        self.client.set_terminated(run_id)
+        return run_id
+
+    def log_study_artifact(self, path: Path | str) -> None:
+        self.client.log_artifact(self.parent_run_id, str(path))
+
+    def finish(self) -> None:
+        self.client.set_terminated(self.parent_run_id)
+
+
+def _param_text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:_MAX_PARAM_CHARS]

@@ -1,0 +1,1 @@
+"""The evaluate pipeline: the measured study."""

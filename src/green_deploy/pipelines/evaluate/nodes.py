@@ -1,0 +1,108 @@
+"""Evaluate nodes: thin calls into ``green_deploy.evaluate``."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from green_deploy.deploy.runner import DeploySettings, skip_reason
+from green_deploy.errors import ConfigError
+from green_deploy.evaluate.runner import (
+    EvaluationError,
+    StudyRunner,
+    current_cells,
+    evaluation_set,
+    study_deployers,
+    summary_dict,
+)
+from green_deploy.evaluate.store import StudyStore
+from green_deploy.evaluate.study import StudySettings, expand_cells
+from green_deploy.evaluate.summary import summary_markdown
+from green_deploy.zoo.spec import dataset_settings, select_entry
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_study(
+    variants: pd.DataFrame,
+    zoo: dict[str, Any],
+    evaluate: dict[str, Any],
+    deploy: dict[str, Any],
+    credentials: dict[str, Any] | None,
+) -> tuple[pd.DataFrame, pd.DataFrame, str, dict[str, Any]]:
+    """Measure every pending cell of the study; the results and repetitions tables (every stored
+    cell that matches today's variants and protocol), the summary, and what this run did."""
+    settings = StudySettings.parse(evaluate)
+    unknown = sorted(set(settings.models) - set(zoo["models"]))
+    if unknown:
+        raise ConfigError(f"evaluate.models names unknown model(s) {unknown}; known: {sorted(zoo['models'])}")
+    rows = [row for row in variants.to_dict("records") if skip_reason(row) is None]
+    cells = expand_cells(rows, settings)
+    if not cells:
+        raise ConfigError(
+            "the study selects no cell: no ok variant of evaluate.models / evaluate.variants in the variants "
+            "table; run `kedro run --pipeline=optimize` for them first"
+        )
+    store = StudyStore(Path(settings.work_dir) / settings.study)
+
+    def load(model_id: str):
+        entry = select_entry(zoo["models"], model_id)
+        return evaluation_set(entry, dataset_settings(zoo.get("datasets") or {}, entry))
+
+    runner = StudyRunner(
+        settings,
+        rows,
+        study_deployers(settings, deploy, credentials),
+        load,
+        store,
+        tracker=_tracker(settings, evaluate),
+        deploy_work_dir=DeploySettings.parse(deploy).work_dir,
+        progress=_progress_bar(settings.study),
+    )
+    outcome = runner.run(cells)
+    kept = current_cells(store, rows, settings)
+    results = pd.DataFrame([cell["row"] for cell in kept])
+    repetitions = pd.DataFrame([r for cell in kept for r in cell["repetitions"]])
+    summary = summary_markdown(results, outcome.measured, outcome.resumed, len(outcome.failures))
+    logger.info("study %r:\n%s", settings.study, summary)
+    return results, repetitions, summary, summary_dict(outcome)
+
+
+def check_evaluation(outcome: dict[str, Any]) -> None:
+    """Fail the run, after the tables are saved, when a variant could not be measured."""
+    failures = outcome["failures"]
+    if failures:
+        lines = "\n".join(
+            f"- {f['model_id']}/{f['variant_id']} on {f['target']} ({f['cells']} cells): {f['reason']}"
+            for f in failures
+        )
+        raise EvaluationError(
+            f"{len(failures)} variant(s) could not be measured; every other cell is stored and a new "
+            f"`kedro run --pipeline=evaluate` measures only what is missing:\n{lines}"
+        )
+
+
+def _tracker(settings: StudySettings, raw: dict[str, Any]):
+    """The study's MLflow parent run, in the experiment of kedro-mlflow's active run (none: not logged)."""
+    import mlflow
+
+    from green_deploy.evaluate.tracking import StudyTracker
+
+    active = mlflow.active_run()
+    if active is None:
+        logger.info("no active MLflow run (kedro-mlflow tracking is off): cells are not logged to MLflow")
+        return None
+    experiment = mlflow.get_experiment(active.info.experiment_id)
+    tracker = StudyTracker(mlflow.get_tracking_uri(), experiment.name, settings.study, raw)
+    mlflow.set_tag("green_deploy.study_run_id", tracker.parent_run_id)
+    return tracker
+
+
+def _progress_bar(study: str):
+    from tqdm import tqdm
+
+    return partial(tqdm, desc=f"evaluate {study}", mininterval=1.0, dynamic_ncols=True)

@@ -1,0 +1,168 @@
+"""A study of one tiny variant, measured for real through the in-process worker and a local
+server: cells, intervals, accuracy, the store, MLflow, and resuming after a crash."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from green_deploy.deploy.inprocess import InProcessDeployer
+from green_deploy.deploy.local import LocalDeployer, LocalSettings
+from green_deploy.evaluate.harness import EvaluationSet
+from green_deploy.evaluate.runner import StudyRunner, current_cells, plan
+from green_deploy.evaluate.store import StudyStore
+from green_deploy.evaluate.study import StudySettings, expand_cells
+from green_deploy.evaluate.tracking import CELL_TAG, PARENT_TAG, StudyTracker
+
+PROTOCOL = {
+    "idle_s": 0.05,
+    "warmup_s": 0.05,
+    "repetition_s": 0.03,
+    "min_repetitions": 2,
+    "max_repetitions": 4,
+    "max_cell_s": 2.0,
+}
+
+
+@pytest.fixture
+def study(tiny, tmp_path):
+    copies = 10
+    x = np.concatenate([tiny.batch] * copies)
+    y = np.random.default_rng(1).integers(0, 10, len(x))
+    expected_accuracy = float(np.mean(np.argmax(np.concatenate([tiny.expected] * copies), axis=1) == y))
+    row = {
+        "model_id": "tiny_vit",
+        "variant_id": "pt_prune50",
+        "runtime": "pytorch",
+        "framework": "torch",
+        "technique": "magnitude_pruning",
+        "artifact_dir": str(tiny.variant.folder),
+        "config_sha256": "abc123",
+        "macs": 1000.0,
+    }
+    data = EvaluationSet("classification", "accuracy", x, y, domain="cv")
+    return row, data, expected_accuracy
+
+
+def _runner(settings, row, data, deployer, store, **kwargs):
+    return StudyRunner(settings, [row], {settings.targets[0]: deployer}, lambda _: data, store, **kwargs)
+
+
+def test_every_cell_is_measured_with_its_interval_accuracy_and_footprint(study, tmp_path):
+    row, data, expected_accuracy = study
+    settings = StudySettings.parse({"targets": ["inprocess"], "batch_sizes": [1, 4], "protocol": PROTOCOL})
+    cells = expand_cells([row], settings)
+    store = StudyStore(tmp_path / "study")
+    outcome = _runner(settings, row, data, InProcessDeployer(idle_s=0.05), store).run(cells)
+    assert (outcome.measured, outcome.resumed, outcome.failures) == (2, 0, [])
+    rows = {c["row"]["batch_size"]: c for c in current_cells(store, [row], settings)}
+    assert sorted(rows) == [1, 4]
+    for batch_size, stored in rows.items():
+        cell = stored["row"]
+        assert cell["accuracy"] == pytest.approx(expected_accuracy)
+        assert cell["n_repetitions"] == len(stored["repetitions"]) >= 2
+        assert cell["energy_per_item_j"] > 0 and cell["cpu_source"].startswith("cpu_time_tdp_estimate")
+        assert cell["energy_measured"] is False and cell["cpu_measured"] is False
+        assert (
+            cell["energy_per_item_j_ci_low"]
+            <= cell["energy_per_item_j_mean"]
+            <= cell["energy_per_item_j_ci_high"]
+        )
+        assert cell["ci_reached"] == (cell["energy_ci_relative_half_width"] <= 0.05)
+        assert cell["active_energy_per_item_j"] is not None
+        assert cell["latency_p50_ms"] <= cell["latency_p95_ms"] <= cell["latency_p99_ms"]
+        assert cell["n_items"] == sum(r["n_items"] for r in stored["repetitions"])
+        assert all(r["n_items"] == r["n_requests"] * batch_size for r in stored["repetitions"])
+        assert cell["carbon_g_per_1000"] == pytest.approx(
+            cell["energy_per_item_j"] * 1000 / 3.6e6 * cell["pue"] * cell["intensity_g_per_kwh"]
+        )
+        assert (cell["technique"], cell["domain"], cell["macs"]) == ("magnitude_pruning", "cv", 1000.0)
+
+
+def test_a_local_server_is_measured_and_stopped_afterwards(study, tmp_path):
+    row, data, _ = study
+    settings = StudySettings.parse({"targets": ["local"], "batch_sizes": [2], "protocol": PROTOCOL})
+    deployer = LocalDeployer(LocalSettings(idle_s=0.05), tmp_path / "deploy")
+    store = StudyStore(tmp_path / "study")
+    outcome = _runner(settings, row, data, deployer, store).run(expand_cells([row], settings))
+    assert outcome.measured == 1 and not outcome.failures
+    (stored,) = store.cells()
+    assert stored["row"]["energy_per_item_j"] > 0 and stored["row"]["active_energy_per_item_j"] is not None
+    assert deployer.running() == []
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs (not even ``except Exception``)."""
+
+
+def test_an_interrupted_study_resumes_without_losing_or_duplicating_a_cell(study, tmp_path):
+    row, data, _ = study
+    settings = StudySettings.parse({"targets": ["inprocess"], "batch_sizes": [1, 2, 4], "protocol": PROTOCOL})
+    cells = expand_cells([row], settings)
+    store = StudyStore(tmp_path / "study")
+    tracker = StudyTracker(
+        f"sqlite:///{tmp_path}/mlflow.db", "evaluate-test", "s1", {"batch_sizes": [1, 2, 4]}
+    )
+    logged = []
+
+    def log_then_die(
+        cell_row, repetitions
+    ):  # the first cell is stored; the process dies before MLflow hears of it
+        logged.append(cell_row["config_hash"])
+        raise _Killed
+
+    original = tracker.log_cell
+    tracker.log_cell = log_then_die
+    with pytest.raises(_Killed):
+        _runner(settings, row, data, InProcessDeployer(), store, tracker=tracker).run(cells)
+    assert len(store.cells()) == 1
+    tracker.log_cell = original
+
+    # a second process: the same study, a new tracker finding the same parent run
+    resumed = StudyTracker(f"sqlite:///{tmp_path}/mlflow.db", "evaluate-test", "s1", {})
+    assert resumed.parent_run_id == tracker.parent_run_id
+    outcome = _runner(settings, row, data, InProcessDeployer(), store, tracker=resumed).run(cells)
+    assert (outcome.measured, outcome.resumed) == (2, 1)
+    assert sorted(c["row"]["config_hash"] for c in store.cells()) == sorted(c.config_hash for c in cells)
+    children = resumed.client.search_runs(
+        [resumed.experiment_id], f"tags.`{PARENT_TAG}` = '{resumed.parent_run_id}'"
+    )
+    assert sorted(r.data.tags[CELL_TAG] for r in children) == sorted(c.config_hash for c in cells)
+    child = children[0]
+    assert child.data.params["model_id"] == "tiny_vit" and "energy_per_item_j" in child.data.metrics
+    assert child.data.tags["energy.cpu.source"].startswith("cpu_time_tdp_estimate")
+    assert [a.path for a in resumed.client.list_artifacts(child.info.run_id)] == ["repetitions.json"]
+
+    # a third run has nothing left to do
+    again = _runner(settings, row, data, InProcessDeployer(), store, tracker=resumed).run(cells)
+    assert (again.measured, again.resumed) == (0, 3)
+
+
+def test_a_variant_that_cannot_be_deployed_is_reported_and_the_rest_is_measured(study, tmp_path):
+    row, data, _ = study
+    broken = {
+        **row,
+        "variant_id": "pt_missing",
+        "artifact_dir": str(tmp_path / "nowhere"),
+        "config_sha256": "x",
+    }
+    settings = StudySettings.parse({"targets": ["inprocess"], "batch_sizes": [1], "protocol": PROTOCOL})
+    runner = StudyRunner(
+        settings, [row, broken], {"inprocess": InProcessDeployer()}, lambda _: data, StudyStore(tmp_path)
+    )
+    outcome = runner.run(expand_cells([row, broken], settings))
+    assert outcome.measured == 1
+    assert [(f.variant_id, f.cells) for f in outcome.failures] == [("pt_missing", 1)]
+    assert "optimize" in outcome.failures[0].reason
+
+
+def test_the_order_is_random_but_reproducible(study):
+    row, _, _ = study
+    rows = [{**row, "variant_id": f"v{i}", "config_sha256": str(i)} for i in range(8)]
+    settings = StudySettings.parse({"batch_sizes": [1, 2, 4, 8]})
+    cells = expand_cells(rows, settings)
+    first, again, other = plan(cells, 0), plan(cells, 0), plan(cells, 1)
+    assert first == again != other
+    assert [g.variant_id for g in first] != sorted(g.variant_id for g in first)
+    assert [c for g in first for c in g.cells] != cells
+    assert sorted((c for g in first for c in g.cells), key=str) == sorted(cells, key=str)

@@ -1,0 +1,62 @@
+import pytest
+
+from green_deploy.errors import ConfigError
+from green_deploy.evaluate.study import ProtocolSettings, StudySettings, expand_cells
+
+ROWS = [
+    {"model_id": "m1", "variant_id": "torch_baseline", "config_sha256": "a"},
+    {"model_id": "m1", "variant_id": "pt_fp16", "config_sha256": "b"},
+    {"model_id": "m2", "variant_id": "torch_baseline", "config_sha256": "c"},
+]
+
+
+def test_every_combination_is_a_cell():
+    settings = StudySettings.parse({"batch_sizes": [1, 8], "targets": ["local", "inprocess"]})
+    cells = expand_cells(ROWS, settings)
+    assert len(cells) == 3 * 2 * 2
+    assert len({c.config_hash for c in cells}) == len(cells)
+
+
+def test_subsets_from_command_line_text():
+    settings = StudySettings.parse({"models": "m1", "variants": "torch_baseline pt_fp16", "batch_sizes": 4})
+    cells = expand_cells(ROWS, settings)
+    assert {(c.model_id, c.variant_id, c.batch_size) for c in cells} == {
+        ("m1", "torch_baseline", 4),
+        ("m1", "pt_fp16", 4),
+    }
+
+
+def test_a_changed_protocol_or_variant_gives_new_hashes():
+    base = expand_cells(ROWS, StudySettings.parse({}))
+    other_protocol = expand_cells(ROWS, StudySettings.parse({"protocol": {"ci_target": 0.1}}))
+    changed_variant = expand_cells([{**ROWS[0], "config_sha256": "z"}, *ROWS[1:]], StudySettings.parse({}))
+    assert not {c.config_hash for c in base} & {c.config_hash for c in other_protocol}
+    assert base[0].config_hash != changed_variant[0].config_hash
+    assert base[2:] == changed_variant[2:]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"batch_size": [1]}, "batch_size"),
+        ({"targets": ["gcp"]}, "targets"),
+        ({"devices": ["tpu"]}, "devices"),
+        ({"batch_sizes": [0]}, "batch_sizes"),
+        ({"protocol": {"ci_target": 2}}, "ci_target"),
+        ({"protocol": {"min_repetitions": 1}}, "min_repetitions"),
+        ({"protocol": {"repetitions": 3}}, "repetitions"),
+        ({"study": "../x"}, "study"),
+    ],
+)
+def test_bad_settings_name_the_key(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        StudySettings.parse(raw)
+
+
+def test_unknown_models_or_variants_are_named():
+    with pytest.raises(ConfigError, match="m9"):
+        expand_cells(ROWS, StudySettings.parse({"models": ["m9"]}))
+
+
+def test_protocol_defaults_are_valid():
+    ProtocolSettings().check()

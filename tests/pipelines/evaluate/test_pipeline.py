@@ -1,0 +1,152 @@
+"""The evaluate pipeline end to end on the tiny study: `kedro run --pipeline=evaluate` after the
+optimize pipeline, in a copy of the tiny project; a run killed with SIGKILL resumes where it
+stopped; subsets from --params; nothing optimized yet names the pipeline to run first."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+
+from green_deploy.deploy.local import teardown_all
+from green_deploy.evaluate.tracking import CELL_TAG, KIND_TAG, PARENT_TAG, STUDY_TAG
+from tests.pipelines.conftest import PROJECT, kedro
+from tests.pipelines.deploy.test_pipeline import copy_project
+
+STUDY = yaml.safe_load((PROJECT / "conf/test/parameters_evaluate.yml").read_text())["evaluate"]
+N_CELLS = len(STUDY["models"]) * len(STUDY["variants"]) * len(STUDY["batch_sizes"])
+RESULTS = "data/07_model_output/evaluation_results.parquet"
+CELLS = "data/07_model_output/evaluate/default/cells"
+DEPLOY_DIR = "data/07_model_output/deploy"
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def _start_kedro(root, *args):
+    env = {**os.environ, "KEDRO_ENV": "test", "KEDRO_DISABLE_TELEMETRY": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "kedro", *args],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def optimized(project, tmp_path_factory):
+    root = copy_project(project, tmp_path_factory.mktemp("evaluate_project"), with_zoo=True)
+    result = kedro(root, "run", "--pipeline=optimize", "--params", "optimize.only=pt_fp16")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    try:
+        yield root
+    finally:
+        teardown_all(root / DEPLOY_DIR)
+
+
+@pytest.fixture(scope="module")
+def resumed(optimized):
+    """A study killed (SIGKILL to its process group) after its first two cells,
+    then run again to the end."""
+    root = optimized
+    process = _start_kedro(root, "run", "--pipeline=evaluate")
+    cells = root / CELLS
+    deadline = time.monotonic() + 600
+    while process.poll() is None and time.monotonic() < deadline:
+        if cells.is_dir() and len(list(cells.glob("*.json"))) >= 2:
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the study ended before it could be killed"
+    before = {p.name: p.read_bytes() for p in cells.glob("*.json")}
+    assert 2 <= len(before) < N_CELLS
+    result = kedro(root, "run", "--pipeline=evaluate")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root, before, result
+
+
+def test_nothing_optimized_names_the_pipeline_to_run_first(project, tmp_path):
+    root = copy_project(project, tmp_path / "fresh", with_zoo=False)
+    result = kedro(root, "run", "--pipeline=evaluate")
+    assert result.returncode != 0
+    assert "kedro run --pipeline=optimize" in result.stdout + result.stderr
+
+
+def test_the_resumed_study_has_every_cell_once_and_kept_the_finished_ones(resumed):
+    root, before, result = resumed
+    table = pd.read_parquet(root / RESULTS)
+    assert len(table) == N_CELLS == table.config_hash.nunique()
+    assert {p.name: p.read_bytes() for p in (root / CELLS).glob("*.json") if p.name in before} == before
+    assert (
+        f"{len(before)} already measured, {N_CELLS - len(before)} to measure" in result.stdout + result.stderr
+    )
+    assert set(table.variant_id) == set(STUDY["variants"]) and set(table.batch_size) == set(
+        STUDY["batch_sizes"]
+    )
+    assert table.energy_per_item_j.gt(0).all() and table.accuracy.between(0, 1).all()
+    assert table.n_repetitions.ge(2).all() and table.ci_target.eq(0.05).all()
+    assert (table.ci_reached == (table.energy_ci_relative_half_width <= 0.05)).all()
+    assert not table.energy_measured.any()  # no hardware meter on a CPU machine: estimates, flagged
+    repetitions = pd.read_parquet(root / "data/07_model_output/evaluation_repetitions.parquet")
+    assert repetitions.groupby("config_hash").size().to_dict() == dict(
+        zip(table.config_hash, table.n_repetitions, strict=True)
+    )
+    # the baselines' accuracy on the full test split is the zoo's own figure for that framework
+    summary = (root / "data/08_reporting/evaluation_summary.md").read_text()
+    assert "ESTIMATED" in summary and "vit_fmnist" in summary
+
+
+def test_mlflow_holds_one_study_run_with_one_nested_run_per_cell(resumed):
+    root, _, _ = resumed
+    client = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db")
+    experiment = client.get_experiment_by_name("green_deploy")
+    studies = client.search_runs([experiment.experiment_id], f"tags.`{KIND_TAG}` = 'study'")
+    assert [r.data.tags[STUDY_TAG] for r in studies] == ["default"]
+    cells = client.search_runs(
+        [experiment.experiment_id], f"tags.`{PARENT_TAG}` = '{studies[0].info.run_id}'"
+    )
+    assert len(cells) == N_CELLS == len({r.data.tags[CELL_TAG] for r in cells})
+    params = cells[0].data.params
+    assert {
+        "model_id",
+        "variant_id",
+        "framework",
+        "runtime",
+        "technique",
+        "target",
+        "device",
+        "batch_size",
+    } <= set(params)
+
+
+def test_no_server_is_left_running(resumed):
+    root, _, _ = resumed
+    from green_deploy.deploy.local import LocalDeployer
+
+    assert LocalDeployer(work_dir=root / DEPLOY_DIR).running() == []
+
+
+def test_a_subset_from_the_command_line_measures_only_it(resumed):
+    root, _, _ = resumed
+    result = kedro(
+        root,
+        "run",
+        "--pipeline=evaluate",
+        "--params",
+        "evaluate.study=subset,evaluate.models=lstm_langid,evaluate.variants=pt_fp16,evaluate.batch_sizes=2",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = pd.read_parquet(root / RESULTS)
+    assert list(zip(table.model_id, table.variant_id, table.batch_size, strict=True)) == [
+        ("lstm_langid", "pt_fp16", 2)
+    ]
