@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from green_deploy.deploy.credentials import Credentials
 from green_deploy.deploy.local import LocalDeployer, LocalSettings, rss_bytes, teardown_all
 from green_deploy.errors import ArtifactError, ConfigError
 from green_deploy.serving.model import RUNTIMES, InputSpec
+from green_deploy.zoo.settings import parse_names
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +88,7 @@ class DeploySettings:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"deploy: unknown setting(s) {unknown}; known: {sorted(known)}")
-        targets = raw.get("targets") or ["local"]
-        targets = re.split(r"[,\s]+", targets.strip()) if isinstance(targets, str) else list(targets)
+        targets = parse_names(raw.get("targets"), "deploy.targets") or ("local",)
         bad = sorted(set(targets) - set(TARGETS))
         if bad:
             hint = (
@@ -98,7 +97,7 @@ class DeploySettings:
                 else ""
             )
             raise ConfigError(f"deploy.targets names unknown target(s) {bad}{hint}; known: {list(TARGETS)}")
-        only, models = (_names(raw.get(key)) for key in ("only", "models"))
+        only, models = (parse_names(raw.get(key), f"deploy.{key}") for key in ("only", "models"))
         dry_run = raw.get("dry_run", False)
         if not isinstance(dry_run, bool):
             raise ConfigError(f"deploy.dry_run must be true or false, got {dry_run!r}")
@@ -193,13 +192,6 @@ def build_deployers(
                 dry_run=settings.dry_run,
             )
     return deployers
-
-
-def _names(value: str | Iterable[str] | None) -> tuple[str, ...]:
-    """Ids from a list, or from a string separated by spaces (Kedro's ``--params`` splits at commas)
-    or commas."""
-    names = re.split(r"[,\s]+", value.strip()) if isinstance(value, str) else list(value or [])
-    return tuple(name for name in names if name)
 
 
 class CloudCredentials(Mapping[str, Any]):

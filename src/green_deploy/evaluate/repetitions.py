@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from scipy import stats
-
 _Repetition = TypeVar("_Repetition")
 
 
@@ -50,6 +48,8 @@ def t_interval(values: list[float], confidence: float = 0.95) -> Interval:
     mean = statistics.fmean(values) if values else math.nan
     if n < 2:
         return Interval(n, mean, math.nan, -math.inf, math.inf, confidence)
+    from scipy import stats  # ~0.4 s to import: not at start-up of every kedro run
+
     stdev = statistics.stdev(values)
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * stdev / math.sqrt(n)
     return Interval(n, mean, stdev, mean - half, mean + half, confidence)

@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,8 @@ import numpy as np
 
 from green_deploy.deploy.base import Deployer, Deployment
 from green_deploy.deploy.inprocess import InProcessDeployer
-from green_deploy.deploy.local import LocalDeployer
-from green_deploy.deploy.runner import recorded_deployments, variant_of
+from green_deploy.deploy.local import LocalDeployer, LocalSettings
+from green_deploy.deploy.runner import DeploySettings, build_deployers, recorded_deployments, variant_of
 from green_deploy.energy.carbon import (
     CarbonIntensity,
     footprint_per_1000,
@@ -414,20 +414,11 @@ def current_cells(
     return kept
 
 
-def summary_dict(outcome: StudyOutcome) -> dict[str, Any]:
-    return {**asdict(outcome), "failures": [asdict(f) for f in outcome.failures]}
-
-
 def study_deployers(
     settings: StudySettings, deploy: Mapping[str, Any], credentials: Mapping[str, Any] | None = None
 ) -> dict[str, Deployer]:
     """One deployer per target of the study, configured by ``deploy`` (``parameters_deploy.yml``);
     local servers and the in-process worker measure the protocol's idle baseline first."""
-    from dataclasses import replace
-
-    from green_deploy.deploy.local import LocalSettings
-    from green_deploy.deploy.runner import DeploySettings, build_deployers
-
     local = replace(LocalSettings.parse((deploy or {}).get("local")), idle_s=settings.protocol.idle_s)
     clouds = [t for t in settings.targets if t in _CLOUD_PROVIDERS]
     deploy_settings = DeploySettings.parse(

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from green_deploy.errors import ConfigError
-from green_deploy.zoo.settings import parse_settings
+from green_deploy.zoo.settings import parse_names, parse_settings
 
 TARGETS = ("local", "inprocess", "sagemaker", "azureml")
 # where a served model runs; the serving core places models on the CPU only so far
@@ -90,7 +90,7 @@ class StudySettings:
         protocol.check()
         for key in ("models", "variants", "targets", "devices"):
             if key in raw:
-                raw[key] = _names(raw[key], f"evaluate.{key}") or list(getattr(cls, key, ()))
+                raw[key] = parse_names(raw[key], f"evaluate.{key}") or getattr(cls, key, ())
         if isinstance(raw.get("batch_sizes"), int):
             raw["batch_sizes"] = [raw["batch_sizes"]]
         settings = replace(parse_settings(cls, raw, "evaluate"), protocol=protocol)
@@ -112,17 +112,6 @@ class StudySettings:
             raise ConfigError(
                 f"evaluate.study names a folder and a run: letters, digits, _ . - only; got {self.study!r}"
             )
-
-
-def _names(value: Any, where: str) -> list[str]:
-    """A list from YAML, or from ``--params`` text ("a b", "a,b"); ``None`` is the empty list."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [part for part in re.split(r"[,\s]+", value.strip()) if part]
-    if isinstance(value, list | tuple):
-        return [str(item) for item in value]
-    raise ConfigError(f"{where} must be a list of names, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ silent default. Shared by dataset settings and architecture settings."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
@@ -27,6 +28,18 @@ def parse_settings(settings_class: type[_Settings], raw: Mapping[str, Any] | Non
         for key, value in raw.items()
     }
     return settings_class(**values)
+
+
+def parse_names(value: Any, where: str) -> tuple[str, ...]:
+    """Ids from a YAML list, or from ``--params`` text separated by spaces (Kedro splits
+    ``--params`` at commas) or commas; ``None`` is no id."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(part for part in re.split(r"[,\s]+", value.strip()) if part)
+    if isinstance(value, list | tuple):
+        return tuple(str(item) for item in value)
+    raise ConfigError(f"{where} must be a list of names, got {value!r}")
 
 
 def _coerce(where: str, annotation: str, value: Any) -> Any:

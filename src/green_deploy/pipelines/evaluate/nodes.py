@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,6 @@ from green_deploy.evaluate.runner import (
     current_cells,
     evaluation_set,
     study_deployers,
-    summary_dict,
 )
 from green_deploy.evaluate.store import StudyStore
 from green_deploy.evaluate.study import StudySettings, expand_cells
@@ -69,7 +69,7 @@ def evaluate_study(
     repetitions = pd.DataFrame([r for cell in kept for r in cell["repetitions"]])
     summary = summary_markdown(results, outcome.measured, outcome.resumed, len(outcome.failures))
     logger.info("study %r:\n%s", settings.study, summary)
-    return results, repetitions, summary, summary_dict(outcome)
+    return results, repetitions, summary, asdict(outcome)
 
 
 def check_evaluation(outcome: dict[str, Any]) -> None:
