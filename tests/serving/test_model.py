@@ -99,9 +99,9 @@ def test_the_tflite_predictor_keeps_one_interpreter_and_matches_predict_tflite()
     keras_model = tf_keras.Model(images, tf_keras.layers.Dense(3)(tf_keras.layers.Flatten()(images)))
     flatbuffer = tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()
     predict = predictor("tflite", flatbuffer)
-    interpreter = predict._interpreter
+    interpreter = predict._tflite
     x = np.random.default_rng(0).random((6, 1, 4, 4)).astype(np.float32)  # NCHW, as the zoo stores images
     for n in (1, 4, 4, 2):  # the batch size changes: reallocated, same interpreter
         np.testing.assert_allclose(predict(x[:n]), predict_tflite(flatbuffer, x[:n]), rtol=1e-6)
-    assert predict._interpreter is interpreter
+    assert predict._tflite is interpreter
     np.testing.assert_allclose(predictor("keras", keras_model)(x), predict(x), rtol=1e-5, atol=1e-6)

@@ -18,7 +18,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -246,23 +247,30 @@ class StudyRunner:
         data = self._evaluation_set(group.model_id)
         deployer = self.deployers[group.target]
         variant = variant_of(row, InputSpec.from_example(data.x[:1]))
+        started = time.perf_counter()
         deployment, stop_after = self._acquire(deployer, group, variant)
+        phases_s = {"deploy": time.perf_counter() - started}
         protocol = self.settings.protocol
         measured = 0
         try:
             client = Client(deployer, deployment, max_items_of(deployer))
-            largest = max(c.batch_size for c in group.cells)
-            warm_up(client, batches(data.x, largest, protocol.seed), protocol.warmup_s)
-            accuracy = self._accuracy(group.cells[0], client, data)
+            with _timed(phases_s, "warm-up and accuracy"):
+                largest = max(c.batch_size for c in group.cells)
+                warm_up(client, batches(data.x, largest, protocol.seed), protocol.warmup_s)
+                accuracy = self._accuracy(group.cells[0], client, data)
             intensity = self._intensity(group.target, deployment)
             for cell in group.cells:
-                measurement = measure_cell(client, batches(data.x, cell.batch_size, protocol.seed), protocol)
+                with _timed(phases_s, "cells"):
+                    measurement = measure_cell(
+                        client, batches(data.x, cell.batch_size, protocol.seed), protocol
+                    )
                 figures = summarize(measurement)
                 cell_row = self._cell_row(cell, row, deployment, data, accuracy, figures, intensity)
                 repetitions = [{**_cell_keys(cell), **r.to_row()} for r in measurement.repetitions]
-                self.store.save_cell(cell.config_hash, cell_row, repetitions)
-                if self.tracker is not None:
-                    self.tracker.log_cell(cell_row, repetitions)
+                with _timed(phases_s, "records"):
+                    self.store.save_cell(cell.config_hash, cell_row, repetitions)
+                    if self.tracker is not None:
+                        self.tracker.log_cell(cell_row, repetitions)
                 measured += 1
                 if bar is not None:
                     bar.update(1)
@@ -270,7 +278,15 @@ class StudyRunner:
                     time.sleep(protocol.cooldown_s)
         finally:
             if stop_after:
-                deployer.teardown(deployment)
+                with _timed(phases_s, "stop"):
+                    deployer.teardown(deployment)
+            logger.info(
+                "%s/%s on %s: %s",
+                group.model_id,
+                group.variant_id,
+                group.target,
+                ", ".join(f"{phase} {duration_s:.2f} s" for phase, duration_s in phases_s.items()),
+            )
         return measured
 
     def _evaluation_set(self, model_id: str) -> EvaluationSet:
@@ -371,6 +387,16 @@ class StudyRunner:
                 and stored["row"].get("study") == self.settings.study
             ):
                 self.tracker.log_cell(stored["row"], stored["repetitions"])
+
+
+@contextmanager
+def _timed(phases_s: dict[str, float], phase: str) -> Iterator[None]:
+    """Add the wall time of the block to ``phases_s[phase]`` (where a study's time goes)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases_s[phase] = phases_s.get(phase, 0.0) + time.perf_counter() - started
 
 
 def _cell_keys(cell: Cell) -> dict[str, Any]:

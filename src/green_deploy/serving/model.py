@@ -106,6 +106,8 @@ def predictor(runtime: str, model: Any, num_threads: int | None = None) -> Predi
             it starts.)
     """
     if runtime == "tflite":
+        from green_deploy.optimize.tflite_runtime import TflitePredictor
+
         return TflitePredictor(model, num_threads)
     if runtime == "onnxruntime":
         from green_deploy.optimize.onnx_runtime import predict_onnx
@@ -120,38 +122,6 @@ def predictor(runtime: str, model: Any, num_threads: int | None = None) -> Predi
 
         return lambda x: predict_torch(model, x)
     raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
-
-
-class TflitePredictor:
-    """One TFLite interpreter for the life of the server, reallocated only when the batch shape
-    changes. Inputs and outputs are converted exactly as ``predict_tflite`` does (NCHW to NHWC,
-    int8 (de)quantization), with its helpers."""
-
-    def __init__(self, flatbuffer: bytes, num_threads: int | None = None):
-        from green_deploy.optimize.tflite_runtime import _interpreter
-
-        self._interpreter = _interpreter(flatbuffer, num_threads)
-        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ValueError(
-                f"serving runs single-input, single-output models; this flatbuffer has "
-                f"{len(inputs)} inputs and {len(outputs)} outputs"
-            )
-        self._source, self._target = inputs[0], outputs[0]
-        self._allocated: tuple[int, ...] | None = None
-
-    def __call__(self, inputs: np.ndarray) -> np.ndarray:
-        from green_deploy.optimize.tflite_runtime import _from_output, _to_input
-        from green_deploy.zoo.families.base import to_keras_layout
-
-        batch = _to_input(to_keras_layout(np.asarray(inputs)), self._source)
-        if batch.shape != self._allocated:
-            self._interpreter.resize_tensor_input(self._source["index"], batch.shape)
-            self._interpreter.allocate_tensors()
-            self._allocated = batch.shape
-        self._interpreter.set_tensor(self._source["index"], batch)
-        self._interpreter.invoke()
-        return _from_output(self._interpreter.get_tensor(self._target["index"]), self._target)
 
 
 def load_model_files(folder: Path, runtime: str) -> Any:

@@ -14,7 +14,7 @@ import pytest
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext
 from green_deploy.optimize.techniques.tflite import TECHNIQUE, converter_reason
-from green_deploy.optimize.tflite_runtime import _interpreter, predict_tflite, tflite_tensor_stats
+from green_deploy.optimize.tflite_runtime import interpreter, predict_tflite, tflite_tensor_stats
 from green_deploy.zoo.families import get_family
 from green_deploy.zoo.inference import predict_keras
 
@@ -120,8 +120,8 @@ def test_full_int8_calibrates_and_quantizes_weights_and_io(cnn, cnn_context, io_
     # int8 kernels and int32 biases (quantized with the kernel's scale): no float weight is left
     assert set(stats["parameters_by_dtype"]) == {"int8", "int32"}
     assert stats["parameters_by_dtype"]["int8"] > 0.9 * stats["n_parameters"]
-    interpreter = _interpreter(result.model)
-    (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
+    tflite = interpreter(result.model)
+    (source,), (target,) = tflite.get_input_details(), tflite.get_output_details()
     assert np.dtype(source["dtype"]) == np.dtype(io_dtype) == np.dtype(target["dtype"])
     # predict_tflite (de)quantizes int8 io itself, so both variants are called with floats
     assert _relative_error(predict_tflite(result.model, IMAGES), predict_keras(cnn, IMAGES)) < 0.1
@@ -130,7 +130,7 @@ def test_full_int8_calibrates_and_quantizes_weights_and_io(cnn, cnn_context, io_
 def test_full_int8_keeps_integer_id_inputs(ngram):
     context = _context("ngram_bag", "classification", NGRAM_ARCH, 4, NGRAM_IDS)
     result = TECHNIQUE.apply(ngram, {"quantization": "full_int8", "representative_samples": 8}, context)
-    (source,) = _interpreter(result.model).get_input_details()
+    (source,) = interpreter(result.model).get_input_details()
     assert np.dtype(source["dtype"]) == np.int32
     assert np.isfinite(predict_tflite(result.model, NGRAM_IDS)).all()
 

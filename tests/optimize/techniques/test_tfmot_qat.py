@@ -22,7 +22,7 @@ from green_deploy.optimize.base import NotApplicable, OptimizationContext
 from green_deploy.optimize.spec import parse_variant
 from green_deploy.optimize.techniques.tflite import TECHNIQUE as TFLITE
 from green_deploy.optimize.techniques.tfmot_qat import TECHNIQUE
-from green_deploy.optimize.tflite_runtime import _interpreter, predict_tflite, tflite_tensor_stats
+from green_deploy.optimize.tflite_runtime import interpreter, predict_tflite, tflite_tensor_stats
 from green_deploy.zoo.families import get_family
 from green_deploy.zoo.inference import predict_keras
 
@@ -74,8 +74,8 @@ def test_cnn_becomes_an_int8_flatbuffer_close_to_keras(cnn, qat_cnn):
     assert np.isfinite(result.extra["final_loss"])
     assert "quantize_apply" in result.notes and "optimizations=[DEFAULT]" in result.notes
     (source,), (target,) = (
-        _interpreter(result.model).get_input_details(),
-        _interpreter(result.model).get_output_details(),
+        interpreter(result.model).get_input_details(),
+        interpreter(result.model).get_output_details(),
     )
     assert np.dtype(source["dtype"]) == np.float32 == np.dtype(target["dtype"])
     outputs = predict_tflite(result.model, IMAGES, batch_size=5)
