@@ -204,13 +204,14 @@ def test_a_server_that_dies_while_starting_is_an_error_with_its_log(tiny, tmp_pa
 
 
 def test_dry_run_writes_the_command_and_starts_nothing(tiny, tmp_path):
-    local = LocalDeployer(LocalSettings(), tmp_path / "deploy", dry_run=True)
+    local = LocalDeployer(LocalSettings(device="cuda"), tmp_path / "deploy", dry_run=True)
     deployment = local.deploy(tiny.variant)
     assert deployment.dry_run and deployment.endpoint_url == ""
     command = json.loads((tmp_path / "deploy/tiny_vit/pt_prune50/local" / COMMAND_FILE).read_text())[
         "command"
     ]
     assert command[1:3] == ["-m", "green_deploy.serving"] and "--ready-file" in command
+    assert command[command.index("--device") + 1] == "cuda"
     assert local.states() == []
     with pytest.raises(DeploymentError, match="dry run"):
         local.predict(deployment, tiny.batch)

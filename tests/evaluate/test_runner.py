@@ -45,7 +45,9 @@ def study(tiny, tmp_path):
 
 
 def _runner(settings, row, data, deployer, store, **kwargs):
-    return StudyRunner(settings, [row], {settings.targets[0]: deployer}, lambda _: data, store, **kwargs)
+    return StudyRunner(
+        settings, [row], {(settings.targets[0], "cpu"): deployer}, lambda _: data, store, **kwargs
+    )
 
 
 def test_every_cell_is_measured_with_its_interval_accuracy_and_footprint(study, tmp_path):
@@ -148,7 +150,11 @@ def test_a_variant_that_cannot_be_deployed_is_reported_and_the_rest_is_measured(
     }
     settings = StudySettings.parse({"targets": ["inprocess"], "batch_sizes": [1], "protocol": PROTOCOL})
     runner = StudyRunner(
-        settings, [row, broken], {"inprocess": InProcessDeployer()}, lambda _: data, StudyStore(tmp_path)
+        settings,
+        [row, broken],
+        {("inprocess", "cpu"): InProcessDeployer()},
+        lambda _: data,
+        StudyStore(tmp_path),
     )
     outcome = runner.run(expand_cells([row, broken], settings))
     assert outcome.measured == 1

@@ -46,11 +46,33 @@ def test_a_changed_protocol_or_variant_gives_new_hashes():
         ({"protocol": {"min_repetitions": 1}}, "min_repetitions"),
         ({"protocol": {"repetitions": 3}}, "repetitions"),
         ({"study": "../x"}, "study"),
+        ({"targets": ["local", "sagemaker"], "devices": ["cpu", "cuda"]}, "instance type"),
     ],
 )
 def test_bad_settings_name_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):
         StudySettings.parse(raw)
+
+
+def test_gpu_cells_only_for_runtimes_that_run_there():
+    rows = [
+        {**ROWS[0], "runtime": "pytorch", "technique": "baseline"},
+        {**ROWS[0], "variant_id": "tf_tflite_fp16", "runtime": "tflite", "config_sha256": "d"},
+        {
+            **ROWS[0],
+            "variant_id": "pt_prune50_int8",
+            "runtime": "pytorch",
+            "technique": "magnitude_pruning+dynamic_int8",
+            "config_sha256": "e",
+        },
+    ]
+    cells = expand_cells(rows, StudySettings.parse({"devices": ["cpu", "cuda"], "batch_sizes": [1]}))
+    assert sorted((c.variant_id, c.device) for c in cells) == [
+        ("pt_prune50_int8", "cpu"),
+        ("tf_tflite_fp16", "cpu"),
+        ("torch_baseline", "cpu"),
+        ("torch_baseline", "cuda"),
+    ]
 
 
 def test_unknown_models_or_variants_are_named():

@@ -105,3 +105,10 @@ def test_the_tflite_predictor_keeps_one_interpreter_and_matches_predict_tflite()
         np.testing.assert_allclose(predict(x[:n]), predict_tflite(flatbuffer, x[:n]), rtol=1e-6)
     assert predict._tflite is interpreter
     np.testing.assert_allclose(predictor("keras", keras_model)(x), predict(x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_device_the_runtime_cannot_use_is_refused_before_loading():
+    with pytest.raises(ValueError, match="CPU only"):
+        predictor("onnxruntime", b"not a model", device="cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        predictor("pytorch", object(), device="tpu")

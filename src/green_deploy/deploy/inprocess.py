@@ -44,6 +44,7 @@ class InProcessDeployer:
     Args:
         work_dir: unused (nothing is written); kept for the ``Deployer`` protocol.
         threads: intra-op threads (as the server's ``--threads``); ``None``: the runtime decides.
+        device: where the model runs (as the server's ``--device``).
         gpu_energy: open NVML as well (as a server without ``--no-gpu-energy``).
         max_items: the most items one ``predict`` may carry (the server's ``--max-items``).
         cost_per_hour_usd, pue: this machine's, as for the local target (``pue`` ``None``: the
@@ -60,6 +61,7 @@ class InProcessDeployer:
         work_dir: Path | str = ".",
         *,
         threads: int | None = None,
+        device: str = "cpu",
         gpu_energy: bool = True,
         max_items: int = 256,
         cost_per_hour_usd: float | None = None,
@@ -70,6 +72,7 @@ class InProcessDeployer:
 
         self.work_dir = Path(work_dir)
         self.threads = threads
+        self.device = device
         self.gpu_energy = gpu_energy
         self.max_items = max_items
         self.cost_per_hour_usd = cost_per_hour_usd
@@ -79,29 +82,36 @@ class InProcessDeployer:
 
     def deploy(self, variant: Variant) -> Deployment:
         """Load ``variant`` and start its worker (again, when it was deployed already)."""
+        served = load_served_model(
+            variant.folder, variant.runtime, variant.input_spec, variant.variant_id, self.threads, self.device
+        )
+        return self.serve(variant.model_id, served, {"variant_dir": str(variant.folder)})
+
+    def serve(
+        self, model_id: str, served: ServedModel, resources: dict[str, str] | None = None
+    ) -> Deployment:
+        """Start a worker for a model already in memory (e.g. a hub architecture built here) under
+        ``model_id``/``served.name``; ``deploy`` is this after loading a variant folder."""
         from green_deploy.energy import EnergyMonitor, discover_sources
 
-        key = f"{variant.model_id}/{variant.variant_id}"
+        key = f"{model_id}/{served.name}"
         if key in self._running:
             self._stop(key)
-        served = load_served_model(
-            variant.folder, variant.runtime, variant.input_spec, variant.variant_id, self.threads
-        )
         monitor = EnergyMonitor(discover_sources(gpu=self.gpu_energy))
         if self.idle_s > 0:
             monitor.measure_idle(self.idle_s)
         worker = InferenceWorker(served.predict, monitor)
         try:
-            worker.start(variant.input_spec.zeros(1))
+            worker.start(served.input_spec.zeros(1))
         except BaseException:
             monitor.close()
             raise
         self._running[key] = _Running(served, worker, monitor)
-        logger.info("%s (%s) runs in process %d", key, variant.runtime, os.getpid())
+        logger.info("%s (%s) runs in process %d", key, served.runtime, os.getpid())
         return Deployment(
             target=TARGET,
-            model_id=variant.model_id,
-            variant_id=variant.variant_id,
+            model_id=model_id,
+            variant_id=served.name,
             endpoint_name=key,
             endpoint_url=f"inprocess://{key}",
             region="localhost",
@@ -110,11 +120,7 @@ class InProcessDeployer:
             status=STATUS_IN_SERVICE,
             cost_per_hour_usd=self.cost_per_hour_usd,
             pue=self.pue,
-            resources={
-                "pid": str(os.getpid()),
-                "variant_dir": str(variant.folder),
-                "runtime": variant.runtime,
-            },
+            resources={"pid": str(os.getpid()), "runtime": served.runtime, **(resources or {})},
         )
 
     def predict(self, deployment: Deployment, inputs: np.ndarray) -> tuple[np.ndarray, ServerEnergy]:

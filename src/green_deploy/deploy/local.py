@@ -69,6 +69,7 @@ from green_deploy.deploy.base import (
 )
 from green_deploy.deploy.settings import check_positive, parse_target_settings
 from green_deploy.errors import ArtifactError, ConfigError
+from green_deploy.serving.model import DEVICES
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class LocalSettings:
         start_timeout_s: how long ``deploy`` waits for the ready file and ``/health``.
         stop_timeout_s: how long ``teardown`` waits after SIGTERM before SIGKILL.
         threads: intra-op threads of each server (``None``: the runtime decides).
+        device: where servers place their models (``cuda``: PyTorch variants only).
         max_items, max_batch_items: the serving core's limits (``--max-items``,
             ``--max-batch-items``).
         gpu_energy: let servers open NVML (``False`` passes ``--no-gpu-energy``).
@@ -118,6 +120,7 @@ class LocalSettings:
     start_timeout_s: float = 180.0
     stop_timeout_s: float = 20.0
     threads: int | None = None
+    device: str = "cpu"
     max_items: int = 256
     max_batch_items: int = 0
     gpu_energy: bool = True
@@ -142,6 +145,8 @@ class LocalSettings:
         )
         if self.idle_s < 0:
             raise ConfigError(f"{where}: idle_s must be >= 0, got {self.idle_s}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"{where}: device must be one of {list(DEVICES)}, got {self.device!r}")
         if self.max_batch_items < 0:
             raise ConfigError(f"{where}: max_batch_items must be >= 0, got {self.max_batch_items}")
         if self.pue is not None and self.pue < 1.0:
@@ -341,6 +346,8 @@ class LocalDeployer:
         ]
         if s.threads is not None:
             options += ["--threads", str(s.threads)]
+        if s.device != "cpu":
+            options += ["--device", s.device]
         if not s.gpu_energy:
             options.append("--no-gpu-energy")
         if s.idle_s > 0:

@@ -6,6 +6,12 @@ The energy of a request is what the serving core metered on the machine that ran
 worker or a cloud endpoint. Latency and throughput are the client's view: wall time around each
 ``predict``, requests sent one after the other (concurrency 1), so a window never holds two
 requests and J/inference is the energy of the work itself.
+
+The GPU is the exception: NVML's energy counter steps about every 100 ms and one read costs
+~3.4 ms on the H100 machine (MEASUREMENT_NOTES.md), so read around each millisecond request it
+shows mostly 0 or a whole step and adds 7 ms to every request. For a target on this machine the
+harness therefore reads the counter itself, around each repetition (a contiguous window of at
+least ``repetition_s``), and the servers run without NVML so the GPU is counted once.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from green_deploy.deploy.base import Deployer, Deployment, ServerEnergy
+from green_deploy.energy import EnergyMonitor
 from green_deploy.evaluate.repetitions import Interval, RepeatedMeasurement, repeat_until_precise
 from green_deploy.evaluate.study import ProtocolSettings
 from green_deploy.zoo.builder import evaluate
@@ -75,10 +82,40 @@ class Repetition:
 
 @dataclass(frozen=True)
 class SourceOf:
-    """Which source metered a component, and whether it is a hardware measurement."""
+    """Which source metered a component, whether it is a hardware measurement, and over which
+    windows: each ``request`` (by the server) or each ``repetition`` (by the harness)."""
 
     source: str
     measured: bool
+    window: str = "request"
+
+
+class RepetitionMeter:
+    """The GPU energy counter of this machine, read by the harness around each repetition (see
+    the module docstring). ``idle_s`` of idle power is measured when it opens (at least
+    ``MIN_IDLE_S``: a counter that steps every ~100 ms needs seconds to give a baseline)."""
+
+    MIN_IDLE_S = 2.0
+
+    def __init__(self, monitor: EnergyMonitor) -> None:
+        self.monitor = monitor
+
+    @classmethod
+    def open(cls, idle_s: float, nvml: Any | None = None) -> RepetitionMeter | None:
+        """The meter, or ``None`` where this machine has no NVML energy counter."""
+        from green_deploy.energy.sources.base import SourceUnavailableError
+        from green_deploy.energy.sources.nvml import NvmlEnergyCounter
+
+        try:
+            counter = NvmlEnergyCounter(nvml=nvml)
+        except SourceUnavailableError:
+            return None
+        monitor = EnergyMonitor([counter])
+        monitor.measure_idle(max(idle_s, cls.MIN_IDLE_S))
+        return cls(monitor)
+
+    def close(self) -> None:
+        self.monitor.close()
 
 
 @dataclass(frozen=True)
@@ -184,13 +221,20 @@ def warm_up(client: Client, inputs: Iterator[np.ndarray], duration_s: float) -> 
 
 
 def measure_repetition(
-    client: Client, inputs: Iterator[np.ndarray], duration_s: float, index: int
+    client: Client,
+    inputs: Iterator[np.ndarray],
+    duration_s: float,
+    index: int,
+    meter: RepetitionMeter | None = None,
 ) -> Repetition:
-    """Requests back to back until ``duration_s`` has passed (at least one)."""
+    """Requests back to back until ``duration_s`` has passed (at least one); with a ``meter``,
+    its counter's energy over the whole repetition is added to what the server metered."""
     latencies: list[float] = []
     n_items, energy_j, active_j = 0, 0.0, 0.0
     components: dict[str, float] = {}
     active_known = True
+    if meter is not None:
+        meter.monitor.begin_window("repetition")
     started = time.perf_counter()
     while not latencies or time.perf_counter() - started < duration_s:
         batch = next(inputs)
@@ -205,11 +249,25 @@ def measure_repetition(
         for component in energy.components:
             name = str(component["component"])
             components[name] = components.get(name, 0.0) + float(component["energy_j"])
+    repetition_s = time.perf_counter() - started
+    if meter is not None:
+        window = meter.monitor.end_window("repetition", n_items)
+        client.warnings.update(window.warnings)
+        for component in window.components:
+            client.sources.setdefault(
+                component.component, SourceOf(component.source, component.measured, "repetition")
+            )
+            components[component.component] = components.get(component.component, 0.0) + component.energy_j
+            energy_j += component.energy_j
+            if component.active_energy_j is None:
+                active_known = False
+            else:
+                active_j += component.active_energy_j
     return Repetition(
         index=index,
         n_requests=len(latencies),
         n_items=n_items,
-        duration_s=time.perf_counter() - started,
+        duration_s=repetition_s,
         energy_j=energy_j,
         active_energy_j=active_j if active_known else None,
         component_energy_j=components,
@@ -222,12 +280,13 @@ def measure_cell(
     inputs: Iterator[np.ndarray],
     protocol: ProtocolSettings,
     on_repetition: Callable[[Repetition], None] | None = None,
+    meter: RepetitionMeter | None = None,
 ) -> CellMeasurement:
     """Repetitions of one cell until J/inference is as precise as the protocol asks."""
     client.warnings.clear()
 
     def once(index: int) -> Repetition:
-        repetition = measure_repetition(client, inputs, protocol.repetition_s, index)
+        repetition = measure_repetition(client, inputs, protocol.repetition_s, index, meter)
         if on_repetition is not None:
             on_repetition(repetition)
         return repetition
@@ -287,6 +346,7 @@ def summarize(measurement: CellMeasurement) -> dict[str, Any]:
         row[f"{component}_energy_per_item_j"] = None if source is None else total / n_items
         row[f"{component}_source"] = "" if source is None else source.source
         row[f"{component}_measured"] = None if source is None else source.measured
+        row[f"{component}_window"] = "" if source is None else source.window
     return row
 
 

@@ -5,8 +5,9 @@ each variant's batch sizes are shuffled within it. Shuffling single cells across
 restart a server per cell; shuffling variants keeps slow drifts of the machine (heat, background
 load) from lining up with a model or a technique, which is what randomisation is for.
 
-Per variant: deploy (the local and in-process targets start what they need, reusing a server
-the deploy pipeline left running; a cloud target uses the deploy pipeline's recorded
+Before the first cell, local servers still running (left by the deploy pipeline or a killed
+study) are stopped: none may idle beside a measurement. Per variant: deploy (the local and
+in-process targets start what they need; a cloud target uses the deploy pipeline's recorded
 endpoint), warm up, score the full evaluation set (once per variant, target and device, kept
 for resumed runs), then measure its cells, each stored as soon as it is done.
 """
@@ -29,7 +30,7 @@ import numpy as np
 
 from green_deploy.deploy.base import Deployer, Deployment
 from green_deploy.deploy.inprocess import InProcessDeployer
-from green_deploy.deploy.local import LocalDeployer, LocalSettings
+from green_deploy.deploy.local import LocalDeployer, LocalSettings, teardown_all
 from green_deploy.deploy.runner import DeploySettings, build_deployers, recorded_deployments, variant_of
 from green_deploy.energy.carbon import (
     CarbonIntensity,
@@ -42,6 +43,7 @@ from green_deploy.evaluate.harness import (
     AccuracyResult,
     Client,
     EvaluationSet,
+    RepetitionMeter,
     batches,
     measure_accuracy,
     measure_cell,
@@ -49,7 +51,7 @@ from green_deploy.evaluate.harness import (
     warm_up,
 )
 from green_deploy.evaluate.store import StudyStore
-from green_deploy.evaluate.study import Cell, StudySettings, protocol_hash
+from green_deploy.evaluate.study import DEVICE_TARGETS, Cell, StudySettings, protocol_hash
 from green_deploy.evaluate.tracking import StudyTracker
 from green_deploy.serving.model import InputSpec
 
@@ -150,8 +152,8 @@ def max_items_of(deployer: Deployer) -> int:
     return int(limit or 256)
 
 
-def check_batch_sizes(settings: StudySettings, deployers: Mapping[str, Deployer]) -> None:
-    for target, deployer in deployers.items():
+def check_batch_sizes(settings: StudySettings, deployers: Mapping[tuple[str, str], Deployer]) -> None:
+    for (target, _), deployer in deployers.items():
         limit = max_items_of(deployer)
         too_big = [b for b in settings.batch_sizes if b > limit]
         if too_big:
@@ -167,24 +169,27 @@ class StudyRunner:
     Args:
         settings: the study.
         variant_rows: the optimize pipeline's variants table, one mapping per row.
-        deployers: one per target of the study.
+        deployers: one per target and device of the study (``study_deployers``).
         evaluation_set: the evaluation set of a zoo model id (called once per model).
         store: where cells and accuracy passes are kept.
         tracker: MLflow logging (``None``: not logged).
         deploy_work_dir: where the deploy pipeline recorded cloud endpoints.
         progress: a ``tqdm``-like factory (``total=``) for the progress bar; ``None``: none.
+        meter: the GPU counter read around repetitions of cells on a GPU of this machine
+            (``RepetitionMeter.open``); ``None``: the servers' own figures only.
     """
 
     def __init__(
         self,
         settings: StudySettings,
         variant_rows: Sequence[Mapping[str, Any]],
-        deployers: Mapping[str, Deployer],
+        deployers: Mapping[tuple[str, str], Deployer],
         evaluation_set: Callable[[str], EvaluationSet],
         store: StudyStore,
         tracker: StudyTracker | None = None,
         deploy_work_dir: Path | str = "data/07_model_output/deploy",
         progress: Callable[..., Any] | None = None,
+        meter: RepetitionMeter | None = None,
     ) -> None:
         self.settings = settings
         self.rows = {(str(r["model_id"]), str(r["variant_id"])): dict(r) for r in variant_rows}
@@ -194,11 +199,13 @@ class StudyRunner:
         self.tracker = tracker
         self.deploy_work_dir = Path(deploy_work_dir)
         self.progress = progress
+        self.meter = meter
         self._data: dict[str, EvaluationSet] = {}
 
     def run(self, cells: Sequence[Cell]) -> StudyOutcome:
         check_batch_sizes(self.settings, self.deployers)
         self.store.remove_partial_writes()
+        self._stop_idle_servers()
         outcome = StudyOutcome()
         pending = [c for c in cells if self.store.cell(c.config_hash) is None]
         outcome.resumed = len(cells) - len(pending)
@@ -245,7 +252,8 @@ class StudyRunner:
     def _measure_group(self, group: Group, bar: Any) -> int:
         row = self.rows[(group.model_id, group.variant_id)]
         data = self._evaluation_set(group.model_id)
-        deployer = self.deployers[group.target]
+        deployer = self.deployers[(group.target, group.device)]
+        meter = self.meter if group.device != "cpu" and group.target in DEVICE_TARGETS else None
         variant = variant_of(row, InputSpec.from_example(data.x[:1]))
         started = time.perf_counter()
         deployment, stop_after = self._acquire(deployer, group, variant)
@@ -262,7 +270,7 @@ class StudyRunner:
             for cell in group.cells:
                 with _timed(phases_s, "cells"):
                     measurement = measure_cell(
-                        client, batches(data.x, cell.batch_size, protocol.seed), protocol
+                        client, batches(data.x, cell.batch_size, protocol.seed), protocol, meter=meter
                     )
                 figures = summarize(measurement)
                 cell_row = self._cell_row(cell, row, deployment, data, accuracy, figures, intensity)
@@ -289,17 +297,30 @@ class StudyRunner:
             )
         return measured
 
+    def _stop_idle_servers(self) -> None:
+        """Stop every local server recorded under the deploy work dirs before measuring: an idle
+        server (left by the deploy pipeline, or by a study killed between a variant's last cell
+        and its stop) would share the machine with the measurements."""
+        work_dirs = {d.work_dir for d in self.deployers.values() if isinstance(d, LocalDeployer)}
+        for work_dir in sorted(work_dirs):
+            stopped = teardown_all(work_dir)
+            if stopped:
+                logger.info(
+                    "stopped %d local server(s) left running under %s so that none idles beside a measurement: %s",
+                    len(stopped),
+                    work_dir,
+                    ", ".join(d.endpoint_name for d in stopped),
+                )
+
     def _evaluation_set(self, model_id: str) -> EvaluationSet:
         if model_id not in self._data:
             self._data[model_id] = self.evaluation_set(model_id)
         return self._data[model_id]
 
     def _acquire(self, deployer: Deployer, group: Group, variant: Any) -> tuple[Deployment, bool]:
-        """The deployment to measure, and whether to stop it afterwards: a local server (started
-        now, or left by the deploy pipeline or a killed run) and the in-process worker are
-        stopped when their cells are done, so a study leaves no process behind and no idle
-        server shares the machine with a measurement; a cloud endpoint is the deploy
-        pipeline's to remove."""
+        """The deployment to measure, and whether to stop it afterwards: a local server and the
+        in-process worker are stopped when their cells are done, so a study leaves no process
+        behind; a cloud endpoint is the deploy pipeline's to remove."""
         if isinstance(deployer, InProcessDeployer | LocalDeployer):
             return deployer.deploy(variant), True
         for _, deployment in recorded_deployments(self.deploy_work_dir, group.target):
@@ -441,28 +462,43 @@ def current_cells(
 
 
 def study_deployers(
-    settings: StudySettings, deploy: Mapping[str, Any], credentials: Mapping[str, Any] | None = None
-) -> dict[str, Deployer]:
-    """One deployer per target of the study, configured by ``deploy`` (``parameters_deploy.yml``);
-    local servers and the in-process worker measure the protocol's idle baseline first."""
+    settings: StudySettings,
+    deploy: Mapping[str, Any],
+    credentials: Mapping[str, Any] | None = None,
+    meter: RepetitionMeter | None = None,
+) -> dict[tuple[str, str], Deployer]:
+    """One deployer per target and device of the study, configured by ``deploy``
+    (``parameters_deploy.yml``); local servers and the in-process worker measure the protocol's
+    idle baseline first. On a GPU whose counter the harness reads (``meter``) they leave NVML
+    closed, so the GPU is counted once and requests do not pay for counter reads."""
     local = replace(LocalSettings.parse((deploy or {}).get("local")), idle_s=settings.protocol.idle_s)
     clouds = [t for t in settings.targets if t in _CLOUD_PROVIDERS]
     deploy_settings = DeploySettings.parse(
         {**(deploy or {}), "targets": clouds or ["local"], "dry_run": False}
     )
-    deployers: dict[str, Deployer] = {}
-    for target in settings.targets:
-        if target == "local":
-            deployers[target] = LocalDeployer(local, deploy_settings.work_dir)
-        elif target == "inprocess":
-            deployers[target] = InProcessDeployer(
-                threads=local.threads,
-                gpu_energy=local.gpu_energy,
-                max_items=local.max_items,
-                cost_per_hour_usd=local.cost_per_hour_usd,
-                pue=local.pue,
-                idle_s=settings.protocol.idle_s,
-            )
+    deployers: dict[tuple[str, str], Deployer] = {}
+    for device in settings.devices:
+        on_device = replace(
+            local, device=device, gpu_energy=local.gpu_energy and (device == "cpu" or meter is None)
+        )
+        for target in settings.targets:
+            if target == "local":
+                deployers[(target, device)] = LocalDeployer(on_device, deploy_settings.work_dir)
+            elif target == "inprocess":
+                deployers[(target, device)] = InProcessDeployer(
+                    threads=on_device.threads,
+                    device=device,
+                    gpu_energy=on_device.gpu_energy,
+                    max_items=on_device.max_items,
+                    cost_per_hour_usd=on_device.cost_per_hour_usd,
+                    pue=on_device.pue,
+                    idle_s=settings.protocol.idle_s,
+                )
     if clouds:
-        deployers.update(build_deployers(deploy_settings, deploy, credentials))
+        deployers.update(
+            {
+                (target, "cpu"): deployer
+                for target, deployer in build_deployers(deploy_settings, deploy, credentials).items()
+            }
+        )
     return deployers

@@ -10,17 +10,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from green_deploy.errors import ConfigError
+from green_deploy.serving.model import DEVICE_RUNTIMES, DEVICES
 from green_deploy.zoo.settings import parse_names, parse_settings
 
+logger = logging.getLogger(__name__)
+
 TARGETS = ("local", "inprocess", "sagemaker", "azureml")
-# where a served model runs; the serving core places models on the CPU only so far
-DEVICES = ("cpu",)
+# targets whose device the study chooses (a cloud endpoint runs on its instance type's)
+DEVICE_TARGETS = ("local", "inprocess")
+# PyTorch's int8 kernels (x86/fbgemm, qnnpack) exist for the CPU only
+CPU_ONLY_TECHNIQUES = frozenset({"dynamic_int8", "static_int8"})
+
+
+def runs_on(row: Mapping[str, Any], device: str) -> bool:
+    """Whether a variant (a row of the variants table) can be served on ``device`` here."""
+    if device == "cpu":
+        return True
+    techniques = set(str(row.get("technique") or "").split("+"))
+    return row.get("runtime") in DEVICE_RUNTIMES[device] and not techniques & CPU_ONLY_TECHNIQUES
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,12 @@ class StudySettings:
                 raise ConfigError(
                     f"evaluate.{key} must name some of {list(allowed)}; got {list(getattr(self, key))}"
                 )
+        clouds = sorted(set(self.targets) - set(DEVICE_TARGETS))
+        if clouds and set(self.devices) != {"cpu"}:
+            raise ConfigError(
+                f"evaluate.devices applies to the {' and '.join(DEVICE_TARGETS)} targets; {clouds} run on "
+                f"their instance type (deploy.<target>.instance_type): evaluate them in a study with devices [cpu]"
+            )
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             raise ConfigError(f"evaluate.batch_sizes must be integers >= 1, got {list(self.batch_sizes)}")
         if self.accuracy_batch_size < 1:
@@ -154,7 +174,7 @@ def expand_cells(variant_rows: Iterable[Mapping[str, Any]], settings: StudySetti
                 f"evaluate.{key} names {unknown}, which the variants table does not hold; it holds {sorted(known)}"
             )
     shared = protocol_hash(settings)
-    cells = []
+    cells, off_device = [], 0
     for row in rows:
         if settings.models and row["model_id"] not in settings.models:
             continue
@@ -162,6 +182,9 @@ def expand_cells(variant_rows: Iterable[Mapping[str, Any]], settings: StudySetti
             continue
         for target in settings.targets:
             for device in settings.devices:
+                if not runs_on(row, device):
+                    off_device += 1
+                    continue
                 for batch_size in settings.batch_sizes:
                     cells.append(
                         Cell(
@@ -174,6 +197,13 @@ def expand_cells(variant_rows: Iterable[Mapping[str, Any]], settings: StudySetti
                             protocol_hash=shared,
                         )
                     )
+    if off_device:
+        logger.info(
+            "%d variant x target x device combinations left out: they do not run on that device here "
+            "(cuda: PyTorch runtime only, without %s)",
+            off_device,
+            " or ".join(sorted(CPU_ONLY_TECHNIQUES)),
+        )
     return cells
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import uvicorn
 
 from green_deploy.serving.app import ServingLimits, create_app
-from green_deploy.serving.model import RUNTIMES, InputSpec, load_served_model
+from green_deploy.serving.model import DEVICES, RUNTIMES, InputSpec, load_served_model
 
 logger = logging.getLogger("green_deploy.serving")
 
@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         "--max-batch-items", type=int, default=0, help="micro-batch waiting requests up to N items (0: off)"
     )
     parser.add_argument("--threads", type=int, help="intra-op threads (PyTorch, ONNX Runtime, TFLite)")
+    parser.add_argument(
+        "--device", choices=DEVICES, default="cpu", help="where the model runs (cuda: PyTorch only)"
+    )
     parser.add_argument("--idle-seconds", type=float, default=0.0, help="measure idle power first (0: skip)")
     parser.add_argument("--no-gpu-energy", action="store_true", help="do not open NVML")
     parser.add_argument(
@@ -94,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     spec = input_spec_from_args(args)
     limits = ServingLimits(args.max_items, args.max_body_bytes, args.max_queue, args.max_batch_items)
-    served = load_served_model(args.variant_dir, args.runtime, spec, args.name, args.threads)
+    served = load_served_model(args.variant_dir, args.runtime, spec, args.name, args.threads, args.device)
     monitor = EnergyMonitor([] if args.no_energy else discover_sources(gpu=not args.no_gpu_energy))
     if args.idle_seconds > 0:
         monitor.measure_idle(args.idle_seconds)

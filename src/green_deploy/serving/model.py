@@ -19,6 +19,10 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 RUNTIMES = ("pytorch", "keras", "tflite", "onnxruntime")
+# Where each runtime can place a model here: PyTorch on CUDA too; TensorFlow is not installed on
+# the GPU machines and the ONNX Runtime and LiteRT builds here are CPU builds.
+DEVICES = ("cpu", "cuda")
+DEVICE_RUNTIMES = {"cpu": RUNTIMES, "cuda": ("pytorch",)}
 _ALLOWED_KINDS = {"f": "floating point", "i": "signed integer", "u": "unsigned integer"}
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -92,7 +96,7 @@ class ServedModel:
     input_spec: InputSpec
 
 
-def predictor(runtime: str, model: Any, num_threads: int | None = None) -> Predict:
+def predictor(runtime: str, model: Any, num_threads: int | None = None, device: str = "cpu") -> Predict:
     """The batch predict function of a loaded variant (see ``optimize.artifacts.load_variant``).
 
     Not thread-safe: a TFLite interpreter is kept between calls (building one per call would be
@@ -104,7 +108,9 @@ def predictor(runtime: str, model: Any, num_threads: int | None = None) -> Predi
         num_threads: intra-op threads for ONNX Runtime and TFLite; ``None`` lets them decide.
             (PyTorch's is process-wide: ``torch.set_num_threads``; TensorFlow's is fixed when
             it starts.)
+        device: ``cpu``, or ``cuda`` for a PyTorch model (moved there once, here).
     """
+    check_device(runtime, device)
     if runtime == "tflite":
         from green_deploy.optimize.tflite_runtime import TflitePredictor
 
@@ -120,8 +126,16 @@ def predictor(runtime: str, model: Any, num_threads: int | None = None) -> Predi
     if runtime == "pytorch":
         from green_deploy.zoo.inference import predict_torch
 
-        return lambda x: predict_torch(model, x)
+        model.to(device)
+        return lambda x: predict_torch(model, x, device=device)
     raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+
+
+def check_device(runtime: str, device: str) -> None:
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
+    if runtime not in DEVICE_RUNTIMES[device]:
+        raise ValueError(f"the {runtime} runtime serves on the CPU only here, not on {device}")
 
 
 def load_model_files(folder: Path, runtime: str) -> Any:
@@ -146,6 +160,7 @@ def load_served_model(
     input_spec: InputSpec,
     name: str | None = None,
     num_threads: int | None = None,
+    device: str = "cpu",
 ) -> ServedModel:
     """Load a variant folder written by the optimize pipeline (or a zoo model's, see
     ``load_model_files``) and wrap it for serving.
@@ -154,13 +169,21 @@ def load_served_model(
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+    check_device(runtime, device)
     if runtime == "pytorch" and num_threads is not None:
         import torch
 
         torch.set_num_threads(num_threads)
     model = load_model_files(Path(variant_dir), runtime)
     served = ServedModel(
-        name or Path(variant_dir).name, runtime, predictor(runtime, model, num_threads), input_spec
+        name or Path(variant_dir).name, runtime, predictor(runtime, model, num_threads, device), input_spec
     )
-    logger.info("loaded %s (%s) from %s; input %s", served.name, runtime, variant_dir, input_spec.describe())
+    logger.info(
+        "loaded %s (%s on %s) from %s; input %s",
+        served.name,
+        runtime,
+        device,
+        variant_dir,
+        input_spec.describe(),
+    )
     return served

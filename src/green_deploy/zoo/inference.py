@@ -9,14 +9,17 @@ import numpy as np
 from green_deploy.zoo.families.base import to_keras_layout
 
 
-def predict_torch(model: Any, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def predict_torch(model: Any, inputs: np.ndarray, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
+    """Outputs as float32 numpy; on ``device`` the model must already be there (inputs are moved,
+    and copying the outputs back waits for the device to finish)."""
     import torch
 
     model.eval()
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(inputs), batch_size):
-            outputs.append(model(torch.as_tensor(inputs[start : start + batch_size])).float().numpy())
+            batch = torch.as_tensor(inputs[start : start + batch_size]).to(device)
+            outputs.append(model(batch).float().cpu().numpy())
     return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from green_deploy.deploy.runner import DeploySettings, skip_reason
 from green_deploy.errors import ConfigError
+from green_deploy.evaluate.harness import RepetitionMeter
 from green_deploy.evaluate.runner import (
     EvaluationError,
     StudyRunner,
@@ -53,17 +54,23 @@ def evaluate_study(
         entry = select_entry(zoo["models"], model_id)
         return evaluation_set(entry, dataset_settings(zoo.get("datasets") or {}, entry))
 
+    meter = RepetitionMeter.open(settings.protocol.idle_s) if set(settings.devices) - {"cpu"} else None
     runner = StudyRunner(
         settings,
         rows,
-        study_deployers(settings, deploy, credentials),
+        study_deployers(settings, deploy, credentials, meter),
         load,
         store,
         tracker=_tracker(settings, evaluate),
         deploy_work_dir=DeploySettings.parse(deploy).work_dir,
         progress=_progress_bar(settings.study),
+        meter=meter,
     )
-    outcome = runner.run(cells)
+    try:
+        outcome = runner.run(cells)
+    finally:
+        if meter is not None:
+            meter.close()
     kept = current_cells(store, rows, settings)
     results = pd.DataFrame([cell["row"] for cell in kept])
     repetitions = pd.DataFrame([r for cell in kept for r in cell["repetitions"]])
