@@ -8,8 +8,9 @@ load) from lining up with a model or a technique, which is what randomisation is
 Before the first cell, local servers still running (left by the deploy pipeline or a killed
 study) are stopped: none may idle beside a measurement. Per variant: deploy (the local and
 in-process targets start what they need; a cloud target uses the deploy pipeline's recorded
-endpoint), warm up, score the full evaluation set (once per variant, target and device, kept
-for resumed runs), then measure its cells, each stored as soon as it is done.
+endpoint), score the full evaluation set (once per variant, target and device, kept for resumed
+runs), then per cell warm up at its batch size and measure it, each cell stored as soon as it
+is done.
 """
 
 from __future__ import annotations
@@ -262,16 +263,16 @@ class StudyRunner:
         measured = 0
         try:
             client = Client(deployer, deployment, max_items_of(deployer))
-            with _timed(phases_s, "warm-up and accuracy"):
-                largest = max(c.batch_size for c in group.cells)
-                warm_up(client, batches(data.x, largest, protocol.seed), protocol.warmup_s)
+            with _timed(phases_s, "accuracy"):
                 accuracy = self._accuracy(group.cells[0], client, data)
             intensity = self._intensity(group.target, deployment)
             for cell in group.cells:
+                inputs = batches(data.x, cell.batch_size, protocol.seed)
+                with _timed(phases_s, "warm-up"):
+                    # at the cell's own batch shape: a compiled model specialises on it
+                    warm_up(client, inputs, protocol.warmup_s)
                 with _timed(phases_s, "cells"):
-                    measurement = measure_cell(
-                        client, batches(data.x, cell.batch_size, protocol.seed), protocol, meter=meter
-                    )
+                    measurement = measure_cell(client, inputs, protocol, meter=meter)
                 figures = summarize(measurement)
                 cell_row = self._cell_row(cell, row, deployment, data, accuracy, figures, intensity)
                 repetitions = [{**_cell_keys(cell), **r.to_row()} for r in measurement.repetitions]

@@ -42,7 +42,8 @@ class ProtocolSettings:
     """How one cell is measured.
 
     Each server first measures its idle power for ``idle_s`` (so every response carries active,
-    idle-subtracted energy), then takes ``warmup_s`` of unmeasured requests. A repetition runs
+    idle-subtracted energy); before each cell it takes ``warmup_s`` of unmeasured requests at
+    the cell's batch size. A repetition runs
     batches back to back for at least ``repetition_s`` (long against the
     meter's resolution); repetitions go on until the ``confidence`` interval of J/inference is
     within ``ci_target`` of the mean (relative half-width), with at least ``min_repetitions``
