@@ -338,8 +338,12 @@ def report(out: Path) -> str:
         "process: CPU-time and RSS estimates (this VM exposes no RAPL), **estimated**, and included in the "
         "total. Repetitions until the 95% CI of J/inference is within +-5% (at least "
         f"{PROTOCOL['min_repetitions']}, at most {PROTOCOL['max_repetitions']} or {PROTOCOL['max_cell_s']} s). "
-        f"GPU idle power: {_watts(zoo['idle_power_w'])} (zoo run), {_watts(hub['idle_power_w'])} (hub run); "
+        f"GPU idle power: {_watts(zoo['idle_power_w'])} (zoo run), "
+        f"{'; '.join(_watts(run['idle_power_w']) for run in hub.get('runs', [hub]))} (hub runs); "
         "the GPU figures are totals (idle draw included), as the counter reads them.",
+        "",
+        _precision_line("hub", hub["cells"]),
+        _precision_line("zoo", zoo["cells"]),
         "",
         "## Hub architectures at realistic sizes (random weights: accuracy not applicable)",
         "",
@@ -357,6 +361,7 @@ def report(out: Path) -> str:
             f"{_pct(c['energy_ci_relative_half_width'])} | {_pct(c['energy_cv'])} | {c['n_repetitions']} | "
             f"{gpu_j / (2 * c['macs']) * 1e12:.2f} | {c['latency_p50_ms']:.2f} | {c['throughput_items_per_s']:.0f} |"
         )
+    lines += ["", *_hub_findings(hub["cells"])]
     lines += [
         "",
         "## Zoo variants, PyTorch side (local servers on the GPU, accuracy on the full test split)",
@@ -384,6 +389,35 @@ def report(out: Path) -> str:
     text = "\n".join(lines) + "\n"
     (out / "evaluate_h100.md").write_text(text)
     return text
+
+
+def _hub_findings(cells: list[dict[str, Any]]) -> list[str]:
+    """One line per hub model: what half precision and batching save, against the fp32 baseline."""
+    energy = {(c["model_id"], c["variant_id"], c["batch_size"]): c["energy_per_item_j"] for c in cells}
+    lines = []
+    for model in dict.fromkeys(c["model_id"] for c in cells):
+        base1, base32 = energy[(model, "fp32", 1)], energy[(model, "fp32", 32)]
+        lines.append(
+            f"- {model}: batch 32 takes {base32 / base1:.2f}x the J/inference of batch 1 in fp32; at batch 32 "
+            f"fp16 takes {energy[(model, 'fp16', 32)] / base32:.2f}x and bf16 {energy[(model, 'bf16', 32)] / base32:.2f}x "
+            f"of fp32, at batch 1 {energy[(model, 'fp16', 1)] / base1:.2f}x and {energy[(model, 'bf16', 1)] / base1:.2f}x."
+        )
+    return lines
+
+
+def _precision_line(name: str, cells: list[dict[str, Any]]) -> str:
+    """How precise the cells came out: repetition CVs and the share that reached the CI target."""
+    cvs = sorted(c["energy_cv"] for c in cells if c.get("energy_cv") is not None)
+    reached = sum(bool(c["ci_reached"]) for c in cells)
+    by_batch = {
+        b: float(np.median([c["energy_cv"] for c in cells if c["batch_size"] == b and c.get("energy_cv") is not None]))
+        for b in sorted({c["batch_size"] for c in cells})
+    }
+    return (
+        f"Repetition CV of J/inference, {name} cells: median {_pct(float(np.median(cvs)))}, max {_pct(cvs[-1])} "
+        f"(median by batch size: {', '.join(f'{b}: {_pct(v)}' for b, v in by_batch.items())}); "
+        f"{reached} of {len(cells)} cells reached +-5% within the cap."
+    )
 
 
 def _watts(power: dict[str, float]) -> str:
