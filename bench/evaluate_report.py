@@ -2,6 +2,7 @@
 `kedro run --pipeline=evaluate` first, timing it).
 
 Usage: python bench/evaluate_report.py --wall-s <seconds the kedro run took> [--command "..."]
+       [--log <the run's console log, for where the time went>]
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,10 +56,47 @@ def _cell_table(results: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+PHASES = re.compile(r"(\w+)/(\w+) on \w+: (deploy [\d.]+ s.*?stop [\d.]+ s)")
+
+
+def _time_breakdown(log: Path, results: pd.DataFrame) -> list[str]:
+    """Seconds per phase (the runner logs one line per variant), by runtime, and the slowest
+    accuracy passes."""
+    text = re.sub(r"\s+", " ", log.read_text())
+    rows = []
+    for model_id, variant_id, phases in PHASES.findall(text):
+        for phase, seconds in re.findall(r"([a-z][a-z -]*?) ([\d.]+) s", phases):
+            rows.append({"model_id": model_id, "variant_id": variant_id, "phase": phase.strip(", "), "s": float(seconds)})
+    if not rows:
+        return []
+    times = pd.DataFrame(rows)
+    runtimes = results.drop_duplicates(["model_id", "variant_id"]).set_index(["model_id", "variant_id"]).runtime
+    times["runtime"] = [runtimes.get((m, v), "?") for m, v in zip(times.model_id, times.variant_id, strict=True)]
+    by_phase = times.pivot_table(index="runtime", columns="phase", values="s", aggfunc="sum", fill_value=0.0)
+    by_phase.loc["all"] = by_phase.sum()
+    by_phase["total"] = by_phase.sum(axis=1)
+    slowest = times[times.phase == "accuracy"].nlargest(8, "s")
+    return [
+        "## Where the time went",
+        "",
+        f"Seconds per phase over {times.groupby(['model_id', 'variant_id']).ngroups} variants (from the runner's "
+        "log line per variant; the rest of the wall time is Kedro's start, loading the test splits and the tables):",
+        "",
+        markdown_table(by_phase.reset_index().round(1)),
+        "",
+        "Slowest accuracy passes: "
+        + "; ".join(f"{r.model_id}/{r.variant_id} {r.s:.0f} s" for r in slowest.itertuples())
+        + ".",
+        "",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--wall-s", type=float, required=True)
     parser.add_argument("--command", default="kedro run --pipeline=evaluate")
+    parser.add_argument("--log", type=Path, help="the run's console log (for where the time went)")
+    parser.add_argument("--note", default="", help="a paragraph about this run, printed under the wall time")
     args = parser.parse_args()
 
     results = pd.read_parquet(PROJECT / "data/07_model_output/evaluation_results.parquet")
@@ -76,6 +115,7 @@ def main() -> None:
         f"variant deployments x {results.batch_size.nunique()} batch sizes), {len(repetitions)} repetitions, "
         f"{int(results.n_requests.sum()):,} measured requests; server start, warm-up and the accuracy pass over each "
         "model's full test split included.",
+        *(["", args.note] if args.note else []),
         "",
         "**Energy here is an estimate** (CPU time x TDP share per thread, resident memory x 0.375 W/GB): this machine "
         "has no RAPL counters and no GPU; every row says so (`energy_measured = false`, sources in the table "
@@ -88,6 +128,7 @@ def main() -> None:
         f"- Repetitions per cell: median {results.n_repetitions.median():.0f}, max {results.n_repetitions.max()}; "
         f"CV of J/inference across repetitions: median {cv.median():.1f}%, p90 {cv.quantile(0.9):.1f}%, max {cv.max():.1f}%.",
         "",
+        *(_time_breakdown(args.log, results) if args.log else []),
         "## Summary",
         "",
         summary_markdown(results, len(results), 0, 0).split("\n", 1)[1],

@@ -74,7 +74,6 @@ def _conf_parameters() -> dict:
 
 def _variant(model_id: str, variant_id: str, n_examples: int):
     from green_deploy.deploy.runner import validation_examples, variant_of
-    from green_deploy.serving.model import InputSpec
     from green_deploy.zoo.spec import dataset_settings, select_entry
 
     zoo = _conf_parameters()["zoo"]
@@ -84,7 +83,7 @@ def _variant(model_id: str, variant_id: str, n_examples: int):
         raise SystemExit(f"{model_id}/{variant_id} is not in the variants table; run the optimize pipeline")
     entry = select_entry(zoo["models"], model_id)
     examples = validation_examples(entry, dataset_settings(zoo.get("datasets") or {}, entry), n_examples)
-    return variant_of(rows.iloc[0].to_dict(), InputSpec.from_example(examples)), examples
+    return variant_of(rows.iloc[0].to_dict(), examples), examples
 
 
 def _npy(array: np.ndarray) -> bytes:

@@ -75,3 +75,23 @@ def test_only_deployments_of_one_variant_are_compared(tiny):
             compare_deployments((inproc, a), (inproc, b), tiny.batch, n_requests=1)
     finally:
         inproc.teardown_all()
+
+
+def test_the_warm_up_call_runs_a_real_example_when_given():
+    """All zeros is all padding for a text model: an int8 n-gram model divides by a zero count."""
+    from green_deploy.serving.model import InputSpec, ServedModel
+
+    def needs_tokens(ids: np.ndarray) -> np.ndarray:
+        counts = (ids != 0).sum(axis=1, keepdims=True)
+        if (counts == 0).any():
+            raise RuntimeError("division by a zero count")
+        return ids / counts
+
+    served = ServedModel("bag", "pytorch", needs_tokens, InputSpec("int64", (4,)))
+    inproc = InProcessDeployer(gpu_energy=False)
+    with pytest.raises(RuntimeError, match="zero count"):
+        inproc.serve("ngram", served)
+    deployment = inproc.serve("ngram", served, warmup_example=np.array([[5, 7, 0, 0]]))
+    outputs, _ = inproc.predict(deployment, np.array([[1, 2, 3, 0]]))
+    np.testing.assert_allclose(outputs, [[1 / 3, 2 / 3, 1, 0]])
+    inproc.teardown(deployment)

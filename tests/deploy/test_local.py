@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -205,13 +206,14 @@ def test_a_server_that_dies_while_starting_is_an_error_with_its_log(tiny, tmp_pa
 
 def test_dry_run_writes_the_command_and_starts_nothing(tiny, tmp_path):
     local = LocalDeployer(LocalSettings(device="cuda"), tmp_path / "deploy", dry_run=True)
-    deployment = local.deploy(tiny.variant)
+    deployment = local.deploy(replace(tiny.variant, example=tiny.batch[:1]))
     assert deployment.dry_run and deployment.endpoint_url == ""
     command = json.loads((tmp_path / "deploy/tiny_vit/pt_prune50/local" / COMMAND_FILE).read_text())[
         "command"
     ]
     assert command[1:3] == ["-m", "green_deploy.serving"] and "--ready-file" in command
     assert command[command.index("--device") + 1] == "cuda"
+    np.testing.assert_array_equal(np.load(command[command.index("--warmup-input") + 1]), tiny.batch[:1])
     assert local.states() == []
     with pytest.raises(DeploymentError, match="dry run"):
         local.predict(deployment, tiny.batch)

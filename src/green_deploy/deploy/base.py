@@ -51,6 +51,8 @@ class Variant:
     ``folder`` is ``data/06_models/variants/<model_id>/<variant_id>/`` (model files plus
     ``variant_config.json`` and ``record.json``); ``input_spec`` is the array one request item
     carries, which the serving core validates against (a model file does not state it).
+    ``example`` is one real input item for the server's warm-up call (``None``: an all-zeros
+    item, which for text is all padding and can be degenerate, e.g. a division by a zero count).
     """
 
     model_id: str
@@ -58,6 +60,7 @@ class Variant:
     folder: Path
     runtime: str
     input_spec: InputSpec
+    example: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:

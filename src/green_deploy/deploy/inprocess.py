@@ -85,13 +85,18 @@ class InProcessDeployer:
         served = load_served_model(
             variant.folder, variant.runtime, variant.input_spec, variant.variant_id, self.threads, self.device
         )
-        return self.serve(variant.model_id, served, {"variant_dir": str(variant.folder)})
+        return self.serve(variant.model_id, served, {"variant_dir": str(variant.folder)}, variant.example)
 
     def serve(
-        self, model_id: str, served: ServedModel, resources: dict[str, str] | None = None
+        self,
+        model_id: str,
+        served: ServedModel,
+        resources: dict[str, str] | None = None,
+        warmup_example: np.ndarray | None = None,
     ) -> Deployment:
         """Start a worker for a model already in memory (e.g. a hub architecture built here) under
-        ``model_id``/``served.name``; ``deploy`` is this after loading a variant folder."""
+        ``model_id``/``served.name``; ``deploy`` is this after loading a variant folder. The
+        warm-up call runs ``warmup_example`` (``None``: an all-zeros item)."""
         from green_deploy.energy import EnergyMonitor, discover_sources
 
         key = f"{model_id}/{served.name}"
@@ -102,7 +107,7 @@ class InProcessDeployer:
             monitor.measure_idle(self.idle_s)
         worker = InferenceWorker(served.predict, monitor)
         try:
-            worker.start(served.input_spec.zeros(1))
+            worker.start(served.input_spec.zeros(1) if warmup_example is None else warmup_example)
         except BaseException:
             monitor.close()
             raise

@@ -78,6 +78,7 @@ STATE_FILE = "deployment.json"
 LOG_FILE = "server.log"
 READY_FILE = "ready.json"
 COMMAND_FILE = "command.json"
+WARMUP_FILE = "warmup.npy"
 _LOCK_FILE = ".lock"
 STATE_FORMAT = 1
 NPY_TYPE = "application/x-npy"
@@ -374,8 +375,19 @@ class LocalDeployer:
             "0",
             "--ready-file",
             str(ready_file),
+            *self._warmup_option(variant, ready_file.parent),
             *self._server_options(),
         ]
+
+    @staticmethod
+    def _warmup_option(variant: Variant, folder: Path) -> list[str]:
+        """A real item for the server's warm-up call, saved beside its state (not in the
+        fingerprint: it does not change what is served)."""
+        if variant.example is None:
+            return []
+        path = folder / WARMUP_FILE
+        np.save(path, np.asarray(variant.example), allow_pickle=False)
+        return ["--warmup-input", str(path)]
 
     def _start(self, variant: Variant, folder: Path, fingerprint: str) -> ServerState:
         ready_file, log_file = folder / READY_FILE, folder / LOG_FILE

@@ -267,8 +267,9 @@ def select_rows(
     return [row for row in mine if not only or row["variant_id"] in only]
 
 
-def variant_of(row: Mapping[str, Any], input_spec: InputSpec) -> Variant:
-    """The deployable variant of a variants-table row (a baseline is the zoo model's folder)."""
+def variant_of(row: Mapping[str, Any], examples: np.ndarray) -> Variant:
+    """The deployable variant of a variants-table row (a baseline is the zoo model's folder);
+    ``examples`` (real encoded inputs) give its input spec and the servers' warm-up item."""
     folder = Path(row["artifact_dir"])
     if row["variant_id"] in BASELINE_FOLDERS and row.get("technique") in (None, "baseline"):
         folder = folder / BASELINE_FOLDERS[row["variant_id"]]
@@ -276,7 +277,15 @@ def variant_of(row: Mapping[str, Any], input_spec: InputSpec) -> Variant:
         raise ArtifactError(
             f"{row['model_id']}/{row['variant_id']}: {folder} does not exist; run `kedro run --pipeline=optimize`"
         )
-    return Variant(str(row["model_id"]), str(row["variant_id"]), folder, str(row["runtime"]), input_spec)
+    examples = np.asarray(examples)
+    return Variant(
+        str(row["model_id"]),
+        str(row["variant_id"]),
+        folder,
+        str(row["runtime"]),
+        InputSpec.from_example(examples),
+        examples[:1],
+    )
 
 
 def skip_reason(row: Mapping[str, Any]) -> str | None:
@@ -326,7 +335,7 @@ def deploy_model(
         if examples is None:
             raise ValueError(f"{model_id}: validation examples are needed to deploy {row['variant_id']}")
         try:
-            variant = variant_of(row, InputSpec.from_example(examples))
+            variant = variant_of(row, examples)
             expected = in_process_outputs(variant, examples)
         except Exception as error:
             logger.exception("%s/%s: cannot load the variant", model_id, row["variant_id"])

@@ -54,7 +54,6 @@ from green_deploy.evaluate.harness import (
 from green_deploy.evaluate.store import StudyStore
 from green_deploy.evaluate.study import DEVICE_TARGETS, Cell, StudySettings, protocol_hash
 from green_deploy.evaluate.tracking import StudyTracker
-from green_deploy.serving.model import InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +254,7 @@ class StudyRunner:
         data = self._evaluation_set(group.model_id)
         deployer = self.deployers[(group.target, group.device)]
         meter = self.meter if group.device != "cpu" and group.target in DEVICE_TARGETS else None
-        variant = variant_of(row, InputSpec.from_example(data.x[:1]))
+        variant = variant_of(row, data.x[:1])
         started = time.perf_counter()
         deployment, stop_after = self._acquire(deployer, group, variant)
         phases_s = {"deploy": time.perf_counter() - started}

@@ -31,6 +31,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -82,6 +83,7 @@ def create_app(
     limits: ServingLimits | None = None,
     *,
     warmup: bool = True,
+    warmup_example: np.ndarray | None = None,
     close_monitor: bool = True,
 ) -> FastAPI:
     """The application serving ``served``, metering with ``monitor``.
@@ -90,8 +92,9 @@ def create_app(
         served: the model and its input spec.
         monitor: used by the inference worker only; closed at shutdown when ``close_monitor``.
         limits: request limits and micro-batching; defaults to ``ServingLimits()``.
-        warmup: run one all-zeros item through the model (unmetered) before serving, so the
-            first request does not pay lazy initialisation; a failure there fails startup.
+        warmup: run one item through the model (unmetered) before serving, so the first
+            request does not pay lazy initialisation; a failure there fails startup.
+        warmup_example: that item (a real input); ``None``: all zeros.
     """
     limits = limits or ServingLimits()
     metrics = ServingMetrics(served.name, served.runtime)
@@ -101,7 +104,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(worker.start, served.input_spec.zeros(1) if warmup else None)
+        example = served.input_spec.zeros(1) if warmup_example is None else warmup_example
+        await asyncio.to_thread(worker.start, example if warmup else None)
         logger.info(
             "serving %s (%s), input %s, energy from %s",
             served.name,

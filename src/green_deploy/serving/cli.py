@@ -59,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", choices=DEVICES, default="cpu", help="where the model runs (cuda: PyTorch only)"
     )
+    parser.add_argument(
+        "--warmup-input",
+        type=Path,
+        help=".npy of real input items for the warm-up call (default: one all-zeros item)",
+    )
     parser.add_argument("--idle-seconds", type=float, default=0.0, help="measure idle power first (0: skip)")
     parser.add_argument("--no-gpu-energy", action="store_true", help="do not open NVML")
     parser.add_argument(
@@ -88,6 +93,17 @@ def input_spec_from_args(args: argparse.Namespace) -> InputSpec:
         raise SystemExit(f"bad input spec: {error}") from error
 
 
+def _warmup_example(path: Path | None, spec: InputSpec) -> np.ndarray | None:
+    if path is None:
+        return None
+    example = np.load(path, allow_pickle=False)
+    if example.ndim < 1 or tuple(example.shape[1:]) != spec.shape or example.dtype != spec.numpy_dtype:
+        raise SystemExit(
+            f"--warmup-input {path} holds {example.dtype} {example.shape}; the input is {spec.describe()}"
+        )
+    return example
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -101,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     monitor = EnergyMonitor([] if args.no_energy else discover_sources(gpu=not args.no_gpu_energy))
     if args.idle_seconds > 0:
         monitor.measure_idle(args.idle_seconds)
-    app = create_app(served, monitor, limits)
+    app = create_app(served, monitor, limits, warmup_example=_warmup_example(args.warmup_input, spec))
     config = uvicorn.Config(
         app,
         host=args.host,
