@@ -1,0 +1,105 @@
+"""Pareto fronts of energy against accuracy, and when an optimization pays its own energy back.
+
+A variant is on the front when no other variant of the same model uses no more energy per
+inference and scores no lower, with one of the two strictly better. Across models, figures are
+first made relative to each model's baseline (energy ratio, accuracy change in points), so a
+small model's millijoules do not crowd out a large one's.
+
+Break-even: optimizing costs energy once (measured or estimated by the optimize pipeline); each
+inference then saves the baseline's J/inference minus the variant's. The optimization has paid
+for itself after cost / saving inferences; a variant that saves nothing never does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+J_PER_KWH = 3.6e6
+
+
+def pareto_mask(costs: Sequence[float], benefits: Sequence[float]) -> np.ndarray:
+    """True where no other point has cost <= and benefit >= with at least one strictly better.
+    Equal points are all kept; NaN points are never on the front."""
+    cost, benefit = np.asarray(costs, float), np.asarray(benefits, float)
+    valid = ~(np.isnan(cost) | np.isnan(benefit))
+    on_front = valid.copy()
+    for i in np.flatnonzero(valid):
+        others = (
+            valid & (cost <= cost[i]) & (benefit >= benefit[i]) & ((cost < cost[i]) | (benefit > benefit[i]))
+        )
+        on_front[i] = not others.any()
+    return on_front
+
+
+def pareto_front(
+    table: pd.DataFrame,
+    cost: str = "energy_per_item_j",
+    benefit: str = "accuracy",
+    by: Sequence[str] = ("model_id",),
+) -> pd.Series:
+    """Per group of ``by``, whether each row is on its energy-accuracy front (a boolean Series)."""
+    mask = pd.Series(False, index=table.index)
+    for _, group in table.groupby(list(by), sort=False):
+        mask.loc[group.index] = pareto_mask(group[cost], group[benefit])
+    return mask
+
+
+def relative_to_baseline(
+    table: pd.DataFrame, baselines: Sequence[str] = ("torch_baseline", "tensorflow_baseline")
+) -> pd.DataFrame:
+    """``energy_ratio`` (variant / its framework's baseline, same batch size and target) and
+    ``accuracy_change_pp`` (percentage points) beside each row; rows without a baseline get NaN."""
+    keys = ["model_id", "framework", "target", "device", "batch_size"]
+    base = table[table.variant_id.isin(baselines)].set_index(keys)[["energy_per_item_j", "accuracy"]]
+    joined = table.join(base, on=keys, rsuffix="_baseline")
+    return joined.assign(
+        energy_ratio=joined.energy_per_item_j / joined.energy_per_item_j_baseline,
+        accuracy_change_pp=(joined.accuracy - joined.accuracy_baseline) * 100,
+    ).drop(columns=["energy_per_item_j_baseline", "accuracy_baseline"])
+
+
+@dataclass(frozen=True)
+class BreakEven:
+    """When the energy spent optimizing is repaid by cheaper inferences.
+
+    ``inferences`` is ``inf`` when the variant saves nothing per inference; ``carbon_g`` is the
+    optimization's footprint at the given intensity (None without one).
+    """
+
+    optimization_energy_j: float
+    saving_per_inference_j: float
+    inferences: float
+    carbon_g: float | None
+
+    @property
+    def repaid(self) -> bool:
+        return math.isfinite(self.inferences)
+
+
+def break_even(
+    optimization_energy_j: float,
+    baseline_j_per_inference: float,
+    variant_j_per_inference: float,
+    intensity_g_per_kwh: float | None = None,
+) -> BreakEven:
+    """The inferences after which optimizing has saved more energy (and, at one grid intensity
+    for both, more CO2e) than it cost."""
+    if optimization_energy_j < 0:
+        raise ValueError(f"optimization energy must be >= 0, got {optimization_energy_j}")
+    saving = baseline_j_per_inference - variant_j_per_inference
+    inferences = optimization_energy_j / saving if saving > 0 else math.inf
+    carbon = None if intensity_g_per_kwh is None else optimization_energy_j / J_PER_KWH * intensity_g_per_kwh
+    return BreakEven(optimization_energy_j, saving, inferences, carbon)
+
+
+def cumulative_energy_j(
+    optimization_energy_j: float, j_per_inference: float, inferences: np.ndarray
+) -> np.ndarray:
+    """Energy spent after each number of ``inferences`` (the optimization up front): the
+    break-even plot's curves (the baseline's with ``optimization_energy_j = 0``)."""
+    return optimization_energy_j + j_per_inference * np.asarray(inferences, float)
