@@ -43,10 +43,10 @@ def pareto_front(
     by: Sequence[str] = ("model_id",),
 ) -> pd.Series:
     """Per group of ``by``, whether each row is on its energy-accuracy front (a boolean Series)."""
-    mask = pd.Series(False, index=table.index)
-    for _, group in table.groupby(list(by), sort=False):
-        mask.loc[group.index] = pareto_mask(group[cost], group[benefit])
-    return mask
+    mask = np.zeros(len(table), dtype=bool)
+    for positions in table.groupby(list(by), sort=False).indices.values():
+        mask[positions] = pareto_mask(table[cost].to_numpy()[positions], table[benefit].to_numpy()[positions])
+    return pd.Series(mask, index=table.index)
 
 
 def relative_to_baseline(

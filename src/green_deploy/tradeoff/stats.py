@@ -7,7 +7,8 @@ providers) go to Kruskal-Wallis with Dunn's post-hoc test, Bonferroni-corrected.
 check on each group (or on the paired differences) picks the parametric test (paired or Welch's
 t) when every one looks normal, the rank test otherwise; energy figures are usually skewed, so
 the rank tests are the common case. Effect sizes are rank-based whatever the test (Cliff's delta
-and Vargha-Delaney A12, with Romano et al.'s magnitude thresholds), and every comparison carries
+and Vargha-Delaney A12, with Romano et al.'s magnitude thresholds; for paired samples they count
+within pairs, so differences between units do not drown the effect), and every comparison carries
 a bootstrap 95% interval of the median difference. With fewer than ``MIN_PER_GROUP`` values in a
 group nothing is tested, and the result says so.
 
@@ -120,7 +121,7 @@ def compare_paired(a: Sequence[float], b: Sequence[float], seed: int = 0) -> Com
     if len(a) != len(b):
         raise ValueError(f"paired samples need equal lengths, got {len(a)} and {len(b)}")
     differences = b - a
-    effect = _effects(a, b)
+    effect = _paired_effects(differences)
     interval = _bootstrap_ci(differences, np.median, seed)
     if len(a) < MIN_PER_GROUP:
         return _too_few("paired", (len(a), len(b)), effect, float(np.median(differences)), interval)
@@ -226,6 +227,14 @@ def _effects(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float | None, 
         return None, None, None
     delta = cliffs_delta(a, b)
     return delta, vargha_delaney_a12(a, b), magnitude(delta)
+
+
+def _paired_effects(differences: np.ndarray) -> tuple[float | None, float | None, str | None]:
+    """Cliff's delta and A12 within pairs: P(b > a) - P(b < a) and P(b > a) + P(b = a) / 2."""
+    if not len(differences):
+        return None, None, None
+    delta = float(np.mean(differences > 0) - np.mean(differences < 0))
+    return delta, float(np.mean(differences > 0) + 0.5 * np.mean(differences == 0)), magnitude(delta)
 
 
 def _bootstrap_ci(data, statistic, seed: int) -> tuple[float, float] | None:

@@ -1,0 +1,224 @@
+"""The study's research questions, each answered from the evaluate pipeline's results table
+(one row per cell) with the design its data have.
+
+Energy is compared on the log scale (effects are ratios), accuracy as it is.
+
+RQ1.1 energy of applying each optimization (one value per variant; techniques compared);
+RQ1.2 framework: the same models' baselines in PyTorch and TensorFlow, paired by model and batch;
+RQ1.3 / RQ1.4 each technique against its own framework's baseline, paired by model and batch,
+on J/inference and on accuracy; RQ1.5 the trade-off: Pareto fronts and the rank correlation of
+energy saved with accuracy lost; RQ1.6 / RQ1.7 target (provider) on energy and on accuracy, the
+same variants paired across targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from green_deploy.tradeoff.frontier import pareto_front, relative_to_baseline
+from green_deploy.tradeoff.stats import Comparison, GroupComparison, compare_groups, compare_paired
+
+BASELINES = ("torch_baseline", "tensorflow_baseline")
+CELL_KEYS = ["model_id", "framework", "target", "device", "batch_size"]
+
+
+@dataclass
+class Answer:
+    """One research question: a sentence with its numbers, a table, and the tests behind it."""
+
+    question: str
+    title: str
+    sentence: str
+    table: pd.DataFrame
+    tests: dict[str, Comparison | GroupComparison] = field(default_factory=dict)
+
+
+def answer_all(results: pd.DataFrame) -> list[Answer]:
+    return [
+        optimization_energy(results),
+        framework_effect(results),
+        technique_effect(results, "energy_per_item_j", "RQ1.3", "J/inference"),
+        technique_effect(results, "accuracy", "RQ1.4", "accuracy"),
+        trade_off(results),
+        target_effect(results, "energy_per_item_j", "RQ1.6", "J/inference"),
+        target_effect(results, "accuracy", "RQ1.7", "accuracy"),
+    ]
+
+
+def optimization_energy(results: pd.DataFrame) -> Answer:
+    """RQ1.1: what applying each technique cost, per variant (not per cell)."""
+    variants = results.drop_duplicates(["model_id", "variant_id"])
+    variants = variants[~variants.variant_id.isin(BASELINES) & variants.optimization_total_energy_j.notna()]
+    groups = {t: g.optimization_total_energy_j.to_numpy() for t, g in variants.groupby("technique")}
+    test = compare_groups(groups)
+    table = (
+        variants.groupby("technique")
+        .agg(
+            variants=("variant_id", "size"),
+            median_j=("optimization_total_energy_j", "median"),
+            max_j=("optimization_total_energy_j", "max"),
+            median_s=("optimization_duration_s", "median"),
+            measured=("optimization_measured", "mean"),
+        )
+        .sort_values("median_j")
+        .reset_index()
+    )
+    cheapest, dearest = table.iloc[0], table.iloc[-1]
+    sentence = (
+        f"Applying a technique cost a median of {cheapest.median_j:.3g} J ({cheapest.technique}) to "
+        f"{dearest.median_j:.3g} J ({dearest.technique}) per variant; {_verdict(test, 'techniques differ')}"
+        f"{_measured_share(table)}."
+    )
+    return Answer("RQ1.1", "Energy of applying each optimization", sentence, table, {"techniques": test})
+
+
+def framework_effect(results: pd.DataFrame) -> Answer:
+    """RQ1.2: each model's PyTorch baseline against its TensorFlow baseline, same batch size."""
+    keys = ["model_id", "target", "device", "batch_size"]
+    base = results[results.variant_id.isin(BASELINES)]
+    wide = base.pivot_table(index=keys, columns="framework", values=["energy_per_item_j", "accuracy"])
+    wide = wide.dropna()
+    tests, rows = {}, []
+    if {"torch", "tensorflow"} <= set(base.framework):
+        for metric in ("energy_per_item_j", "accuracy"):
+            scale = np.log if metric == "energy_per_item_j" else np.asarray
+            tests[metric] = compare_paired(
+                scale(wide[(metric, "torch")]), scale(wide[(metric, "tensorflow")])
+            )
+        ratio = wide[("energy_per_item_j", "tensorflow")] / wide[("energy_per_item_j", "torch")]
+        rows = pd.DataFrame({"tensorflow / torch J/inference": ratio}).reset_index()
+    table = rows if len(rows) else pd.DataFrame()
+    if not tests:
+        return Answer("RQ1.2", "Framework", "Only one framework was measured: nothing to compare.", table)
+    energy = tests["energy_per_item_j"]
+    sentence = (
+        f"Over {energy.n[0]} model x batch pairs, the TensorFlow baseline took a median "
+        f"{float(np.median(table.iloc[:, -1])):.2f}x the J/inference of the PyTorch one "
+        f"({_verdict(energy, 'different')}; Cliff's delta {energy.cliffs_delta:+.2f}, {energy.magnitude}); "
+        f"accuracy {_verdict(tests['accuracy'], 'different')}."
+    )
+    return Answer("RQ1.2", "Framework (PyTorch vs TensorFlow, same models)", sentence, table, tests)
+
+
+def technique_effect(results: pd.DataFrame, metric: str, question: str, label: str) -> Answer:
+    """RQ1.3 / RQ1.4: per technique, its variants against their baseline, paired by cell."""
+    relative = relative_to_baseline(results, BASELINES)
+    baseline = results[results.variant_id.isin(BASELINES)].set_index(CELL_KEYS)[metric]
+    optimized = relative[~relative.variant_id.isin(BASELINES)]
+    change_column = "median ratio" if metric == "energy_per_item_j" else "median change (pp)"
+    tests, rows = {}, []
+    for technique, group in optimized.groupby("technique"):
+        paired = group.join(baseline.rename("baseline"), on=CELL_KEYS).dropna(subset=["baseline", metric])
+        # energy effects are multiplicative (a technique halves J/inference of big and small
+        # models alike): tested on the log scale, i.e. on the ratio to the baseline
+        scale = np.log if metric == "energy_per_item_j" else np.asarray
+        test = compare_paired(scale(paired.baseline), scale(paired[metric]))
+        tests[technique] = test
+        change = (
+            paired.energy_ratio.median()
+            if metric == "energy_per_item_j"
+            else paired.accuracy_change_pp.median()
+        )
+        rows.append(
+            {
+                "technique": technique,
+                "cells": len(paired),
+                change_column: change,
+                "test": test.test or "not tested",
+                "p": test.p_value,
+                "cliffs_delta": test.cliffs_delta,
+                "magnitude": test.magnitude,
+            }
+        )
+    table = pd.DataFrame(rows).sort_values(change_column) if rows else pd.DataFrame()
+    lowered = [t for t, c in tests.items() if c.significant and (c.difference or 0) < 0]
+    raised = [t for t, c in tests.items() if c.significant and (c.difference or 0) > 0]
+    sentence = (
+        f"Against their own baseline, {label} was significantly lower for {_names(lowered)} and higher for "
+        f"{_names(raised)}; no significant change for the other {len(tests) - len(lowered) - len(raised)} "
+        "technique(s) (paired tests per technique, p < 0.05)."
+    )
+    title = (
+        "Optimization and inference energy" if metric == "energy_per_item_j" else "Optimization and accuracy"
+    )
+    return Answer(question, title, sentence, table, tests)
+
+
+def trade_off(results: pd.DataFrame) -> Answer:
+    """RQ1.5: who is on each model's energy-accuracy front, and whether saving energy costs accuracy."""
+    from scipy import stats
+
+    relative = relative_to_baseline(results, BASELINES).assign(
+        on_front=lambda t: pareto_front(t, by=("model_id", "target", "device", "batch_size"))
+    )
+    table = (
+        relative.groupby("technique")
+        .agg(
+            cells=("on_front", "size"), on_front=("on_front", "sum"), median_ratio=("energy_ratio", "median")
+        )
+        .assign(front_share=lambda t: t.on_front / t.cells)
+        .sort_values("front_share", ascending=False)
+        .reset_index()
+    )
+    usable = relative.dropna(subset=["energy_ratio", "accuracy_change_pp"])
+    usable = usable[~usable.variant_id.isin(BASELINES)]
+    rho, p_value = (
+        stats.spearmanr(usable.energy_ratio, usable.accuracy_change_pp)
+        if len(usable) >= 5
+        else (np.nan, np.nan)
+    )
+    top = table.iloc[0]
+    sentence = (
+        f"{int(relative.on_front.sum())} of {len(relative)} cells are on their model's energy-accuracy front; "
+        f"{top.technique} most often ({top.on_front:.0f} of {top.cells:.0f}). Energy ratio and accuracy change "
+        f"{'correlate' if p_value < 0.05 else 'do not correlate significantly'} (Spearman rho {rho:+.2f}, "
+        f"p = {p_value:.2g}, {len(usable)} cells): "
+        + (
+            "variants that save more energy lose more accuracy."
+            if rho > 0 and p_value < 0.05
+            else "saving energy did not systematically cost accuracy."
+        )
+    )
+    return Answer("RQ1.5", "The energy-accuracy trade-off", sentence, table)
+
+
+def target_effect(results: pd.DataFrame, metric: str, question: str, label: str) -> Answer:
+    """RQ1.6 / RQ1.7: the same variants on each target (provider)."""
+    title = f"Target (provider) and {label}"
+    targets = sorted(results.target.unique())
+    if len(targets) < 2:
+        return Answer(
+            question,
+            title,
+            f"Only the {targets[0]} target was measured: nothing to compare (add targets to evaluate.targets).",
+            pd.DataFrame(),
+        )
+    keys = ["model_id", "variant_id", "device", "batch_size"]
+    wide = results.pivot_table(index=keys, columns="target", values=metric).dropna()
+    groups = {t: wide[t].to_numpy() for t in targets}
+    test = compare_groups(groups)
+    table = wide.median().rename(f"median {label}").reset_index()
+    sentence = f"Across {len(wide)} cells measured on all of {', '.join(targets)}: {_verdict(test, 'targets differ')}."
+    return Answer(question, title, sentence, table, {"targets": test})
+
+
+def _verdict(test: Comparison | GroupComparison, claim: str) -> str:
+    if test.p_value is None or test.test is None:
+        return f"not tested ({test.note})"
+    if test.significant:
+        return f"{claim} ({test.test}, p = {test.p_value:.2g})"
+    return f"no significant difference ({test.test}, p = {test.p_value:.2g})"
+
+
+def _names(techniques: list[str]) -> str:
+    return ", ".join(techniques) if techniques else "none"
+
+
+def _measured_share(table: pd.DataFrame) -> str:
+    share = float(np.average(table.measured, weights=table.variants))
+    return (
+        "" if share == 1 else f" ({100 * (1 - share):.0f}% of these figures are estimates, not measurements)"
+    )

@@ -1,0 +1,80 @@
+"""The research questions on a synthetic results table with planted answers: int8 halves energy
+at no accuracy cost, pruning costs accuracy and saves nothing, TensorFlow takes 3x PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from green_deploy.tradeoff.questions import answer_all
+
+MODELS = [f"m{i}" for i in range(8)]
+
+
+def _table() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    rows = []
+    for model in MODELS:
+        size = rng.lognormal(0, 1)  # models differ by orders of magnitude: the log scale matters
+        accuracy = rng.uniform(0.6, 0.95)
+        for framework, factor, prefix in (("torch", 1.0, "pt"), ("tensorflow", 3.0, "tf")):
+            variants = {
+                f"{'torch' if framework == 'torch' else 'tensorflow'}_baseline": ("baseline", 1.0, 0.0, None),
+                f"{prefix}_int8": ("dynamic_int8", 0.5, 0.0, 2.0),
+                f"{prefix}_prune": ("magnitude_pruning", 1.0, -0.05, 20.0),
+            }
+            for variant, (technique, energy_factor, accuracy_change, optimization_j) in variants.items():
+                for batch_size in (1, 32):
+                    rows.append(
+                        {
+                            "model_id": model,
+                            "variant_id": variant,
+                            "framework": framework,
+                            "technique": technique,
+                            "target": "local",
+                            "device": "cpu",
+                            "batch_size": batch_size,
+                            "energy_per_item_j": size
+                            * factor
+                            * energy_factor
+                            * rng.uniform(0.97, 1.03)
+                            / (1 + batch_size / 8),
+                            "accuracy": accuracy + accuracy_change + rng.normal(0, 0.002),
+                            "optimization_total_energy_j": optimization_j,
+                            "optimization_duration_s": optimization_j,
+                            "optimization_measured": False,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_every_question_finds_what_was_planted():
+    answers = {a.question: a for a in answer_all(_table())}
+    assert list(answers) == ["RQ1.1", "RQ1.2", "RQ1.3", "RQ1.4", "RQ1.5", "RQ1.6", "RQ1.7"]
+
+    rq11 = answers["RQ1.1"]
+    assert rq11.tests["techniques"].significant and "estimates" in rq11.sentence
+
+    rq12 = answers["RQ1.2"].tests["energy_per_item_j"]
+    assert rq12.significant and rq12.cliffs_delta == 1.0  # TensorFlow higher in every pair
+    assert "3.0" in answers["RQ1.2"].sentence
+
+    energy = answers["RQ1.3"].tests
+    assert energy["dynamic_int8"].significant and energy["dynamic_int8"].difference < 0
+    assert not energy["magnitude_pruning"].significant
+    accuracy = answers["RQ1.4"].tests
+    assert accuracy["magnitude_pruning"].significant and accuracy["magnitude_pruning"].difference < 0
+    assert not accuracy["dynamic_int8"].significant
+
+    front = answers["RQ1.5"].table.set_index("technique")
+    assert front.loc["dynamic_int8", "front_share"] > front.loc["magnitude_pruning", "front_share"]
+
+    assert "Only the local target" in answers["RQ1.6"].sentence
+
+
+def test_targets_are_compared_when_more_than_one_was_measured():
+    table = _table()
+    cloud = table.assign(target="sagemaker", energy_per_item_j=table.energy_per_item_j * 1.5)
+    answers = {a.question: a for a in answer_all(pd.concat([table, cloud]))}
+    assert answers["RQ1.6"].tests["targets"].test == "Kruskal-Wallis"
+    assert "local, sagemaker" in answers["RQ1.6"].sentence
