@@ -1,6 +1,6 @@
 """Project pipelines: every folder under ``pipelines/`` is a pipeline of the same name.
 
-``__default__`` (a plain ``kedro run``, the study: zoo, optimize, evaluate) is every pipeline
+``__default__`` (a plain ``kedro run``, the study: zoo, optimize, evaluate, tradeoff) is every pipeline
 except ``deploy`` and ``undeploy``. The evaluate pipeline starts the local servers it measures
 through and stops them when their cells are done, so ``kedro run`` leaves no process behind;
 ``deploy`` keeps long-lived servers (a few hundred MB each) running for other clients and cloud

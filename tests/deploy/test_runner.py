@@ -200,8 +200,8 @@ def test_a_default_kedro_run_neither_deploys_nor_undeploys():
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=300
     ).stdout.splitlines()
-    assert out[-2] == "['__default__', 'deploy', 'evaluate', 'optimize', 'undeploy', 'zoo']"
-    assert out[-1] == "['evaluate', 'optimize', 'zoo']"
+    assert out[-2] == "['__default__', 'deploy', 'evaluate', 'optimize', 'tradeoff', 'undeploy', 'zoo']"
+    assert out[-1] == "['evaluate', 'optimize', 'tradeoff', 'zoo']"
 
 
 @pytest.mark.parametrize("expected", [np.array([[1.0, np.nan]])])

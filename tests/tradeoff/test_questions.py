@@ -78,3 +78,32 @@ def test_targets_are_compared_when_more_than_one_was_measured():
     answers = {a.question: a for a in answer_all(pd.concat([table, cloud]))}
     assert answers["RQ1.6"].tests["targets"].test == "Kruskal-Wallis"
     assert "local, sagemaker" in answers["RQ1.6"].sentence
+
+
+def test_a_tiny_study_is_answered_with_what_cannot_be_said():
+    """One model, one framework, one variant: every question answers, none is tested."""
+    table = _table()
+    tiny = table[(table.model_id == "m0") & (table.framework == "torch") & (table.variant_id != "pt_prune")]
+    answers = {a.question: a for a in answer_all(tiny)}
+    assert "not tested" in answers["RQ1.1"].sentence
+    assert "Only one framework" in answers["RQ1.2"].sentence
+    assert not answers["RQ1.3"].tests["dynamic_int8"].significant  # 2 cells: too few
+    assert "too few" in answers["RQ1.5"].sentence
+
+
+def test_the_report_is_one_self_contained_page():
+    from green_deploy.tradeoff.report import figures, render_html, render_markdown
+
+    table = _table().assign(metric="accuracy")
+    answers, plots = answer_all(table), figures(table)
+    assert {f.name for f in plots} == {
+        "energy_vs_accuracy",
+        "technique_energy_ratio",
+        "framework_ratio",
+        "break_even",
+    }
+    page = render_html(answers, plots, "study")
+    assert page.count("<section") == 7 and page.count("data:image/png;base64,") == 4
+    assert "src='http" not in page and "<script" not in page
+    markdown = render_markdown(answers, "study")
+    assert all(f"## RQ1.{i}" in markdown for i in range(1, 8))

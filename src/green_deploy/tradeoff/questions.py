@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 
 from green_deploy.tradeoff.frontier import pareto_front, relative_to_baseline
-from green_deploy.tradeoff.stats import Comparison, GroupComparison, compare_groups, compare_paired
+from green_deploy.tradeoff.stats import (
+    MIN_PER_GROUP,
+    Comparison,
+    GroupComparison,
+    compare_groups,
+    compare_paired,
+)
 
 BASELINES = ("torch_baseline", "tensorflow_baseline")
 CELL_KEYS = ["model_id", "framework", "target", "device", "batch_size"]
@@ -52,6 +58,11 @@ def optimization_energy(results: pd.DataFrame) -> Answer:
     """RQ1.1: what applying each technique cost, per variant (not per cell)."""
     variants = results.drop_duplicates(["model_id", "variant_id"])
     variants = variants[~variants.variant_id.isin(BASELINES) & variants.optimization_total_energy_j.notna()]
+    title = "Energy of applying each optimization"
+    if variants.empty:
+        return Answer(
+            "RQ1.1", title, "No optimized variant has a recorded optimization energy.", pd.DataFrame()
+        )
     groups = {t: g.optimization_total_energy_j.to_numpy() for t, g in variants.groupby("technique")}
     test = compare_groups(groups)
     table = (
@@ -72,7 +83,7 @@ def optimization_energy(results: pd.DataFrame) -> Answer:
         f"{dearest.median_j:.3g} J ({dearest.technique}) per variant; {_verdict(test, 'techniques differ')}"
         f"{_measured_share(table)}."
     )
-    return Answer("RQ1.1", "Energy of applying each optimization", sentence, table, {"techniques": test})
+    return Answer("RQ1.1", title, sentence, table, {"techniques": test})
 
 
 def framework_effect(results: pd.DataFrame) -> Answer:
@@ -133,16 +144,20 @@ def technique_effect(results: pd.DataFrame, metric: str, question: str, label: s
                 "magnitude": test.magnitude,
             }
         )
-    table = pd.DataFrame(rows).sort_values(change_column) if rows else pd.DataFrame()
+    title = (
+        "Optimization and inference energy" if metric == "energy_per_item_j" else "Optimization and accuracy"
+    )
+    if not rows:
+        return Answer(
+            question, title, "No optimized variant shares a cell with its baseline.", pd.DataFrame()
+        )
+    table = pd.DataFrame(rows).sort_values(change_column)
     lowered = [t for t, c in tests.items() if c.significant and (c.difference or 0) < 0]
     raised = [t for t, c in tests.items() if c.significant and (c.difference or 0) > 0]
     sentence = (
         f"Against their own baseline, {label} was significantly lower for {_names(lowered)} and higher for "
         f"{_names(raised)}; no significant change for the other {len(tests) - len(lowered) - len(raised)} "
         "technique(s) (paired tests per technique, p < 0.05)."
-    )
-    title = (
-        "Optimization and inference energy" if metric == "energy_per_item_j" else "Optimization and accuracy"
     )
     return Answer(question, title, sentence, table, tests)
 
@@ -165,11 +180,15 @@ def trade_off(results: pd.DataFrame) -> Answer:
     )
     usable = relative.dropna(subset=["energy_ratio", "accuracy_change_pp"])
     usable = usable[~usable.variant_id.isin(BASELINES)]
-    rho, p_value = (
-        stats.spearmanr(usable.energy_ratio, usable.accuracy_change_pp)
-        if len(usable) >= 5
-        else (np.nan, np.nan)
-    )
+    if len(usable) < MIN_PER_GROUP:
+        return Answer(
+            "RQ1.5",
+            "The energy-accuracy trade-off",
+            f"{int(relative.on_front.sum())} of {len(relative)} cells are on their model's energy-accuracy front; "
+            f"too few optimized cells with a baseline ({len(usable)}) to relate energy saved to accuracy lost.",
+            table,
+        )
+    rho, p_value = stats.spearmanr(usable.energy_ratio, usable.accuracy_change_pp)
     top = table.iloc[0]
     sentence = (
         f"{int(relative.on_front.sum())} of {len(relative)} cells are on their model's energy-accuracy front; "

@@ -1,6 +1,7 @@
 """The evaluate pipeline end to end on the tiny study: `kedro run --pipeline=evaluate` after the
 optimize pipeline, in a copy of the tiny project; a run killed with SIGKILL resumes where it
-stopped; subsets from --params; nothing optimized yet names the pipeline to run first."""
+stopped; subsets from --params; nothing optimized yet names the pipeline to run first; the
+tradeoff report of the tiny study."""
 
 from __future__ import annotations
 
@@ -132,6 +133,20 @@ def test_no_server_is_left_running(resumed):
     from green_deploy.deploy.local import LocalDeployer
 
     assert LocalDeployer(work_dir=root / DEPLOY_DIR).running() == []
+
+
+def test_the_tradeoff_report_answers_every_question_of_the_tiny_study(resumed):
+    """Two models, two frameworks' baselines and pt_fp16: the report is written whole, each
+    question answered (most with "too few" on so little data), plots in the page and as files."""
+    root, _, _ = resumed
+    result = kedro(root, "run", "--pipeline=tradeoff")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    page = (root / "data/08_reporting/tradeoff_report.html").read_text()
+    assert page.count("<section") == 7 and "data:image/png;base64," in page
+    answers = pd.read_parquet(root / "data/08_reporting/tradeoff_answers.parquet")
+    assert answers.question.tolist() == [f"RQ1.{i}" for i in range(1, 8)]
+    assert "ESTIMATED" in page  # CPU energy here: the report says so
+    assert sorted(p.name for p in (root / "data/08_reporting/tradeoff_figures").iterdir())[0].endswith(".png")
 
 
 def test_a_subset_from_the_command_line_measures_only_it(resumed):

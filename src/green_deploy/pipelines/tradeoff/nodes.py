@@ -1,0 +1,43 @@
+"""Thin node over ``green_deploy.tradeoff``: answers, report and plots of the measured study."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from green_deploy.errors import ConfigError
+from green_deploy.tradeoff.questions import answer_all
+from green_deploy.tradeoff.report import figures, render_html, render_markdown
+
+
+def report_study(
+    results: pd.DataFrame, tradeoff: dict[str, Any]
+) -> tuple[pd.DataFrame, str, str, dict[str, Any]]:
+    """The answer to every research question (one row each), the HTML report, its Markdown twin
+    and the plots (PNG files, logged to MLflow with the reports)."""
+    if results.empty:
+        raise ConfigError("the results table is empty: run `kedro run --pipeline=evaluate` first")
+    answers = answer_all(results)
+    plots = figures(results)
+    preamble = _provenance(results)
+    title = str(tradeoff.get("title") or "green-deploy: what optimizing and deploying saves")
+    table = pd.DataFrame([{"question": a.question, "title": a.title, "answer": a.sentence} for a in answers])
+    return (
+        table,
+        render_html(answers, plots, title, preamble),
+        render_markdown(answers, title, preamble),
+        {f"{plot.name}.png": plot.figure for plot in plots},
+    )
+
+
+def _provenance(results: pd.DataFrame) -> str:
+    """What the figures rest on: cells, studies, targets, and whether energy was measured."""
+    measured = results.energy_measured.astype(bool)
+    sources = sorted({s for column in ("cpu_source", "gpu_source") for s in results[column].dropna() if s})
+    return (
+        f"{len(results)} cells of {results.model_id.nunique()} models ({', '.join(sorted(results.framework.unique()))}) "
+        f"on {', '.join(sorted(results.target.unique()))}, study {', '.join(sorted(results.study.unique()))}. "
+        f"Energy: {'measured' if measured.all() else 'ESTIMATED' if not measured.any() else 'partly measured'} "
+        f"({'; '.join(sources)}). Tests at p < 0.05; energy compared on the log scale."
+    )
