@@ -24,7 +24,8 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-# Debian packages that hold the zoo's datasets (Fashion-MNIST, fortunes, gettext catalogues).
+# Debian packages: the zoo's datasets (Fashion-MNIST, fortunes, gettext catalogues) and Chromium
+# (the tradeoff report is opened headless in the tests).
 system-data: $(STAMP)
 	bash scripts/install_system_data.sh $(BIN)/python
 

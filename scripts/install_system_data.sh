@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Install the Debian packages that hold the zoo's datasets, if any is missing.
-# The packages are the fixed ones below plus every provider named in conf/base/manifests/.
+# Install the Debian packages the project needs, if any is missing: those that hold the zoo's
+# datasets (the fixed ones below plus every provider named in conf/base/manifests/), and
+# Chromium, which opens the tradeoff report headless in the tests.
 set -euo pipefail
 python=${1:-.venv/bin/python}
 
-packages=(dataset-fashion-mnist fortunes fortunes-min)
+packages=(dataset-fashion-mnist fortunes fortunes-min chromium)
 while read -r package; do
   [[ -n "$package" ]] && packages+=("$package")
 done < <("$python" -m green_deploy.zoo.data debian-packages)
@@ -15,7 +16,7 @@ for package in $(printf '%s\n' "${packages[@]}" | sort -u); do
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
-echo "Installing the Debian packages that hold the zoo's datasets: ${missing[*]}"
+echo "Installing the Debian packages the project needs (datasets, Chromium): ${missing[*]}"
 if [[ $(id -u) -eq 0 ]]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 elif command -v sudo >/dev/null; then
