@@ -45,7 +45,7 @@ def test_the_report_renders_with_its_plots_in_headless_chromium(tmp_path):
     dom = subprocess.run(
         [*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=True
     ).stdout
-    assert all(f"<section id=\"RQ1.{i}\">" in dom for i in range(1, 8))
+    assert all(f'<section id="RQ1.{i}">' in dom for i in range(1, 8))
 
     shot = tmp_path / "shot.png"
     subprocess.run(
