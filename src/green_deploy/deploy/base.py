@@ -104,8 +104,9 @@ class ServerEnergy:
 
     ``energy_j`` is the request's share of its window in joules; ``active_energy_j`` the same
     less the server's idle power over the window (``None`` when the server measured no idle
-    baseline); ``measured`` is True only when every component came from a hardware meter; ``components`` keeps the per-component figures
-    (``component``, ``source``, ``measured``, ``energy_j``) exactly as the server sent them.
+    baseline); ``measured`` is True only when every component came from a hardware meter;
+    ``components`` keeps the per-component figures (``component``, ``source``, ``measured``,
+    ``energy_j``) exactly as the server sent them.
     """
 
     energy_j: float

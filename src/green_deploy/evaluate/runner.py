@@ -52,7 +52,7 @@ from green_deploy.evaluate.harness import (
     warm_up,
 )
 from green_deploy.evaluate.store import StudyStore
-from green_deploy.evaluate.study import DEVICE_TARGETS, Cell, StudySettings, protocol_hash
+from green_deploy.evaluate.study import Cell, StudySettings, protocol_hash
 from green_deploy.evaluate.tracking import StudyTracker
 
 logger = logging.getLogger(__name__)
@@ -253,7 +253,8 @@ class StudyRunner:
         row = self.rows[(group.model_id, group.variant_id)]
         data = self._evaluation_set(group.model_id)
         deployer = self.deployers[(group.target, group.device)]
-        meter = self.meter if group.device != "cpu" and group.target in DEVICE_TARGETS else None
+        # a device other than the CPU is chosen for local and in-process targets only (settings check)
+        meter = self.meter if group.device != "cpu" else None
         variant = variant_of(row, data.x[:1])
         started = time.perf_counter()
         deployment, stop_after = self._acquire(deployer, group, variant)

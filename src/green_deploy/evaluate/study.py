@@ -43,9 +43,8 @@ class ProtocolSettings:
 
     Each server first measures its idle power for ``idle_s`` (so every response carries active,
     idle-subtracted energy); before each cell it takes ``warmup_s`` of unmeasured requests at
-    the cell's batch size. A repetition runs
-    batches back to back for at least ``repetition_s`` (long against the
-    meter's resolution); repetitions go on until the ``confidence`` interval of J/inference is
+    the cell's batch size. A repetition runs batches back to back for at least
+    ``repetition_s`` (long against the meter's resolution); repetitions go on until the ``confidence`` interval of J/inference is
     within ``ci_target`` of the mean (relative half-width), with at least ``min_repetitions``
     and at most ``max_repetitions`` or ``max_cell_s`` seconds, whichever comes first.
     """

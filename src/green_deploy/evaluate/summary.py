@@ -7,6 +7,8 @@ import math
 
 import pandas as pd
 
+from green_deploy.evaluate.harness import COMPONENTS
+
 
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     """One row per model x framework (and target, device when the study has several)."""
@@ -53,16 +55,27 @@ def summary_markdown(results: pd.DataFrame, measured: int, resumed: int, failed:
         f"already measured, failed {failed}.",
     ]
     if not table.empty:
-        batch_size = int(results.batch_size.min())
-        sources = sorted(set(results.cpu_source.dropna()) | set(results.gpu_source.dropna()) - {""})
-        measured_all = bool(results.energy_measured.all())
         lines += [
-            f"Energy per inference at batch size {batch_size}, "
-            f"{'measured' if measured_all else 'ESTIMATED (no hardware meter)'}: {', '.join(s for s in sources if s)}.",
+            f"Energy per inference at batch size {int(results.batch_size.min())}, {energy_provenance(results)}.",
             "",
             markdown_table(table),
         ]
     return "\n".join(lines) + "\n"
+
+
+def energy_provenance(results: pd.DataFrame) -> str:
+    """Whether a results table's energy was measured, and the sources behind it."""
+    measured = results.energy_measured.astype(bool)
+    state = (
+        "measured"
+        if measured.all()
+        else "ESTIMATED (no hardware meter)"
+        if not measured.any()
+        else "partly measured, partly ESTIMATED"
+    )
+    columns = [f"{component}_source" for component in COMPONENTS if f"{component}_source" in results]
+    sources = sorted({source for column in columns for source in results[column].dropna() if source})
+    return f"{state}: {', '.join(sources)}"
 
 
 def markdown_table(table: pd.DataFrame) -> str:

@@ -136,12 +136,6 @@ class StudyTracker:
         self.client.set_terminated(run_id)
         return run_id
 
-    def log_study_artifact(self, path: Path | str) -> None:
-        self.client.log_artifact(self.parent_run_id, str(path))
-
-    def finish(self) -> None:
-        self.client.set_terminated(self.parent_run_id)
-
 
 def _param_text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)

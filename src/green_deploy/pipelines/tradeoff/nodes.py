@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from green_deploy.errors import ConfigError
+from green_deploy.evaluate.summary import energy_provenance
 from green_deploy.tradeoff.questions import answer_all
 from green_deploy.tradeoff.report import figures, render_html, render_markdown
 
@@ -33,11 +34,8 @@ def report_study(
 
 def _provenance(results: pd.DataFrame) -> str:
     """What the figures rest on: cells, studies, targets, and whether energy was measured."""
-    measured = results.energy_measured.astype(bool)
-    sources = sorted({s for column in ("cpu_source", "gpu_source") for s in results[column].dropna() if s})
     return (
         f"{len(results)} cells of {results.model_id.nunique()} models ({', '.join(sorted(results.framework.unique()))}) "
         f"on {', '.join(sorted(results.target.unique()))}, study {', '.join(sorted(results.study.unique()))}. "
-        f"Energy: {'measured' if measured.all() else 'ESTIMATED' if not measured.any() else 'partly measured'} "
-        f"({'; '.join(sources)}). Tests at p < 0.05; energy compared on the log scale."
+        f"Energy {energy_provenance(results)}. Tests at p < 0.05; energy compared on the log scale."
     )
