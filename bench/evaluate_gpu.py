@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "src"))
@@ -46,6 +47,7 @@ from green_deploy.evaluate.harness import (  # noqa: E402
     warm_up,
 )
 from green_deploy.evaluate.study import ProtocolSettings, StudySettings  # noqa: E402
+from green_deploy.evaluate.summary import markdown_table  # noqa: E402
 
 logger = logging.getLogger("evaluate_gpu")
 
@@ -74,7 +76,6 @@ HUB_VARIANTS = {
 
 # ---- pack (this machine) ----------------------------------------------------------------------
 def pack(bundle: Path) -> None:
-    import pandas as pd
     from kedro.config import OmegaConfigLoader
 
     from green_deploy.evaluate.runner import evaluation_set
@@ -152,7 +153,6 @@ def machine() -> dict[str, Any]:
 
 # ---- zoo (GPU machine) --------------------------------------------------------------------------
 def run_zoo(bundle: Path, out: Path, dry_run: bool, models: list[str]) -> None:
-    import pandas as pd
 
     from green_deploy.evaluate.runner import StudyRunner, current_cells, study_deployers
     from green_deploy.evaluate.store import StudyStore
@@ -349,18 +349,8 @@ def report(out: Path) -> str:
         "",
         "pJ/FLOP = GPU J/inference / (2 x MACs); the H100's bf16 matmul floor measured here is 1.02 pJ/FLOP.",
         "",
-        "| model | variant | batch | GMACs | J/inference (total) | GPU J/inference | "
-        "CI +- | CV | reps | GPU pJ/FLOP | p50 latency ms | items/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        markdown_table(_cell_table(hub["cells"], accuracy=False)),
     ]
-    for c in hub["cells"]:
-        gpu_j = c["gpu_energy_per_item_j"]
-        lines.append(
-            f"| {c['model_id']} | {c['variant_id']} | {c['batch_size']} | {c['macs'] / 1e9:.2f} | "
-            f"{c['energy_per_item_j']:.4g} | {gpu_j:.4g} | "
-            f"{_pct(c['energy_ci_relative_half_width'])} | {_pct(c['energy_cv'])} | {c['n_repetitions']} | "
-            f"{gpu_j / (2 * c['macs']) * 1e12:.2f} | {c['latency_p50_ms']:.2f} | {c['throughput_items_per_s']:.0f} |"
-        )
     lines += ["", *_hub_findings(hub["cells"])]
     lines += [
         "",
@@ -370,25 +360,40 @@ def report(out: Path) -> str:
         "carries). Left out on the GPU: int8 variants (PyTorch's int8 kernels are CPU-only) and the "
         "ONNX Runtime, TFLite and Keras runtimes (CPU builds; no TensorFlow there).",
         "",
-        "| model | variant | batch | J/inference | GPU J/inf | CI +- | CV | reps | reached | accuracy | "
-        "GPU pJ/FLOP | p50 ms | items/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        markdown_table(_cell_table(zoo["cells"], accuracy=True)),
     ]
-    for c in sorted(zoo["cells"], key=lambda c: (c["model_id"], c["variant_id"], c["batch_size"])):
-        gpu_j = c.get("gpu_energy_per_item_j")
-        pj = f"{gpu_j / (2 * c['macs']) * 1e12:.1f}" if gpu_j and c.get("macs") else "—"
-        lines.append(
-            f"| {c['model_id']} | {c['variant_id']} | {c['batch_size']} | {c['energy_per_item_j']:.4g} | "
-            f"{_num(gpu_j)} | {_pct(c['energy_ci_relative_half_width'])} | {_pct(c['energy_cv'])} | "
-            f"{c['n_repetitions']} | {'yes' if c['ci_reached'] else 'no'} | {c['accuracy']:.4f} | {pj} | "
-            f"{c['latency_p50_ms']:.2f} | {c['throughput_items_per_s']:.0f} |"
-        )
     if zoo["failures"]:
         lines += ["", "Not measured:", ""]
         lines += [f"- {f['model_id']}/{f['variant_id']}: {f['reason']}" for f in zoo["failures"]]
     text = "\n".join(lines) + "\n"
     (out / "evaluate_h100.md").write_text(text)
     return text
+
+
+def _cell_table(cells: list[dict[str, Any]], accuracy: bool) -> pd.DataFrame:
+    """One row per cell: energy (total and the GPU's, per FLOP), its precision, speed."""
+
+    c = pd.DataFrame(cells).sort_values(["model_id", "variant_id", "batch_size"], kind="stable")
+    table = pd.DataFrame(
+        {
+            "model": c.model_id,
+            "variant": c.variant_id,
+            "batch": c.batch_size,
+            "GMACs": c.macs / 1e9,
+            "J/inference": c.energy_per_item_j,
+            "GPU J/inference": c.gpu_energy_per_item_j,
+            "CI ± %": c.energy_ci_relative_half_width * 100,
+            "CV %": c.energy_cv * 100,
+            "reps": c.n_repetitions,
+            "GPU pJ/FLOP": c.gpu_energy_per_item_j / (2 * c.macs) * 1e12,
+            "p50 ms": c.latency_p50_ms,
+            "items/s": c.throughput_items_per_s,
+        }
+    )
+    if accuracy:
+        table.insert(9, "reached", c.ci_reached.map({True: "yes", False: "no"}))
+        table.insert(10, "accuracy", c.accuracy)
+    return table
 
 
 def _hub_findings(cells: list[dict[str, Any]]) -> list[str]:
@@ -410,7 +415,11 @@ def _precision_line(name: str, cells: list[dict[str, Any]]) -> str:
     cvs = sorted(c["energy_cv"] for c in cells if c.get("energy_cv") is not None)
     reached = sum(bool(c["ci_reached"]) for c in cells)
     by_batch = {
-        b: float(np.median([c["energy_cv"] for c in cells if c["batch_size"] == b and c.get("energy_cv") is not None]))
+        b: float(
+            np.median(
+                [c["energy_cv"] for c in cells if c["batch_size"] == b and c.get("energy_cv") is not None]
+            )
+        )
         for b in sorted({c["batch_size"] for c in cells})
     }
     return (
@@ -422,10 +431,6 @@ def _precision_line(name: str, cells: list[dict[str, Any]]) -> str:
 
 def _watts(power: dict[str, float]) -> str:
     return ", ".join(f"{w:.0f} W ({source})" for source, w in power.items()) or "not measured"
-
-
-def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4g}"
 
 
 def _pct(value: float | None) -> str:
