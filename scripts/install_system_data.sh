@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages the project needs, if any is missing: those that hold the zoo's
 # datasets (the fixed ones below plus every provider named in conf/base/manifests/), and
-# Chromium, which opens the tradeoff report headless in the tests.
+# Chromium, which opens the tradeoff report headless in the tests, and PostgreSQL, whose server the
+# tests start on loopback for the Optuna RDB storage (tests/conftest.py's postgres_url).
 set -euo pipefail
 python=${1:-.venv/bin/python}
 
-packages=(dataset-fashion-mnist fortunes fortunes-min chromium)
+packages=(dataset-fashion-mnist fortunes fortunes-min chromium postgresql)
 while read -r package; do
   [[ -n "$package" ]] && packages+=("$package")
 done < <("$python" -m green_deploy.zoo.data debian-packages)
@@ -16,7 +17,7 @@ for package in $(printf '%s\n' "${packages[@]}" | sort -u); do
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
-echo "Installing the Debian packages the project needs (datasets, Chromium): ${missing[*]}"
+echo "Installing the Debian packages the project needs (datasets, Chromium, PostgreSQL): ${missing[*]}"
 if [[ $(id -u) -eq 0 ]]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 elif command -v sudo >/dev/null; then
