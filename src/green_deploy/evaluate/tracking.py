@@ -47,7 +47,12 @@ class StudyTracker:
     """Logs cells under the study's parent run with ``MlflowClient`` (no global active run)."""
 
     def __init__(
-        self, tracking_uri: str, experiment_name: str, study: str, params: Mapping[str, Any]
+        self,
+        tracking_uri: str,
+        experiment_name: str,
+        study: str,
+        params: Mapping[str, Any],
+        kind: str = "study",
     ) -> None:
         from mlflow import MlflowClient
 
@@ -59,12 +64,13 @@ class StudyTracker:
             else self.client.create_experiment(experiment_name)
         )
         self.study = study
+        self.kind = kind  # "study", or "search" (the parent of a search's trials)
         self.parent_run_id = self._parent_run(params)
 
     def _parent_run(self, params: Mapping[str, Any]) -> str:
         found = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{STUDY_TAG}` = '{self.study}' and tags.`{KIND_TAG}` = 'study'",
+            filter_string=f"tags.`{STUDY_TAG}` = '{self.study}' and tags.`{KIND_TAG}` = '{self.kind}'",
             max_results=1,
             order_by=["attributes.start_time ASC"],
         )
@@ -72,8 +78,8 @@ class StudyTracker:
             return found[0].info.run_id
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"study {self.study}",
-            tags={STUDY_TAG: self.study, KIND_TAG: "study"},
+            run_name=f"{self.kind} {self.study}",
+            tags={STUDY_TAG: self.study, KIND_TAG: self.kind},
         )
         from mlflow.entities import Param
 
@@ -98,37 +104,50 @@ class StudyTracker:
             if not token:
                 return hashes
 
-    def log_cell(self, row: Mapping[str, Any], repetitions: list[dict[str, Any]]) -> str:
-        """A nested run for one cell: parameters, metrics, source tags, and the repetitions as
-        an artifact; its run id."""
+    def log_cell(
+        self,
+        row: Mapping[str, Any],
+        repetitions: list[dict[str, Any]],
+        *,
+        kind: str = "cell",
+        run_name: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """A nested run for one cell (or a search trial, ``kind="trial"``, whose ``params`` are
+        its choices): parameters, metrics, source tags, and the repetitions as an artifact; its
+        run id."""
         from mlflow.entities import Metric, Param, RunTag
 
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"{row['model_id']}/{row['variant_id']} {row['target']} bs{row['batch_size']} {row['device']}",
+            run_name=run_name
+            or f"{row['model_id']}/{row['variant_id']} {row['target']} bs{row['batch_size']} {row['device']}",
             tags={
                 PARENT_TAG: self.parent_run_id,
                 STUDY_TAG: self.study,
-                KIND_TAG: "cell",
+                KIND_TAG: kind,
                 CELL_TAG: row["config_hash"],
+                **(tags or {}),
             },
         )
         run_id = run.info.run_id
         now_ms = int(time.time() * 1000)
-        params = [Param(k, _param_text(row[k])) for k in PARAMS if row.get(k) not in (None, "")]
+        logged_params = [Param(k, _param_text(row[k])) for k in PARAMS if row.get(k) not in (None, "")]
+        logged_params += [Param(k, _param_text(v)) for k, v in (params or {}).items()]
         metrics = [
             Metric(k, float(v), now_ms, 0)
             for k, v in row.items()
             if k not in PARAMS and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
         ]
-        tags = [
+        source_tags = [
             RunTag(f"energy.{k.removesuffix('_source')}.source", str(v))
             for k, v in row.items()
             if k.endswith("_source") and v
         ]
-        tags += [RunTag("energy.measured", str(bool(row.get("energy_measured"))).lower())]
-        tags += [RunTag("ci_reached", str(bool(row.get("ci_reached"))).lower())]
-        self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+        source_tags += [RunTag("energy.measured", str(bool(row.get("energy_measured"))).lower())]
+        source_tags += [RunTag("ci_reached", str(bool(row.get("ci_reached"))).lower())]
+        self.client.log_batch(run_id, metrics=metrics, params=logged_params, tags=source_tags)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "repetitions.json"
             path.write_text(json.dumps(repetitions, indent=1, default=str))

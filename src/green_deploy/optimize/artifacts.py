@@ -200,7 +200,9 @@ def _replay_structure(model: Any, step: dict[str, Any]) -> Any:
     if technique == "dynamic_int8":
         from green_deploy.optimize.techniques.dynamic_int8 import quantize_linear_layers
 
-        return quantize_linear_layers(model, settings.get("backend", "fbgemm"))
+        return quantize_linear_layers(
+            model, settings.get("backend", "fbgemm"), settings.get("keep_output_layer", False)
+        )
     if technique == "static_int8":
         from green_deploy.optimize.techniques.static_int8 import quantize_static
 

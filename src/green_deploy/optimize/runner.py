@@ -131,13 +131,12 @@ def _prepare(
     raw = load_dataset(entry.dataset, dataset_settings)
     family = get_family(entry.family)
     data = prepare_task_data(entry, raw, family)
-    half = len(data.val_x) // 2
-    calibration = data.val_x[: min(half, settings.calibration_examples)]
-    check_slice = slice(half, half + settings.check_examples)
+    calibration = data.val_x[: min(len(data.val_x) // 2, settings.calibration_examples)]
+    checked = check_slice(len(data.val_x), settings.check_examples)
     check = (
-        data.val_x[check_slice],
-        None if data.val_y is None else data.val_y[check_slice],
-        None if data.val_pairs is None else data.val_pairs[check_slice],
+        data.val_x[checked],
+        None if data.val_y is None else data.val_y[checked],
+        None if data.val_pairs is None else data.val_pairs[checked],
     )
     has_labels = data.train_y is not None and len(data.train_x) > 0
     context = OptimizationContext(
@@ -165,6 +164,68 @@ def _check_metric(b: _Baselines, runtime: str, model: Any, devices: tuple[str, .
     return metrics[b.entry.metric]
 
 
+def check_slice(n_validation: int, check_examples: int) -> slice:
+    """The held-back half of the validation split that checks variants (the first half calibrates)."""
+    half = n_validation // 2
+    return slice(half, half + check_examples)
+
+
+class ModelOptimizer:
+    """One zoo model prepared once (data, baselines, their check metrics); builds any variant of it.
+
+    ``variant`` reuses a variant built earlier with the same baseline artifacts and recipe (its
+    record and files are checked), so a search trial retried with the same settings costs nothing.
+    """
+
+    def __init__(
+        self,
+        entry: ZooEntry,
+        dataset_settings: Mapping[str, Any],
+        zoo_folder: Path,
+        monitor: EnergyMonitor,
+        settings: RunSettings = RunSettings(),
+    ) -> None:
+        self.settings = settings
+        self.monitor = monitor
+        self.baselines = _prepare(entry, dataset_settings, zoo_folder, settings)  # load_card: zoo built?
+        self.baseline_metric = {
+            "torch": _check_metric(self.baselines, "pytorch", self.baselines.torch_model, ("cpu",)),
+            "tensorflow": _check_metric(self.baselines, "keras", self.baselines.keras_model, ("cpu",)),
+        }
+        card = self.baselines.card
+        self._base_config = {
+            "family": entry.family,
+            "architecture": entry.architecture,
+            "n_outputs": card.n_outputs,
+        }
+
+    def baseline_records(self) -> list[VariantRecord]:
+        return [
+            _baseline_record(self.baselines, self.baselines.card, framework, self.baseline_metric[framework])
+            for framework in BASELINES
+        ]
+
+    def variant(self, spec: VariantSpec, folder: Path) -> VariantRecord:
+        """``spec`` built into ``folder`` (or reused from it when unchanged)."""
+        key = _variant_key(self.baselines.card.artifact_sha256, spec, self.settings)
+        cached = _cached(folder, key)
+        if cached is not None:
+            logger.info("%s/%s: reusing", self.baselines.entry.model_id, spec.variant_id)
+            return replace(cached, reused=True)
+        record = _run_variant(
+            self.baselines,
+            spec,
+            folder,
+            key,
+            self._base_config,
+            self.baseline_metric[spec.framework],
+            self.monitor,
+        )
+        (folder / RECORD_FILE).parent.mkdir(parents=True, exist_ok=True)
+        (folder / RECORD_FILE).write_text(json.dumps(asdict(record), indent=2, default=str))
+        return record
+
+
 def optimize_model(
     entry: ZooEntry,
     dataset_settings: Mapping[str, Any],
@@ -175,27 +236,10 @@ def optimize_model(
     settings: RunSettings = RunSettings(),
 ) -> list[VariantRecord]:
     """Baseline records for both frameworks, then every variant (reused when unchanged)."""
-    b = _prepare(entry, dataset_settings, zoo_folder, settings)  # load_card says to build the zoo first
-    card = b.card
-    baseline_metric = {
-        "torch": _check_metric(b, "pytorch", b.torch_model, ("cpu",)),
-        "tensorflow": _check_metric(b, "keras", b.keras_model, ("cpu",)),
-    }
-    records = [_baseline_record(b, card, framework, baseline_metric[framework]) for framework in BASELINES]
-    base_config = {"family": entry.family, "architecture": entry.architecture, "n_outputs": card.n_outputs}
-    for variant_id, spec in variants.items():
-        key = _variant_key(card.artifact_sha256, spec, settings)
-        folder = out_dir / variant_id
-        cached = _cached(folder, key)
-        if cached is not None:
-            logger.info("%s/%s: reusing", entry.model_id, variant_id)
-            records.append(replace(cached, reused=True))
-            continue
-        record = _run_variant(b, spec, folder, key, base_config, baseline_metric[spec.framework], monitor)
-        (folder / RECORD_FILE).parent.mkdir(parents=True, exist_ok=True)
-        (folder / RECORD_FILE).write_text(json.dumps(asdict(record), indent=2, default=str))
-        records.append(record)
-    return records
+    optimizer = ModelOptimizer(entry, dataset_settings, zoo_folder, monitor, settings)
+    return optimizer.baseline_records() + [
+        optimizer.variant(spec, out_dir / variant_id) for variant_id, spec in variants.items()
+    ]
 
 
 def _run_variant(

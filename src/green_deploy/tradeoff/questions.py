@@ -14,6 +14,7 @@ same variants paired across targets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -240,4 +241,53 @@ def _measured_share(table: pd.DataFrame) -> str:
     share = float(np.average(table.measured, weights=table.variants))
     return (
         "" if share == 1 else f" ({100 * (1 - share):.0f}% of these figures are estimates, not measurements)"
+    )
+
+
+def search_answer(results: pd.DataFrame, front: pd.DataFrame, max_loss_pp: float = 1.0) -> Answer | None:
+    """The Optuna search's Pareto set (measured on the test split) beside the declared variants of
+    the same cell (model, target, device, batch size): per model, the largest energy saving each
+    found within ``max_loss_pp`` points of the baseline's accuracy. ``None`` before any search."""
+    if front.empty:
+        return None
+    keys = ["model_id", "target", "device", "batch_size"]
+    searched = relative_to_baseline(front, BASELINES).assign(source="search")
+    declared = relative_to_baseline(results, BASELINES).merge(front[keys].drop_duplicates(), on=keys)
+    table = pd.concat(
+        [searched[searched.variant_id.str.startswith("search_")], declared.assign(source="declared")]
+    )
+    kept = table[table.accuracy_change_pp >= -max_loss_pp].dropna(subset=["energy_ratio"])
+    best = kept.loc[kept.groupby(keys + ["source"]).energy_ratio.idxmin()] if len(kept) else kept
+    columns = keys + [
+        "source",
+        "variant_id",
+        "technique",
+        "energy_per_item_j",
+        "energy_ratio",
+        "accuracy",
+        "accuracy_change_pp",
+    ]
+    best = best[columns].sort_values(keys + ["source"]).reset_index(drop=True)
+    parts = []
+    for model_id, rows in best.groupby("model_id"):
+        found = {row.source: row for row in rows.itertuples()}
+        text = f"{model_id}: search {_saving(found.get('search'))}"
+        if "declared" in found:
+            text += f", best declared variant {_saving(found['declared'])}"
+        parts.append(text)
+    n_front = int(searched.variant_id.str.startswith("search_").sum())
+    sentence = (
+        f"Optuna's search put {n_front} variants on the Pareto fronts of {front.model_id.nunique()} models "
+        f"(measured again on the test split). Largest energy saving within {max_loss_pp:g} point(s) of the "
+        f"baseline's accuracy: " + ("; ".join(parts) if parts else "none within that loss") + "."
+    )
+    return Answer("Search", "Optuna's Pareto set beside the declared variants", sentence, best)
+
+
+def _saving(row: Any) -> str:
+    if row is None:
+        return "found none within the loss"
+    return (
+        f"{row.variant_id} ({row.technique}) at {row.energy_ratio:.2f}x the baseline's J/inference, "
+        f"{row.accuracy_change_pp:+.1f} pp"
     )

@@ -30,9 +30,10 @@ class Figure:
     png: bytes
 
 
-def figures(results: pd.DataFrame) -> list[Figure]:
+def figures(results: pd.DataFrame, search_front: pd.DataFrame | None = None) -> list[Figure]:
     """Energy vs accuracy with each model's front, energy ratio per technique, framework ratio,
-    and break-even curves; a plot without data is left out."""
+    break-even curves, and the search's Pareto sets beside the declared variants; a plot without
+    data is left out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,6 +42,7 @@ def figures(results: pd.DataFrame) -> list[Figure]:
         _technique_ratios(results),
         _framework_ratios(results),
         _break_even_curves(results),
+        _search_fronts(results, search_front if search_front is not None else pd.DataFrame()),
     ]
     return [figure for figure in drawn if figure is not None]
 
@@ -212,3 +214,41 @@ _CSS = (
     "p.answer{font-size:1.05rem;background:#f4f8f4;padding:.6rem;border-left:4px solid #3a7}"
     "img{max-width:100%}figure{margin:1.5rem 0}"
 )
+
+
+def _search_fronts(results: pd.DataFrame, front: pd.DataFrame) -> Figure | None:
+    """Per searched model, at the search's cell: the declared variants, the search's Pareto set
+    and the baselines (all on the test split)."""
+    import matplotlib.pyplot as plt
+
+    if front.empty:
+        return None
+    keys = ["model_id", "target", "device", "batch_size"]
+    declared = results.merge(front[keys].drop_duplicates(), on=keys)
+    models = sorted(front.model_id.unique())
+    figure, axes = plt.subplots(1, len(models), figsize=(4.4 * len(models), 3.4), squeeze=False)
+    for ax, model in zip(axes.flat, models, strict=True):
+        mine = front[front.model_id == model]
+        found = mine[mine.variant_id.str.startswith("search_")].sort_values("energy_per_item_j")
+        base = mine[mine.variant_id.isin(BASELINES)]
+        others = declared[(declared.model_id == model) & ~declared.variant_id.isin(BASELINES)]
+        ax.scatter(
+            others.energy_per_item_j * 1e3, others.accuracy, s=18, alpha=0.6, label="declared variants"
+        )
+        ax.plot(
+            found.energy_per_item_j * 1e3, found.accuracy, "*-", ms=9, lw=1, color="C3", label="search front"
+        )
+        ax.scatter(
+            base.energy_per_item_j * 1e3, base.accuracy, marker="D", s=30, color="black", label="baseline"
+        )
+        ax.set_xscale("log")
+        ax.set_title(f"{model} (batch {int(mine.batch_size.iloc[0])})", fontsize=9)
+        ax.set_xlabel("mJ / inference", fontsize=8)
+        ax.set_ylabel(str(mine.metric.iloc[0]), fontsize=8)
+    axes.flat[0].legend(fontsize=7)
+    figure.tight_layout()
+    return _figure(
+        "search_fronts",
+        "Optuna's Pareto set per searched model beside the declared variants (test split)",
+        figure,
+    )

@@ -26,18 +26,24 @@ from green_deploy.zoo.settings import parse_settings
 @dataclass(frozen=True)
 class DynamicInt8Settings:
     backend: str = "fbgemm"  # x86; "qnnpack" for ARM
+    keep_output_layer: bool = False  # leave the last Linear (the classifier head) in float32
 
 
-def quantize_linear_layers(model: Any, backend: str) -> Any:
-    """``model`` (in place) with every ``nn.Linear`` replaced by torch.ao's dynamic int8 Linear."""
+def quantize_linear_layers(model: Any, backend: str, keep_output_layer: bool = False) -> Any:
+    """``model`` (in place) with every ``nn.Linear`` (but the last when ``keep_output_layer``)
+    replaced by torch.ao's dynamic int8 Linear."""
     import torch
     from torch import nn
 
     torch.backends.quantized.engine = backend
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    spec: Any = {nn.Linear}
+    if keep_output_layer and linears:
+        spec = {name: torch.ao.quantization.default_dynamic_qconfig for name in linears[:-1]}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated.*")
         warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*")
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
 
 
 class DynamicInt8:
@@ -59,15 +65,23 @@ class DynamicInt8:
         from torch import nn
 
         s = self.settings(settings)
-        if not any(isinstance(m, nn.Linear) for m in model.modules()):
-            raise NotApplicable("no nn.Linear layer to quantize dynamically")
-        quantized = quantize_linear_layers(copy.deepcopy(model).float().eval(), s.backend)
+        n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())
+        if n_linear - int(s.keep_output_layer) < 1:
+            raise NotApplicable(
+                "no nn.Linear layer to quantize dynamically"
+                + (" besides the output layer (keep_output_layer)" if n_linear else "")
+            )
+        quantized = quantize_linear_layers(
+            copy.deepcopy(model).float().eval(), s.backend, s.keep_output_layer
+        )
         return OptimizedModel(
             "torch",
             "pytorch",
             quantized,
             ("cpu",),
-            notes=f"torch.ao.quantization.quantize_dynamic(nn.Linear -> qint8, {s.backend}); CPU kernels only",
+            notes=f"torch.ao.quantization.quantize_dynamic(nn.Linear -> qint8, {s.backend})"
+            + ("; the output Linear kept in float32" if s.keep_output_layer else "")
+            + "; CPU kernels only",
         )
 
 

@@ -29,16 +29,21 @@ class MagnitudePruningSettings:
     learning_rate: float = 1e-4
     batch_size: int = 32
     keep_output_layer: bool = True
+    keep_first_layer: bool = False  # the input layer (stem conv, embedding) is often the most sensitive
 
 
-def prunable_weights(model: Any, keep_output_layer: bool) -> list[tuple[Any, str]]:
-    """(module, "weight") pairs of every Linear, Conv and Embedding in ``model``."""
+def prunable_weights(
+    model: Any, keep_output_layer: bool, keep_first_layer: bool = False
+) -> list[tuple[Any, str]]:
+    """(module, "weight") pairs of every Linear, Conv and Embedding in ``model``, less the layers kept."""
     from torch import nn
 
     kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding, nn.EmbeddingBag)
     modules = [m for m in model.modules() if isinstance(m, kinds)]
     if keep_output_layer and modules and isinstance(modules[-1], nn.Linear):
         modules = modules[:-1]
+    if keep_first_layer:
+        modules = modules[1:]
     return [(m, "weight") for m in modules]
 
 
@@ -61,7 +66,7 @@ class MagnitudePruning:
 
         s = self.settings(settings)
         pruned = copy.deepcopy(model)
-        targets = prunable_weights(pruned, s.keep_output_layer)
+        targets = prunable_weights(pruned, s.keep_output_layer, s.keep_first_layer)
         if not targets:
             raise NotApplicable("no Linear, Conv or Embedding weights to prune")
         if s.scope == "global":

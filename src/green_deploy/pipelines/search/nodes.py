@@ -1,0 +1,64 @@
+"""Search nodes: thin calls into ``green_deploy.search``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from green_deploy.optimize.runner import RunSettings
+from green_deploy.search.runner import search_model
+from green_deploy.search.study import SearchSettings
+from green_deploy.zoo.spec import dataset_settings, select_entry
+
+logger = logging.getLogger(__name__)
+
+
+def search_zoo_model(
+    zoo: dict[str, Any],
+    optimize: dict[str, Any],
+    evaluate: dict[str, Any],
+    deploy: dict[str, Any],
+    search: dict[str, Any],
+    model_id: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The model's study run to its budget (with every other worker of it): its trials, and its
+    Pareto set measured on the test split."""
+    settings = SearchSettings.parse(search)
+    entry = select_entry(zoo["models"], model_id)
+    outcome = search_model(
+        entry,
+        dataset_settings(zoo.get("datasets") or {}, entry),
+        Path(zoo["models_dir"]) / model_id,
+        settings,
+        evaluate,
+        deploy,
+        RunSettings(**optimize.get("run", {})),
+        tracker=_tracker(settings.study_name(model_id), search),
+    )
+    return outcome.trials.to_dict("records"), outcome.front
+
+
+def search_tables(*per_model: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every model's trials, and every model's Pareto set (measured on the test split)."""
+    trials, fronts = per_model[0::2], per_model[1::2]
+    return (
+        pd.DataFrame([row for rows in trials for row in rows]),
+        pd.DataFrame([row for rows in fronts for row in rows]),
+    )
+
+
+def _tracker(study_name: str, raw: dict[str, Any]):
+    """The search's MLflow parent run, in the experiment of kedro-mlflow's active run (none: not logged)."""
+    import mlflow
+
+    from green_deploy.evaluate.tracking import StudyTracker
+
+    active = mlflow.active_run()
+    if active is None:
+        logger.info("no active MLflow run (kedro-mlflow tracking is off): trials are not logged to MLflow")
+        return None
+    experiment = mlflow.get_experiment(active.info.experiment_id)
+    return StudyTracker(mlflow.get_tracking_uri(), experiment.name, study_name, raw, kind="search")
