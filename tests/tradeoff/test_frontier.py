@@ -9,6 +9,7 @@ import pytest
 from green_deploy.tradeoff.frontier import (
     break_even,
     cumulative_energy_j,
+    hypervolume_2d,
     pareto_front,
     pareto_mask,
     relative_to_baseline,
@@ -70,3 +71,14 @@ def test_a_variant_that_saves_nothing_never_breaks_even():
     assert result.inferences == math.inf and not result.repaid
     with pytest.raises(ValueError, match=">= 0"):
         break_even(-1.0, 1.0, 0.5)
+
+
+def test_hypervolume_by_hand():
+    # reference (energy 1.0, accuracy 0.5); points (0.2, 0.7) and (0.6, 0.9) dominate
+    # [0.2, 0.6) x (0.5, 0.7] = 0.08 and [0.6, 1.0) x (0.5, 0.9] = 0.16; (1.2, 0.95) is beyond
+    # the reference energy and (0.4, 0.6) is dominated by nothing it adds: it lies under the strip
+    energy = np.array([0.6, 0.2, 1.2, 0.4])
+    accuracy = np.array([0.9, 0.7, 0.95, 0.6])
+    assert hypervolume_2d(energy, accuracy, (1.0, 0.5)) == pytest.approx(0.08 + 0.16)
+    assert hypervolume_2d(energy[:1], accuracy[:1], (1.0, 0.5)) == pytest.approx(0.4 * 0.4)
+    assert hypervolume_2d(energy, accuracy, (0.1, 0.5)) == 0.0

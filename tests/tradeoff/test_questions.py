@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from green_deploy.tradeoff.questions import answer_all
+from green_deploy.tradeoff.questions import answer_all, search_answer
 
 MODELS = [f"m{i}" for i in range(8)]
 
@@ -107,3 +108,57 @@ def test_the_report_is_one_self_contained_page():
     assert "src='http" not in page and "<script" not in page
     markdown = render_markdown(answers, "study")
     assert all(f"## RQ1.{i}" in markdown for i in range(1, 8))
+
+
+def _front(table: pd.DataFrame) -> pd.DataFrame:
+    """A search of m0 at batch 32: its baseline, one variant at 0.3x within a point of accuracy and
+    one at 0.1x losing 10 points (not within the loss)."""
+    base = table[(table.model_id == "m0") & (table.variant_id == "torch_baseline") & (table.batch_size == 32)]
+    row = base.iloc[0].to_dict()
+    found = [
+        {**row, "source": "baseline", "trial_number": -1},
+        {
+            **row,
+            "variant_id": "search_pt_a",
+            "technique": "structured_pruning+dynamic_int8",
+            "energy_per_item_j": 0.3 * row["energy_per_item_j"],
+            "accuracy": row["accuracy"] - 0.005,
+            "source": "search",
+            "trial_number": 4,
+        },
+        {
+            **row,
+            "variant_id": "search_pt_b",
+            "technique": "magnitude_pruning",
+            "energy_per_item_j": 0.1 * row["energy_per_item_j"],
+            "accuracy": row["accuracy"] - 0.10,
+            "source": "search",
+            "trial_number": 7,
+        },
+    ]
+    return pd.DataFrame(found)
+
+
+def test_the_search_answer_sets_its_front_beside_the_declared_variants():
+    table = _table().assign(metric="accuracy")
+    answer = search_answer(table, _front(table))
+    assert answer is not None and answer.question == "Search"
+    best = answer.table.set_index("source")
+    assert best.loc["search", "variant_id"] == "search_pt_a"
+    assert best.loc["search", "energy_ratio"] == pytest.approx(0.3)
+    # int8 at 0.5x its framework's baseline with no loss; pruning loses 5 points
+    assert best.loc["declared", "technique"] == "dynamic_int8"
+    assert best.loc["declared", "energy_ratio"] == pytest.approx(0.5, abs=0.05)
+    assert "search_pt_a" in answer.sentence and "0.30x" in answer.sentence
+    assert search_answer(table, pd.DataFrame()) is None
+
+
+def test_the_report_shows_the_search_front_when_there_is_one():
+    from green_deploy.tradeoff.report import figures, render_html
+
+    table = _table().assign(metric="accuracy")
+    plots = figures(table, _front(table))
+    assert "search_fronts" in {f.name for f in plots}
+    answers = answer_all(table) + [search_answer(table, _front(table))]
+    page = render_html(answers, plots, "study")
+    assert "id='Search'" in page and page.count("data:image/png;base64,") == 5

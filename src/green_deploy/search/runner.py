@@ -98,8 +98,10 @@ def search_model(
             study.set_user_attr(f"baseline.{framework}.accuracy", float(baseline["accuracy"]))
         trials = trials_table(study, settings.max_accuracy_drop)
         front = front_trials(trials)
+        from optuna.trial import FixedTrial  # a finished trial's parameters replayed: the same variant
+
         specs = {
-            t.user_attrs["variant_id"]: suggest_variant(_Replay(t.params), settings.space)
+            t.user_attrs["variant_id"]: suggest_variant(FixedTrial(t.params), settings.space)
             for t in _completed(study)
         }
         test = measurer(evaluation_set(entry, dataset_settings), "test")
@@ -133,19 +135,3 @@ def _completed(study: Any) -> list[Any]:
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if "variant_id" in t.user_attrs
     ]
-
-
-class _Replay:
-    """A finished trial's parameters answered back to the space: the same variant again."""
-
-    def __init__(self, params: Mapping[str, Any]) -> None:
-        self.params = params
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        return self.params[name]
-
-    def suggest_float(self, name: str, low: float, high: float) -> float:
-        return self.params[name]
-
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1) -> int:
-        return self.params[name]

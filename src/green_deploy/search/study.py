@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from green_deploy.errors import ConfigError
+from green_deploy.errors import ConfigError, GreenDeployError
 from green_deploy.search.space import SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,12 @@ OBJECTIVES = {  # name: (direction, column of the cell row)
     "size": ("minimize", "size_on_disk_bytes"),
 }
 SCHEMA_ATTEMPTS = 5
+MAX_FAILURES_PER_TRIAL = 3  # a study failing this often for its budget is misconfigured
 SURPLUS_ATTR = "surplus"  # a trial asked for beyond n_trials by a worker that lost the race
+
+
+class SearchError(GreenDeployError):
+    """A study that cannot reach its budget (its trials keep failing)."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,12 @@ def run_worker(
         trials = study.get_trials(deepcopy=False, states=alive)
         if sum(t.state == TrialState.COMPLETE for t in trials) >= n_trials:
             return outcome
+        failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if len(failed) >= MAX_FAILURES_PER_TRIAL * n_trials:
+            raise SearchError(
+                f"study {study.study_name}: {len(failed)} trials failed for {n_trials} wanted; the last: "
+                f"{failed[-1].user_attrs.get('error', 'its worker died')}. Check search.space"
+            )
         if len(trials) >= n_trials and not any(t.state == TrialState.WAITING for t in trials):
             time.sleep(poll_s)  # the rest of the budget is running elsewhere
             continue

@@ -224,6 +224,8 @@ def measure_front(
     set (the test split); each row says which trial it came from (-1: the baseline)."""
     rows = []
     for _, trial in front.iterrows():
+        if not specs[trial.variant_id].steps:
+            continue  # the baseline itself: measured below
         row = measurer.measure(measurer.build(specs[trial.variant_id])).row
         rows.append(
             {**row, "source": "search", "search_study": study_name, "trial_number": int(trial.number)}

@@ -103,3 +103,17 @@ def cumulative_energy_j(
     """Energy spent after each number of ``inferences`` (the optimization up front): the
     break-even plot's curves (the baseline's with ``optimization_energy_j = 0``)."""
     return optimization_energy_j + j_per_inference * np.asarray(inferences, float)
+
+
+def hypervolume_2d(energy: np.ndarray, accuracy: np.ndarray, reference: tuple[float, float]) -> float:
+    """The area that the points dominate up to ``reference`` (energy at most, accuracy at least):
+    energy is minimised and accuracy maximised; points outside the reference add nothing."""
+    ref_energy, ref_accuracy = reference
+    inside = (np.asarray(energy) < ref_energy) & (np.asarray(accuracy) > ref_accuracy)
+    points = sorted(zip(np.asarray(energy)[inside], np.asarray(accuracy)[inside], strict=True))
+    area, best_accuracy = 0.0, ref_accuracy
+    for index, (e, a) in enumerate(points):
+        best_accuracy = max(best_accuracy, a)
+        next_energy = points[index + 1][0] if index + 1 < len(points) else ref_energy
+        area += (next_energy - e) * (best_accuracy - ref_accuracy)
+    return area

@@ -254,7 +254,8 @@ def search_answer(results: pd.DataFrame, front: pd.DataFrame, max_loss_pp: float
     searched = relative_to_baseline(front, BASELINES).assign(source="search")
     declared = relative_to_baseline(results, BASELINES).merge(front[keys].drop_duplicates(), on=keys)
     table = pd.concat(
-        [searched[searched.variant_id.str.startswith("search_")], declared.assign(source="declared")]
+        [searched[searched.variant_id.str.startswith("search_")], declared.assign(source="declared")],
+        ignore_index=True,
     )
     kept = table[table.accuracy_change_pp >= -max_loss_pp].dropna(subset=["energy_ratio"])
     best = kept.loc[kept.groupby(keys + ["source"]).energy_ratio.idxmin()] if len(kept) else kept

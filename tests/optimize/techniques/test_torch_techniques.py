@@ -72,6 +72,47 @@ def test_magnitude_pruning_reaches_the_asked_sparsity_and_keeps_the_output_layer
     assert np.isfinite(predict_torch(result.model, x)).all()
 
 
+def test_magnitude_pruning_can_leave_the_first_layer_dense():
+    from torch import nn
+
+    model, _, context = _setup("vit")
+    result = get_technique("magnitude_pruning").apply(
+        model, {"amount": 0.6, "keep_first_layer": True}, context
+    )
+    layers = [m for m in result.model.modules() if isinstance(m, nn.Linear | nn.Conv2d | nn.Embedding)]
+    assert int((layers[0].weight == 0).sum()) == 0
+    assert float((layers[1].weight == 0).float().mean()) > 0.3
+
+
+def test_dynamic_int8_can_leave_the_output_layer_in_float_and_reloads_so(tmp_path):
+    from torch import nn
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    from green_deploy.optimize.artifacts import load_torch_variant, save_variant
+    from green_deploy.optimize.spec import parse_variant
+
+    model, x, context = _setup("vit")
+    settings = {"keep_output_layer": True}
+    result = get_technique("dynamic_int8").apply(model, settings, context)
+    assert type(result.model.classifier) is nn.Linear
+    assert sum(isinstance(m, DynamicLinear) for m in result.model.modules()) >= 2
+    assert "output Linear kept in float32" in result.notes
+    spec = parse_variant("v", {"framework": "torch", "technique": "dynamic_int8", "settings": settings})
+    base = {"family": "vit", "architecture": dict(context.architecture), "n_outputs": context.n_outputs}
+    save_variant(result, spec, base, tmp_path, [None])
+    reloaded = load_torch_variant(tmp_path)
+    assert type(reloaded.classifier) is nn.Linear
+    np.testing.assert_array_equal(predict_torch(reloaded, x), predict_torch(result.model, x))
+
+
+def test_dynamic_int8_with_only_the_output_layer_to_keep_is_not_applicable():
+    from torch import nn
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(NotApplicable, match="besides the output layer"):
+        get_technique("dynamic_int8").apply(model, {"keep_output_layer": True}, None)
+
+
 def test_pruning_fine_tune_runs_and_needs_labels():
     model, x, context = _setup("vit")
     result = get_technique("magnitude_pruning").apply(model, {"amount": 0.5, "finetune_steps": 5}, context)
