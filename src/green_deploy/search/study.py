@@ -32,6 +32,7 @@ OBJECTIVES = {  # name: (direction, column of the cell row)
 SCHEMA_ATTEMPTS = 5
 MAX_FAILURES_PER_TRIAL = 3  # a study failing this often for its budget is misconfigured
 SURPLUS_ATTR = "surplus"  # a trial asked for beyond n_trials by a worker that lost the race
+NOT_APPLICABLE_ATTR = "not_applicable"  # why a trial's choices could not be built (the trial is pruned)
 
 
 class SearchError(GreenDeployError):
@@ -243,11 +244,17 @@ def run_worker(
         trials = study.get_trials(deepcopy=False, states=alive)
         if sum(t.state == TrialState.COMPLETE for t in trials) >= n_trials:
             return outcome
-        failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        failed = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.PRUNED))
+            if not t.user_attrs.get(SURPLUS_ATTR)
+        ]
         if len(failed) >= MAX_FAILURES_PER_TRIAL * n_trials:
+            last = failed[-1].user_attrs
             raise SearchError(
-                f"study {study.study_name}: {len(failed)} trials failed for {n_trials} wanted; the last: "
-                f"{failed[-1].user_attrs.get('error', 'its worker died')}. Check search.space"
+                f"study {study.study_name}: {len(failed)} trials failed or could not apply for {n_trials} "
+                f"wanted; the last: {last.get('error') or last.get(NOT_APPLICABLE_ATTR) or 'its worker died'}. "
+                "Check search.space"
             )
         if len(trials) >= n_trials and not any(t.state == TrialState.WAITING for t in trials):
             time.sleep(poll_s)  # the rest of the budget is running elsewhere

@@ -29,7 +29,7 @@ from green_deploy.evaluate.tracking import StudyTracker
 from green_deploy.optimize.runner import BASELINES, ModelOptimizer, VariantRecord
 from green_deploy.optimize.spec import VariantSpec
 from green_deploy.search.space import suggest_variant
-from green_deploy.search.study import OBJECTIVES, SearchSettings
+from green_deploy.search.study import NOT_APPLICABLE_ATTR, OBJECTIVES, SearchSettings
 from green_deploy.tradeoff.frontier import pareto_mask
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,17 @@ class SearchObjective:
         trial.set_user_attr("variant_id", spec.variant_id)
         trial.set_user_attr("technique", spec.technique or "baseline")
         baseline = self.baseline(spec.framework)
-        measured = self.measurer.measure(self.measurer.build(spec))
+        try:
+            record = self.measurer.build(spec)
+        except TrialError as why:
+            import optuna
+
+            # Told pruned and infeasible, not failed: samplers learn from it (TPE ranks it among the
+            # worst) instead of proposing the same inapplicable region again and again.
+            trial.set_user_attr(NOT_APPLICABLE_ATTR, str(why))
+            trial.set_constraint("accuracy_drop", 1.0)
+            raise optuna.TrialPruned(str(why)) from why
+        measured = self.measurer.measure(record)
         row = measured.row
         drop = float(baseline["accuracy"]) - float(row["accuracy"])
         trial.set_constraint("accuracy_drop", drop - self.settings.max_accuracy_drop)
