@@ -7,7 +7,7 @@ measured by the evaluate harness with the study's protocol, scored on the held-b
 half; the front measured again on the test split), with the project's configuration
 (conf/base) and its own SQLite storage:
 
-    python bench/search_vs_grid.py run --models resnet_fmnist lstm_langid --trials 16
+    python bench/search_vs_grid.py run --models resnet_fmnist lstm_langid --trials 32
     python bench/search_vs_grid.py report          # bench/results/search.md from the stored studies
 
 Hypervolume is taken on (J/inference relative to the baseline, accuracy) up to the reference
@@ -41,12 +41,12 @@ from green_deploy.zoo.spec import dataset_settings, select_entry  # noqa: E402
 OUT = PROJECT / "bench/results"
 WORK = PROJECT / "data/07_model_output/bench_search"
 REFERENCE_LOSS = 0.05
-# The grid: 2 methods x 2 ratios x 4 quantizations = 16 points, fine-tune and kept layers fixed.
+# The grid: 2 methods x 2 ratios x 4 quantizations x 2 fine-tunes = 32 points, kept layers fixed.
 GRID = {
     "pruning": ["unstructured", "structured"],
     "amount": [0.3, 0.6],
     "quantization": ["none", "dynamic_int8", "static_int8", "float16"],
-    "finetune_steps": [50],
+    "finetune_steps": [0, 50],
     "keep_layers": ["none"],
 }
 SPACE = {"pruning": ["unstructured", "structured"], "finetune_steps": [0, 100]}
@@ -110,7 +110,7 @@ def report() -> None:
     lines = [
         "# Optuna search vs a grid of the same budget",
         "",
-        "`python bench/search_vs_grid.py run --models resnet_fmnist lstm_langid --trials 16`, then `report`.",
+        "`python bench/search_vs_grid.py run --models resnet_fmnist lstm_langid --trials 32`, then `report`.",
         "Each trial: a variant built by the optimize code, one cell (batch 32, local server, CPU) measured",
         "by the evaluate harness with the study's protocol, scored on the held-back validation half",
         f"(512 items). Hypervolume on (J/inference / baseline, accuracy) up to (1.0, baseline - {REFERENCE_LOSS:g}).",
@@ -135,8 +135,8 @@ def report() -> None:
                     "sampler": sampler,
                     "completed": len(done),
                     "failed (not applicable)": int((trials.state == "FAIL").sum()),
-                    "hypervolume after 4": curve[min(3, len(curve) - 1)],
-                    "after 8": curve[min(7, len(curve) - 1)],
+                    "hypervolume after 8": curve[min(7, len(curve) - 1)],
+                    "after 16": curve[min(15, len(curve) - 1)],
                     "after all": curve[-1],
                     "wall time (s)": duration,
                     "energy": energy_provenance(front) if len(front) else "",
@@ -166,7 +166,7 @@ def report() -> None:
                     else 100 * (test_row.accuracy - test_base.accuracy.iloc[0]),
                 }
             )
-            lines_curve = ", ".join(f"{v:.3f}" for v in curve)
+            lines_curve = ", ".join(f"{v:.4f}" for v in curve)
             lines.append(f"- {model_id} {sampler}: hypervolume after each completed trial: {lines_curve}")
     lines += ["", "## Hypervolume", "", markdown_table(pd.DataFrame(summary)), ""]
     lines += [
@@ -185,7 +185,7 @@ def main() -> None:
     )
     parser.add_argument("command", choices=["run", "report"])
     parser.add_argument("--models", nargs="+", default=["resnet_fmnist", "lstm_langid"])
-    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--trials", type=int, default=32)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "run":

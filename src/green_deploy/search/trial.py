@@ -170,7 +170,7 @@ class SearchObjective:
 def _trial_figures(row: Mapping[str, Any], baseline: Mapping[str, Any]) -> dict[str, Any]:
     """What a trial keeps besides its objective values (shown in optuna-dashboard)."""
     energy_j = float(row["energy_per_item_j"])
-    figures = {
+    return {
         "energy_per_item_j": energy_j,
         "energy_measured": bool(row.get("energy_measured")),
         "energy_sources": ", ".join(
@@ -187,7 +187,6 @@ def _trial_figures(row: Mapping[str, Any], baseline: Mapping[str, Any]) -> dict[
         "optimization_energy_j": _finite(row.get("optimization_total_energy_j")),
         "steps": row["steps"],
     }
-    return figures
 
 
 def _finite(value: Any) -> float | None:
