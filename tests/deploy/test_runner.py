@@ -200,7 +200,9 @@ def test_a_default_kedro_run_neither_deploys_nor_undeploys():
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=300
     ).stdout.splitlines()
-    assert out[-2] == "['__default__', 'deploy', 'evaluate', 'optimize', 'tradeoff', 'undeploy', 'zoo']"
+    assert out[-2] == (
+        "['__default__', 'deploy', 'evaluate', 'optimize', 'search', 'simulate', 'tradeoff', 'undeploy', 'zoo']"
+    )
     assert out[-1] == "['evaluate', 'optimize', 'tradeoff', 'zoo']"
 
 
