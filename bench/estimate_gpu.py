@@ -1,0 +1,379 @@
+"""Energy of single layers and of whole models on the GPU, from the NVML energy counter: the
+training data of the layer-wise predictor and the measurements its predictions are checked on.
+
+    python bench/estimate_gpu.py pack --bundle .gpu_bundle           # here: one encoded input per zoo model
+    python bench/estimate_gpu.py run --bundle .gpu_bundle --out DIR  # GPU machine: layers.json, models.json
+
+Every measurement is the same loop: the module called on one batch, the device synchronised after
+every call (as a server answers each request), for at least ``--window-s`` after ``--warmup-s`` of
+unmeasured calls; the counter is read around the window (one read costs ~3.4 ms on that machine,
+and it advances in steps: windows of >= 1 s are within ~2%, MEASUREMENT_NOTES). Energy per example
+is the window's total GPU energy over the examples served; the idle power measured at the start
+gives the active share too. Layers: Linear, Conv2d, attention, embedding, LSTM, activations,
+normalisation and pooling over a grid of sizes, fp32 and fp16, batch 1 and 32. Models: the zoo's
+PyTorch baselines (from the bundle) and the hub architectures (random weights) in fp32 and fp16
+at batch 1 and 32. ``--dry-run`` runs a few of each on the CPU with a fake counter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT / "src"))
+sys.path.insert(0, str(PROJECT))
+
+ZOO_MODELS = ("vit_fmnist", "resnet_fmnist", "lstm_langid", "bytelm_stdlib")
+HUB_MODELS = ("resnet50", "vit_b16", "bert_base", "gpt2")
+BATCHES = (1, 32)
+DTYPES = ("float32", "float16")
+
+# name: (kind, hyperparameters); inputs are per example (a batch dimension is added)
+LAYERS: dict[str, tuple[str, dict[str, int]]] = {
+    **{
+        f"linear_{i}x{o}_t{t}": ("Linear", {"in_features": i, "out_features": o, "tokens": t})
+        for i, o in ((64, 64), (256, 256), (768, 768), (768, 3072), (3072, 768), (1024, 4096), (4096, 4096))
+        for t in (1, 128)
+    },
+    **{
+        f"conv_{ci}x{co}_k{k}s{s}_{hw}": (
+            "Conv2d",
+            {"in_channels": ci, "out_channels": co, "kernel_size": k, "stride": s, "size": hw},
+        )
+        for ci, co, k, s, hw in (
+            (3, 64, 7, 2, 224),
+            (64, 64, 3, 1, 56),
+            (128, 128, 3, 1, 28),
+            (256, 256, 3, 1, 14),
+            (512, 512, 3, 1, 7),
+            (64, 256, 1, 1, 56),
+            (256, 64, 1, 1, 56),
+            (1, 32, 3, 1, 28),
+            (32, 64, 3, 2, 28),
+        )
+    },
+    **{
+        f"attention_{d}h{h}_t{t}": ("MultiheadAttention", {"embed_dim": d, "num_heads": h, "tokens": t})
+        for d, h, t in ((64, 4, 49), (256, 4, 128), (768, 12, 128), (768, 12, 512))
+    },
+    **{
+        f"embedding_{v}x{d}_t{t}": ("Embedding", {"num_embeddings": v, "embedding_dim": d, "tokens": t})
+        for v, d, t in ((30522, 768, 128), (256, 64, 64), (5000, 128, 32))
+    },
+    **{
+        f"lstm_{i}x{h}_t{t}": ("LSTM", {"input_size": i, "hidden_size": h, "tokens": t})
+        for i, h, t in ((64, 128, 64), (128, 256, 32))
+    },
+    **{
+        f"{kind.lower()}_{shape}": (kind, {"shape": shape})
+        for kind in ("ReLU", "GELU")
+        for shape in ("64x56x56", "128x3072")
+    },
+    **{
+        f"sdpa_h{h}_t{t}_d{d}": ("ScaledDotProductAttention", {"heads": h, "tokens": t, "head_dim": d})
+        for h, t, d in ((4, 49, 16), (4, 128, 64), (12, 128, 64), (12, 197, 64), (12, 512, 64))
+    },
+    "layernorm_128x768": ("LayerNorm", {"shape": "128x768"}),
+    "batchnorm_64x56x56": ("BatchNorm2d", {"shape": "64x56x56"}),
+    "maxpool_64x112x112": ("MaxPool2d", {"shape": "64x112x112"}),
+    "avgpool_512x7x7": ("AdaptiveAvgPool2d", {"shape": "512x7x7"}),
+}
+
+
+def build_layer(kind: str, hyper: dict[str, Any]) -> tuple[Any, Callable[[int], Any]]:
+    """The module and a function of the batch size giving its input (float32, on the CPU)."""
+    import torch
+    from torch import nn
+
+    def shaped(text: str) -> tuple[int, ...]:
+        return tuple(int(v) for v in str(text).split("x"))
+
+    if kind == "Linear":
+        module = nn.Linear(hyper["in_features"], hyper["out_features"])
+        return module, lambda b: torch.randn(b, hyper["tokens"], hyper["in_features"])
+    if kind == "Conv2d":
+        module = nn.Conv2d(
+            hyper["in_channels"],
+            hyper["out_channels"],
+            hyper["kernel_size"],
+            hyper["stride"],
+            padding=hyper["kernel_size"] // 2,
+        )
+        return module, lambda b: torch.randn(b, hyper["in_channels"], hyper["size"], hyper["size"])
+    if kind == "MultiheadAttention":
+
+        class SelfAttention(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.attention = nn.MultiheadAttention(
+                    hyper["embed_dim"], hyper["num_heads"], batch_first=True
+                )
+
+            def forward(self, x: Any) -> Any:
+                return self.attention(x, x, x, need_weights=False)[0]
+
+        return SelfAttention(), lambda b: torch.randn(b, hyper["tokens"], hyper["embed_dim"])
+    if kind == "ScaledDotProductAttention":
+
+        class Scores(nn.Module):
+            """Attention over given queries, keys and values (one tensor: self-attention's shapes),
+            in a container as models call it (the counter records products run by containers)."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.output = nn.Identity()
+
+            def forward(self, x: Any) -> Any:
+                return self.output(nn.functional.scaled_dot_product_attention(x, x, x))
+
+        return Scores(), lambda b: torch.randn(b, hyper["heads"], hyper["tokens"], hyper["head_dim"])
+    if kind == "Embedding":
+        module = nn.Embedding(hyper["num_embeddings"], hyper["embedding_dim"])
+        return module, lambda b: torch.randint(0, hyper["num_embeddings"], (b, hyper["tokens"]))
+    if kind == "LSTM":
+
+        class Recurrent(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.lstm = nn.LSTM(hyper["input_size"], hyper["hidden_size"], batch_first=True)
+
+            def forward(self, x: Any) -> Any:
+                return self.lstm(x)[0]
+
+        return Recurrent(), lambda b: torch.randn(b, hyper["tokens"], hyper["input_size"])
+    shape = shaped(hyper["shape"])
+    module = {
+        "ReLU": lambda: nn.ReLU(),
+        "GELU": lambda: nn.GELU(),
+        "LayerNorm": lambda: nn.LayerNorm(shape[-1]),
+        "BatchNorm2d": lambda: nn.BatchNorm2d(shape[0]),
+        "MaxPool2d": lambda: nn.MaxPool2d(2),
+        "AdaptiveAvgPool2d": lambda: nn.AdaptiveAvgPool2d(1),
+    }[kind]()
+    return module, lambda b: torch.randn(b, *shape)
+
+
+class Counter:
+    """The GPU's total energy counter (mJ), or a fake one that integrates 100 W (dry run)."""
+
+    def __init__(self, dry_run: bool) -> None:
+        self.dry_run = dry_run
+        if not dry_run:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            self.device = pynvml.nvmlDeviceGetName(self._handle)
+        else:
+            self.device = "cpu (dry run, fake 100 W counter)"
+
+    def energy_j(self) -> float:
+        if self.dry_run:
+            return time.perf_counter() * 100.0
+        return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1000.0
+
+
+def measure(
+    counter: Counter,
+    call: Callable[[], Any],
+    sync: Callable[[], None],
+    batch: int,
+    warmup_s: float,
+    window_s: float,
+    sync_each_call: bool = True,
+) -> dict[str, float]:
+    """One window of back-to-back calls after a warm-up; energy per example. ``sync_each_call``:
+    wait for the device after every call (as a server answers each request); otherwise calls are
+    queued as a model's layers are, and the device is waited for every 64 calls and at the end."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < warmup_s:
+        call()
+        sync()
+    before_j, started, calls = counter.energy_j(), time.perf_counter(), 0
+    while True:
+        call()
+        calls += 1
+        if sync_each_call or calls % 64 == 0:
+            sync()
+            if time.perf_counter() - started >= window_s:
+                break
+    sync()
+    duration_s = time.perf_counter() - started
+    energy_j = counter.energy_j() - before_j
+    return {
+        "energy_j": energy_j,
+        "duration_s": duration_s,
+        "calls": calls,
+        "energy_per_example_j": energy_j / (calls * batch),
+        "latency_s": duration_s / calls,
+    }
+
+
+def idle_power_w(counter: Counter, seconds: float) -> float:
+    before, started = counter.energy_j(), time.perf_counter()
+    time.sleep(seconds)
+    return (counter.energy_j() - before) / (time.perf_counter() - started)
+
+
+def run(
+    bundle: Path,
+    out: Path,
+    dry_run: bool,
+    warmup_s: float,
+    window_s: float,
+    modes: tuple[str, ...],
+    models_too: bool,
+    kinds: tuple[str, ...] = (),
+) -> None:
+    import torch
+
+    device = "cpu" if dry_run else "cuda"
+    sync = (lambda: None) if dry_run else torch.cuda.synchronize
+    counter = Counter(dry_run)
+    out.mkdir(parents=True, exist_ok=True)
+    # warm the GPU's clocks before the idle reading and the first window
+    if not dry_run:
+        x = torch.randn(4096, 4096, device=device)
+        started = time.perf_counter()
+        while time.perf_counter() - started < 5:
+            x @ x
+        sync()
+        time.sleep(2)
+    meta = {
+        "device": counter.device,
+        "torch": torch.__version__,
+        "idle_power_w": idle_power_w(counter, 0.2 if dry_run else 3.0),
+        "warmup_s": warmup_s,
+        "window_s": window_s,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    layers = {name: spec for name, spec in LAYERS.items() if not kinds or spec[0] in kinds}
+    layers = dict(list(layers.items())[:4]) if dry_run else layers
+    rows = []
+    for name, (kind, hyper) in layers.items():
+        module, make_input = build_layer(kind, hyper)
+        for dtype in DTYPES if not dry_run else ("float32",):
+            torch_dtype = getattr(torch, dtype)
+            layer = module.to(device=device, dtype=torch_dtype).eval()
+            for batch in BATCHES:
+                x = make_input(batch)
+                x = x.to(device) if not x.is_floating_point() else x.to(device=device, dtype=torch_dtype)
+                for mode in modes:
+                    with torch.inference_mode():
+                        figures = measure(
+                            counter,
+                            lambda: layer(x),
+                            sync,
+                            batch,
+                            warmup_s,
+                            window_s,
+                            mode == "sync",  # noqa: B023
+                        )
+                    rows.append(
+                        {
+                            "layer": name,
+                            "kind": kind,
+                            "hyper": hyper,
+                            "dtype": dtype,
+                            "batch": batch,
+                            "mode": mode,
+                            **figures,
+                        }
+                    )
+                    print(
+                        f"{name} {dtype} b{batch} {mode}: {figures['energy_per_example_j']:.3g} J/example",
+                        flush=True,
+                    )
+        (out / "estimate_layers.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    if not models_too:
+        return
+    models = []
+    for name in (ZOO_MODELS[:1] if dry_run else ZOO_MODELS) + (HUB_MODELS[:1] if dry_run else HUB_MODELS):
+        model, example = _model(bundle, name, dry_run)
+        for dtype in DTYPES if not dry_run else ("float32",):
+            torch_dtype = getattr(torch, dtype)
+            moved = model.to(device=device, dtype=torch_dtype).eval()
+            for batch in BATCHES:
+                x = torch.as_tensor(np.repeat(example, batch, axis=0)).to(device)
+                if x.is_floating_point():
+                    x = x.to(torch_dtype)
+                with torch.inference_mode():
+                    figures = measure(counter, lambda: moved(x), sync, batch, warmup_s, window_s)  # noqa: B023
+                models.append({"model": name, "dtype": dtype, "batch": batch, **figures})
+                print(f"{name} {dtype} b{batch}: {figures['energy_per_example_j']:.3g} J/example", flush=True)
+        (out / "estimate_models.json").write_text(json.dumps({"meta": meta, "rows": models}, indent=1))
+
+
+def _model(bundle: Path, name: str, dry_run: bool) -> tuple[Any, np.ndarray]:
+    if name in ZOO_MODELS:
+        from green_deploy.zoo.artifacts import load_torch_model
+
+        with np.load(bundle / "examples.npz") as examples:
+            example = examples[name]
+        return load_torch_model(bundle / "data/06_models/zoo" / name / "torch"), example
+    from bench.evaluate_gpu import hub_model
+
+    model, example, _ = hub_model(name, dry_run)
+    return model, example
+
+
+def pack(bundle: Path) -> None:
+    """One encoded test input per zoo model, beside the models already in the bundle."""
+    from kedro.config import OmegaConfigLoader
+
+    from green_deploy.evaluate.runner import evaluation_set
+    from green_deploy.zoo.spec import dataset_settings, select_entry
+
+    zoo = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="local")["parameters"][
+        "zoo"
+    ]
+    examples = {}
+    for model_id in ZOO_MODELS:
+        entry = select_entry(zoo["models"], model_id)
+        examples[model_id] = np.asarray(
+            evaluation_set(entry, dataset_settings(zoo.get("datasets") or {}, entry)).x[:1]
+        )
+    np.savez_compressed(bundle / "examples.npz", **examples)
+    print({k: (v.shape, str(v.dtype)) for k, v in examples.items()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["pack", "run"])
+    parser.add_argument("--bundle", type=Path, default=PROJECT / ".gpu_bundle")
+    parser.add_argument("--out", type=Path, default=PROJECT / "bench/results")
+    parser.add_argument("--warmup-s", type=float, default=0.3)
+    parser.add_argument("--window-s", type=float, default=1.0)
+    parser.add_argument("--modes", nargs="+", default=["sync", "queued"], choices=["sync", "queued"])
+    parser.add_argument("--layers-only", action="store_true")
+    parser.add_argument("--kinds", nargs="*", default=[], help="only these layer kinds")
+    parser.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args()
+    if args.command == "pack":
+        pack(args.bundle)
+    else:
+        run(
+            args.bundle,
+            args.out,
+            args.dry_run,
+            args.warmup_s,
+            args.window_s,
+            tuple(args.modes),
+            not args.layers_only,
+            tuple(args.kinds),
+        )
+
+
+if __name__ == "__main__":
+    main()
