@@ -24,10 +24,12 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "src"))
 sys.path.insert(0, str(PROJECT))
 
-from bench.estimate_gpu import HUB_MODELS, ZOO_MODELS, build_layer  # noqa: E402
+from bench.estimate_gpu import HUB_MODELS, ZOO_MODELS  # noqa: E402
+
+from green_deploy.estimate.benchmarks import layer_samples  # noqa: E402
 from green_deploy.estimate.counts import count_torch, with_bits  # noqa: E402
 from green_deploy.estimate.horowitz import HOROWITZ_45NM  # noqa: E402
-from green_deploy.estimate.predictor import FREE, GROUPS, Correction, LayerPredictor, LayerSample  # noqa: E402
+from green_deploy.estimate.predictor import Correction, LayerPredictor  # noqa: E402
 from green_deploy.estimate.theoretical import apply_scales, errors, estimate_model, fit_scales  # noqa: E402
 from green_deploy.evaluate.summary import markdown_table  # noqa: E402
 
@@ -35,24 +37,9 @@ RESULTS = PROJECT / "bench/results"
 BITS = {"float32": 32, "float16": 16}
 
 
-def layer_samples(rows: list[dict[str, Any]]) -> list[LayerSample]:
-    samples = []
-    for row in rows:
-        module, make_input = build_layer(row["kind"], row["hyper"])
-        counted = [
-            layer
-            for layer in count_torch(module, make_input(1), cross_check=False).layers
-            if layer.kind not in FREE
-        ]
-        if len(counted) != 1 or counted[0].kind not in GROUPS:
-            logging.warning("%s: counted as %s; left out", row["layer"], [layer.kind for layer in counted])
-            continue
-        samples.append(LayerSample(counted[0], BITS[row["dtype"]], row["batch"], row["energy_per_example_j"]))
-    return samples
-
-
 def model_counts() -> dict[str, Any]:
     from bench.evaluate_gpu import hub_model
+
     from green_deploy.zoo.artifacts import load_torch_model
 
     counts = {}

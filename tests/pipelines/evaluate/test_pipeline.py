@@ -149,6 +149,36 @@ def test_the_tradeoff_report_answers_every_question_of_the_tiny_study(resumed):
     assert sorted(p.name for p in (root / "data/08_reporting/tradeoff_figures").iterdir())[0].endswith(".png")
 
 
+def test_energy_is_estimated_for_every_variant_and_compared_with_the_tiny_study(resumed):
+    """Every variant counted layer by layer; every cell predicted (theoretical, and the learned
+    predictor from the H100's layer windows given by path) beside its (estimated) J/inference."""
+    root, _, _ = resumed
+    windows = [str(PROJECT / f"bench/results/estimate_layers{part}.json") for part in ("", "_sdpa")]
+    config = root / "conf/test/parameters_estimate.yml"  # KEDRO_ENV=test: conf/local is not read
+    tiny = config.read_text()
+    config.write_text(yaml.safe_dump({"estimate": {"layer_benchmarks": windows, "device_label": "h100"}}))
+    try:
+        result = kedro(root, "run", "--pipeline=estimate")
+    finally:
+        config.write_text(tiny)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    layers = pd.read_parquet(root / "data/07_model_output/layer_counts.parquet")
+    variants = pd.read_parquet(root / "data/07_model_output/variants.parquet")
+    ok = variants[variants.status == "ok"]
+    assert set(zip(layers.model_id, layers.variant_id, strict=True)) == set(
+        zip(ok.model_id, ok.variant_id, strict=True)
+    )
+    assert (layers.groupby(["model_id", "variant_id"]).macs.sum() > 0).all()
+    estimates = pd.read_parquet(root / "data/08_reporting/energy_estimates.parquet")
+    results = pd.read_parquet(root / RESULTS)
+    assert len(estimates) == len(results.groupby(["model_id", "variant_id", "batch_size"]))
+    assert (estimates.theoretical_j > 0).all() and (estimates.measured_j > 0).all()
+    torch_rows = estimates[estimates.variant_id != "tensorflow_baseline"]
+    assert torch_rows.learned_h100_j.notna().all() and (torch_rows.learned_h100_j > 0).all()
+    summary = (root / "data/08_reporting/estimate_summary.md").read_text()
+    assert "ESTIMATED" in summary and "layer by layer" in summary
+
+
 def test_a_subset_from_the_command_line_measures_only_it(resumed):
     root, _, _ = resumed
     result = kedro(
