@@ -162,3 +162,71 @@ def test_the_report_shows_the_search_front_when_there_is_one():
     answers = answer_all(table) + [search_answer(table, _front(table))]
     page = render_html(answers, plots, "study")
     assert "id='Search'" in page and page.count("data:image/png;base64,") == 5
+
+
+def test_the_simulation_is_answered_with_its_decision_rules_once_it_has_run():
+    from green_deploy.tradeoff.questions import simulation_answer
+
+    common = {
+        "link": "wifi",
+        "iid": False,
+        "j_per_batch_source": "configured",
+        "carbon_g": 1.0,
+        "energy_kwh": 1.0,
+    }
+    energy = pd.DataFrame(
+        [
+            {
+                **common,
+                "paradigm": "centralized",
+                "trainings": 1,
+                "energy_ratio_to_centralized": 1.0,
+                "carbon_ratio_to_centralized": 1.0,
+            },
+            {
+                **common,
+                "paradigm": "federated",
+                "trainings": 1,
+                "energy_ratio_to_centralized": 1.7,
+                "carbon_ratio_to_centralized": 1.6,
+            },
+            {
+                **common,
+                "paradigm": "centralized_continual",
+                "trainings": 5,
+                "energy_ratio_to_centralized": 1.0,
+                "carbon_ratio_to_centralized": 1.0,
+            },
+            {
+                **common,
+                "paradigm": "federated_continual",
+                "trainings": 5,
+                "energy_ratio_to_centralized": 1.75,
+                "carbon_ratio_to_centralized": 1.7,
+            },
+        ]
+    )
+    crossovers = pd.DataFrame(
+        [
+            {
+                "parameter": "learners_per_round",
+                "metric": "energy",
+                "base_value": 20.0,
+                "crossover_value": 11.5,
+                "rule": "federated costs less energy when learners_per_round < 11.5",
+            },
+            {
+                "parameter": "pue_device",
+                "metric": "energy",
+                "base_value": 1.0,
+                "crossover_value": float("nan"),
+                "rule": "federated costs more energy for any pue_device",
+            },
+        ]
+    )
+    answer = simulation_answer(energy, crossovers)
+    assert "1.70x" in answer.sentence and "1.75x over 5 trainings" in answer.sentence
+    assert "learners_per_round < 11.5" in answer.sentence and list(answer.table.parameter) == [
+        "learners_per_round"
+    ]
+    assert simulation_answer(pd.DataFrame(), pd.DataFrame()) is None

@@ -292,3 +292,34 @@ def _saving(row: Any) -> str:
         f"{row.variant_id} ({row.technique}) at {row.energy_ratio:.2f}x the baseline's J/inference, "
         f"{row.accuracy_change_pp:+.1f} pp"
     )
+
+
+def simulation_answer(energy: pd.DataFrame, crossovers: pd.DataFrame) -> Answer | None:
+    """The simulate pipeline's verdict (federated vs centralized learning) with its decision rules;
+    ``None`` before any simulation."""
+    if energy.empty:
+        return None
+    single = energy.set_index("paradigm")
+    federated, continual = single.loc["federated"], single.loc["federated_continual"]
+    rules = (
+        crossovers[crossovers.metric == "energy"].dropna(subset=["crossover_value"])
+        if len(crossovers)
+        else crossovers
+    )
+    sentence = (
+        f"With the simulated scenario ({federated.link}, {'IID' if federated.iid else 'non-IID'} data, "
+        f"J per batch {federated.j_per_batch_source}), federated learning takes {federated.energy_ratio_to_centralized:.2f}x "
+        f"the energy of centralized learning for one training and {continual.energy_ratio_to_centralized:.2f}x over "
+        f"{int(continual.trainings)} trainings ({federated.carbon_ratio_to_centralized:.2f}x the gCO2e). "
+        + (
+            f"{len(rules)} crossover points, e.g. {rules.rule.iloc[0]}."
+            if len(rules)
+            else "No crossover in the ranges searched."
+        )
+    )
+    table = energy[["paradigm", "trainings", "energy_kwh", "carbon_g", "energy_ratio_to_centralized"]]
+    if len(rules):
+        table = rules[["parameter", "base_value", "crossover_value", "rule"]]
+    return Answer(
+        "Simulation", "Federated vs centralized learning (simulated)", sentence, table.reset_index(drop=True)
+    )

@@ -8,19 +8,24 @@ import pandas as pd
 
 from green_deploy.errors import ConfigError
 from green_deploy.evaluate.summary import energy_provenance
-from green_deploy.tradeoff.questions import answer_all, search_answer
+from green_deploy.tradeoff.questions import answer_all, search_answer, simulation_answer
 from green_deploy.tradeoff.report import figures, render_html, render_markdown
 
 
 def report_study(
-    results: pd.DataFrame, search_front: pd.DataFrame, tradeoff: dict[str, Any]
+    results: pd.DataFrame,
+    search_front: pd.DataFrame,
+    simulate_energy: pd.DataFrame,
+    simulate_crossovers: pd.DataFrame,
+    tradeoff: dict[str, Any],
 ) -> tuple[pd.DataFrame, str, str, dict[str, Any]]:
-    """The answer to every research question (one row each) and to the search once one has run,
+    """The answer to every research question (one row each), to the search and the simulation once
+    they have run,
     the HTML report, its Markdown twin and the plots (PNG files, logged to MLflow with the reports)."""
     if results.empty:
         raise ConfigError("the results table is empty: run `kedro run --pipeline=evaluate` first")
-    searched = search_answer(results, search_front)
-    answers = answer_all(results) + ([searched] if searched is not None else [])
+    extra = [search_answer(results, search_front), simulation_answer(simulate_energy, simulate_crossovers)]
+    answers = answer_all(results) + [answer for answer in extra if answer is not None]
     plots = figures(results, search_front)
     preamble = _provenance(results)
     title = str(tradeoff.get("title") or "green-deploy: what optimizing and deploying saves")

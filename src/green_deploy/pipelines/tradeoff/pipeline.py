@@ -1,4 +1,4 @@
-"""One node: the results table (and the search's Pareto sets) in, the answers, the report (HTML and Markdown) and the plots out."""
+"""One node: the results table (and the search's Pareto sets and the simulation, once run) in, the answers, the report (HTML and Markdown) and the plots out."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 report_study,
-                inputs=["evaluation_results", "search_front", "params:tradeoff"],
+                inputs=[
+                    "evaluation_results",
+                    "search_front",
+                    "simulate_energy",
+                    "simulate_crossovers",
+                    "params:tradeoff",
+                ],
                 outputs=[
                     "tradeoff_answers",
                     "tradeoff_report_html",
