@@ -26,7 +26,7 @@ sys.path.insert(0, str(PROJECT))
 
 from bench.estimate_gpu import HUB_MODELS, ZOO_MODELS  # noqa: E402
 
-from green_deploy.estimate.benchmarks import layer_samples  # noqa: E402
+from green_deploy.estimate.benchmarks import BITS, layer_samples  # noqa: E402
 from green_deploy.estimate.counts import count_torch, with_bits  # noqa: E402
 from green_deploy.estimate.horowitz import HOROWITZ_45NM  # noqa: E402
 from green_deploy.estimate.predictor import Correction, LayerPredictor  # noqa: E402
@@ -34,7 +34,6 @@ from green_deploy.estimate.theoretical import apply_scales, errors, estimate_mod
 from green_deploy.evaluate.summary import markdown_table  # noqa: E402
 
 RESULTS = PROJECT / "bench/results"
-BITS = {"float32": 32, "float16": 16}
 
 
 def model_counts() -> dict[str, Any]:

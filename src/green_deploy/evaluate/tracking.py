@@ -10,12 +10,15 @@ loses nor duplicates a cell.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 STUDY_TAG = "green_deploy.study"
 KIND_TAG = "green_deploy.run_kind"
@@ -154,6 +157,21 @@ class StudyTracker:
             self.client.log_artifact(run_id, str(path))
         self.client.set_terminated(run_id)
         return run_id
+
+
+def active_run_tracker(study: str, params: Mapping[str, Any], kind: str = "study") -> StudyTracker | None:
+    """A tracker whose parent run is in the experiment of MLflow's active run (kedro-mlflow's);
+    ``None`` when there is none (tracking is off: nothing is logged)."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is None:
+        logger.info(
+            "no active MLflow run (kedro-mlflow tracking is off): %s %s is not logged to MLflow", kind, study
+        )
+        return None
+    experiment = mlflow.get_experiment(active.info.experiment_id)
+    return StudyTracker(mlflow.get_tracking_uri(), experiment.name, study, params, kind=kind)
 
 
 def _param_text(value: Any) -> str:

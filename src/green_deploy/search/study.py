@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from green_deploy.errors import ConfigError, GreenDeployError
@@ -147,8 +148,6 @@ def open_storage(settings: SearchSettings) -> Any:
     import optuna
 
     if settings.storage.startswith("sqlite:///"):
-        from pathlib import Path
-
         path = settings.storage.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,9 @@ rules from the crossovers and the parameters the comparison is most sensitive to
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
+from green_deploy.evaluate.summary import markdown_table
 from green_deploy.simulate.model import (
     Provenance,
     Scenario,
@@ -53,7 +52,7 @@ def render_markdown(
         "",
         "## Energy per paradigm",
         "",
-        _table(
+        markdown_table(
             energy[
                 [
                     "paradigm",
@@ -98,7 +97,7 @@ def render_markdown(
         "",
         f"## Sensitivity (the {min(top, len(sensitivity))} largest swings of the energy ratio)",
         "",
-        _table(
+        markdown_table(
             sensitivity.head(top)[
                 [
                     "parameter",
@@ -132,16 +131,3 @@ def _scenario_sentence(s: Scenario) -> str:
             else ", re-uploading all the data each time."
         )
     )
-
-
-def _table(table: pd.DataFrame) -> str:
-    def cell(value: object) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return ""
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        return str(value)
-
-    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)

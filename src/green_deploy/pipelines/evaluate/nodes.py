@@ -23,6 +23,7 @@ from green_deploy.evaluate.runner import (
 from green_deploy.evaluate.store import StudyStore
 from green_deploy.evaluate.study import StudySettings, expand_cells
 from green_deploy.evaluate.summary import summary_markdown
+from green_deploy.evaluate.tracking import active_run_tracker
 from green_deploy.zoo.spec import dataset_settings, select_entry
 
 logger = logging.getLogger(__name__)
@@ -94,18 +95,12 @@ def check_evaluation(outcome: dict[str, Any]) -> None:
 
 
 def _tracker(settings: StudySettings, raw: dict[str, Any]):
-    """The study's MLflow parent run, in the experiment of kedro-mlflow's active run (none: not logged)."""
-    import mlflow
+    """The study's MLflow parent run (none when tracking is off), named on kedro-mlflow's run."""
+    tracker = active_run_tracker(settings.study, raw)
+    if tracker is not None:
+        import mlflow
 
-    from green_deploy.evaluate.tracking import StudyTracker
-
-    active = mlflow.active_run()
-    if active is None:
-        logger.info("no active MLflow run (kedro-mlflow tracking is off): cells are not logged to MLflow")
-        return None
-    experiment = mlflow.get_experiment(active.info.experiment_id)
-    tracker = StudyTracker(mlflow.get_tracking_uri(), experiment.name, settings.study, raw)
-    mlflow.set_tag("green_deploy.study_run_id", tracker.parent_run_id)
+        mlflow.set_tag("green_deploy.study_run_id", tracker.parent_run_id)
     return tracker
 
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from green_deploy.evaluate.tracking import active_run_tracker
 from green_deploy.optimize.runner import RunSettings
 from green_deploy.search.runner import search_model
 from green_deploy.search.study import SearchSettings
 from green_deploy.zoo.spec import dataset_settings, select_entry
-
-logger = logging.getLogger(__name__)
 
 
 def search_zoo_model(
@@ -36,7 +34,7 @@ def search_zoo_model(
         evaluate,
         deploy,
         RunSettings(**optimize.get("run", {})),
-        tracker=_tracker(settings.study_name(model_id), search),
+        tracker=active_run_tracker(settings.study_name(model_id), search, kind="search"),
     )
     return outcome.trials.to_dict("records"), outcome.front
 
@@ -48,17 +46,3 @@ def search_tables(*per_model: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.Da
         pd.DataFrame([row for rows in trials for row in rows]),
         pd.DataFrame([row for rows in fronts for row in rows]),
     )
-
-
-def _tracker(study_name: str, raw: dict[str, Any]):
-    """The search's MLflow parent run, in the experiment of kedro-mlflow's active run (none: not logged)."""
-    import mlflow
-
-    from green_deploy.evaluate.tracking import StudyTracker
-
-    active = mlflow.active_run()
-    if active is None:
-        logger.info("no active MLflow run (kedro-mlflow tracking is off): trials are not logged to MLflow")
-        return None
-    experiment = mlflow.get_experiment(active.info.experiment_id)
-    return StudyTracker(mlflow.get_tracking_uri(), experiment.name, study_name, raw, kind="search")
