@@ -109,8 +109,11 @@ def run(
     warmup_s: float,
     window_s: float,
     modes: tuple[str, ...],
+    layers_too: bool,
     models_too: bool,
     kinds: tuple[str, ...] = (),
+    repeats: int = 1,
+    profile: bool = False,
 ) -> None:
     import torch
 
@@ -134,7 +137,7 @@ def run(
         "window_s": window_s,
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    layers = {name: spec for name, spec in LAYERS.items() if not kinds or spec[0] in kinds}
+    layers = {name: spec for name, spec in LAYERS.items() if layers_too and (not kinds or spec[0] in kinds)}
     layers = dict(list(layers.items())[:4]) if dry_run else layers
     rows = []
     for name, (kind, hyper) in layers.items():
@@ -172,9 +175,9 @@ def run(
                         flush=True,
                     )
         (out / "estimate_layers.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    if not models_too:
+    if not (models_too or profile):
         return
-    models = []
+    models, profiles = [], []
     for name in (ZOO_MODELS[:1] if dry_run else ZOO_MODELS) + (HUB_MODELS[:1] if dry_run else HUB_MODELS):
         model, example = _model(bundle, name, dry_run)
         for dtype in DTYPES if not dry_run else ("float32",):
@@ -185,10 +188,44 @@ def run(
                 if x.is_floating_point():
                     x = x.to(torch_dtype)
                 with torch.inference_mode():
-                    figures = measure(counter, lambda: moved(x), sync, batch, warmup_s, window_s)  # noqa: B023
-                models.append({"model": name, "dtype": dtype, "batch": batch, **figures})
-                print(f"{name} {dtype} b{batch}: {figures['energy_per_example_j']:.3g} J/example", flush=True)
-        (out / "estimate_models.json").write_text(json.dumps({"meta": meta, "rows": models}, indent=1))
+                    for repeat in range(repeats if models_too else 0):
+                        figures = measure(counter, lambda: moved(x), sync, batch, warmup_s, window_s)  # noqa: B023
+                        models.append(
+                            {"model": name, "dtype": dtype, "batch": batch, "repeat": repeat, **figures}
+                        )
+                        print(
+                            f"{name} {dtype} b{batch} #{repeat}: {figures['energy_per_example_j']:.3g} J/example"
+                        )
+                    if profile:
+                        profiles.append(
+                            {"model": name, "dtype": dtype, "batch": batch, **kernels(moved, x, sync)}
+                        )
+                        print(f"{name} {dtype} b{batch}: {profiles[-1]['kernels']} kernels", flush=True)
+        if models_too:
+            (out / "estimate_models.json").write_text(json.dumps({"meta": meta, "rows": models}, indent=1))
+        if profile:
+            (out / "estimate_profile.json").write_text(json.dumps({"meta": meta, "rows": profiles}, indent=1))
+
+
+def kernels(model: Any, x: Any, sync: Callable[[], None], top: int = 8) -> dict[str, Any]:
+    """The device kernels one forward launches (torch.profiler): how many, and the costliest."""
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode():
+        model(x)
+        sync()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiled:
+            model(x)
+            sync()
+    on_device = [event for event in profiled.key_averages() if event.device_type == DeviceType.CUDA]
+    on_device.sort(key=lambda event: -event.device_time_total)
+    return {
+        "kernels": sum(event.count for event in on_device),
+        "device_time_s": sum(event.device_time_total for event in on_device) / 1e6,
+        "top": [[event.key[:90], event.count, event.device_time_total / 1e6] for event in on_device[:top]],
+    }
 
 
 def _model(bundle: Path, name: str, dry_run: bool) -> tuple[Any, np.ndarray]:
@@ -235,6 +272,9 @@ def main() -> None:
     parser.add_argument("--window-s", type=float, default=1.0)
     parser.add_argument("--modes", nargs="+", default=["sync", "queued"], choices=["sync", "queued"])
     parser.add_argument("--layers-only", action="store_true")
+    parser.add_argument("--models-only", action="store_true")
+    parser.add_argument("--repeats", type=int, default=1, help="windows per model, dtype and batch")
+    parser.add_argument("--profile", action="store_true", help="also count each model's kernels per forward")
     parser.add_argument("--kinds", nargs="*", default=[], help="only these layer kinds")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
@@ -248,8 +288,11 @@ def main() -> None:
             args.warmup_s,
             args.window_s,
             tuple(args.modes),
+            not args.models_only,
             not args.layers_only,
             tuple(args.kinds),
+            args.repeats,
+            args.profile,
         )
 
 

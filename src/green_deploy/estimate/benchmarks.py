@@ -62,6 +62,18 @@ LAYERS: dict[str, tuple[str, dict[str, int]]] = {
         f"sdpa_h{h}_t{t}_d{d}": ("ScaledDotProductAttention", {"heads": h, "tokens": t, "head_dim": d})
         for h, t, d in ((4, 49, 16), (4, 128, 64), (12, 128, 64), (12, 197, 64), (12, 512, 64))
     },
+    **{
+        f"glue_{op}_{shape}": (kind, {"op": op, "shape": shape})
+        for kind, op, shape in (
+            ("Pointwise", "add", "128x768"),
+            ("Pointwise", "add", "256x56x56"),
+            ("Pointwise", "mul", "3072x128"),
+            ("Copy", "cat", "12x128x64"),
+            ("Copy", "contiguous", "128x768"),
+            ("Reduction", "mean", "197x768"),
+            ("Factory", "arange", "128"),
+        )
+    },
     "layernorm_128x768": ("LayerNorm", {"shape": "128x768"}),
     "batchnorm_64x56x56": ("BatchNorm2d", {"shape": "64x56x56"}),
     "maxpool_64x112x112": ("MaxPool2d", {"shape": "64x112x112"}),
@@ -131,6 +143,8 @@ def build_layer(kind: str, hyper: dict[str, Any]) -> tuple[Any, Callable[[int], 
 
         return Recurrent(), lambda b: torch.randn(b, hyper["tokens"], hyper["input_size"])
     shape = shaped(hyper["shape"])
+    if kind in GLUE_KINDS:
+        return _new_glue(hyper["op"]), lambda b: torch.randn(b, *shape)
     module = {
         "ReLU": nn.ReLU,
         "GELU": nn.GELU,
@@ -140,6 +154,39 @@ def build_layer(kind: str, hyper: dict[str, Any]) -> tuple[Any, Callable[[int], 
         "AdaptiveAvgPool2d": lambda: nn.AdaptiveAvgPool2d(1),
     }[kind]()
     return module, lambda b: torch.randn(b, *shape)
+
+
+GLUE_KINDS = ("Pointwise", "Copy", "Reduction", "Factory")
+
+
+def _glue(op: str, x: Any) -> Any:
+    import torch
+
+    return {
+        "add": lambda: x + x,  # a residual addition
+        "mul": lambda: x * 0.5,
+        "cat": lambda: torch.cat((x, x), dim=-1),  # a key/value cache growing
+        "contiguous": lambda: x.transpose(-1, -2).contiguous(),  # heads split or merged
+        "mean": lambda: x.mean(dim=-1),
+        "arange": lambda: torch.arange(x.shape[-1], device=x.device),  # position indices
+    }[op]()
+
+
+def _new_glue(op: str) -> Any:
+    from torch import nn
+
+    class Glue(nn.Module):
+        """A container running one op itself, between layers (its output passes an Identity, so
+        it is a container and the op is counted as glue, as in a model)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.output = nn.Identity()
+
+        def forward(self, x: Any) -> Any:
+            return self.output(_glue(op, x))
+
+    return Glue()
 
 
 def layer_samples(rows: Iterable[Mapping[str, Any]]) -> list[LayerSample]:

@@ -1,10 +1,14 @@
 """Per-layer operation counts of a model on one example, in PyTorch and in Keras.
 
 PyTorch: forward hooks on the modules a rule knows (Linear, Conv, LSTM, MultiheadAttention,
-Embedding, norms, pooling, activations; their children are not visited), and a
+Embedding, norms, pooling, activations; their children are not visited), a
 ``TorchFunctionMode`` that records the matrix products run directly in a container's
 ``forward`` (``scaled_dot_product_attention``, ``matmul``, ``einsum``, ``F.linear``), which is
-where the zoo's attention computes its scores. The total is cross-checked with
+where the zoo's attention computes its scores, and a ``TorchDispatchMode`` that records the
+other kernels a container launches between layers (residual additions, concatenations,
+reductions, position indices: the glue, kinds ``Pointwise``, ``Copy``, ``Reduction``,
+``Factory``) and how many kernels each layer launches (``hyper["kernels"]``: a tanh-GELU written
+in Python is eight, ``nn.GELU`` one). The total is cross-checked with
 ``FlopCounterMode`` (through ``green_deploy.optimize.macs.count_macs``, the counter behind the
 variants table). Keras: each layer's ``call`` is wrapped for one eager forward pass, so its
 inputs, outputs and weights are seen; Keras class names map to PyTorch's (Dense -> Linear,
@@ -22,7 +26,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -130,7 +135,17 @@ _ELEMENTWISE: dict[str, tuple[int, int]] = {
     "Add": (0, 1),
 }
 # Kinds that move data but do no arithmetic (copies, padding, resampling).
-_COPIES = {"Concatenate", "ZeroPad2d", "ZeroPad1d", "Upsample", "UpSampling2d", "Permute", "Cast"}
+_COPIES = {
+    "Copy",
+    "Factory",
+    "Concatenate",
+    "ZeroPad2d",
+    "ZeroPad1d",
+    "Upsample",
+    "UpSampling2d",
+    "Permute",
+    "Cast",
+}
 # Kinds that are free at inference: views or no-ops.
 _FREE = {"Identity", "Dropout", "Flatten", "Unflatten", "Reshape", "Input", "QuantStub", "DeQuantStub"}
 
@@ -570,22 +585,91 @@ def _functional_macs(
     return None
 
 
+# aten ops that launch no kernel: views and aliases, metadata, allocation, a scalar read back.
+_NO_KERNEL = frozenset(
+    {"detach", "alias", "lift_fresh", "_unsafe_view", "_local_scalar_dense", "empty", "empty_like"}
+    | {"empty_strided", "new_empty", "new_empty_strided", "sym_size", "sym_stride", "sym_numel"}
+)
+# Ops between layers that copy data (by name: quantized namespaces carry no tags).
+_GLUE_COPIES = frozenset(
+    {"cat", "stack", "clone", "_to_copy", "copy_", "copy", "gather", "index", "index_select", "repeat"}
+    | {"constant_pad_nd", "masked_select", "flip", "roll", "quantize_per_tensor", "dequantize"}
+)
+_GLUE_POINTWISE = frozenset(
+    {"add", "add_", "add_relu", "add_scalar", "mul", "mul_", "mul_relu", "mul_scalar"}
+)
+
+
+def _launches_kernel(func: Any) -> bool:
+    return not func.is_view and func.overloadpacket.__name__ not in _NO_KERNEL
+
+
+def _glue_layer(name: str, func: Any, args: tuple, kwargs: dict, output: Any) -> LayerCount:
+    """A kernel a container launched between layers. Its inputs count every tensor argument (a
+    residual addition reads two activations even when they are one tensor)."""
+    import torch
+
+    op = func.overloadpacket.__name__
+    inputs = _torch_tensors(args) + _torch_tensors(kwargs)
+    outputs = _unique(_torch_tensors(output))
+    in_elems, out_elems = sum(t.numel() for t in inputs), sum(t.numel() for t in outputs)
+    bits = _bits_of_dtype(outputs[0].dtype) if outputs else 32
+    muls = adds = 0
+    covered, note = True, ""
+    if torch.Tag.pointwise in func.tags or op in _GLUE_POINTWISE:
+        kind = "Pointwise"
+        muls, adds = (out_elems, 0) if op.startswith(("mul", "div")) else (0, out_elems)
+    elif torch.Tag.reduction in func.tags:
+        kind, adds = "Reduction", in_elems
+    elif not inputs:
+        kind = "Factory"
+    elif op in _GLUE_COPIES:
+        kind = "Copy"
+    else:
+        kind, covered, note = "Op", False, f"{func.name()} runs between layers and no rule counts it"
+    no_weights = _Weights(0, 0, 1.0, None, False)
+    return _layer(
+        name,
+        kind,
+        0,
+        no_weights,
+        bits,
+        bits,
+        bits,
+        in_elems,
+        out_elems,
+        0,
+        muls,
+        adds,
+        {"op": func.name()},
+        covered,
+        note,
+        _input_bits(inputs, bits),
+    )
+
+
 def _numel(value: Any) -> int:
     return sum(t.numel() for t in _torch_tensors(value))
 
 
 def count_torch(model: Any, example: Any, cross_check: bool = True) -> ModelCount:
     """Per-layer counts of a PyTorch module on one example (the first item of ``example``, a
-    tensor, array or tuple of them). ``cross_check``: also count the whole model with
-    ``FlopCounterMode`` (``ModelCount.reference_macs``)."""
+    tensor, array or tuple of them), the glue kernels between its layers included.
+    ``cross_check``: also count the whole model with ``FlopCounterMode``
+    (``ModelCount.reference_macs``)."""
     import torch
     from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
 
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: hooks go on the module
     inputs = _torch_example(example)
     names = {module: name or type(model).__name__ for name, module in model.named_modules()}
     kinds = {module: _torch_kind(module) for module in names}
     inside_counted: list[int] = [0]
+    layer_kernels: list[int] = [0]  # kernels the outermost counted layer has launched so far
+    in_function: list[bool] = [False]
+    counting: list[bool] = [False]  # the counter's own tensor work (weight statistics) is not glue
+    pending: list[tuple[Any, tuple, dict, Any]] = []  # kernels of the torch function running now
     stack: list[Any] = []
     records: list[LayerCount] = []
     calls: dict[str, int] = {}
@@ -595,40 +679,70 @@ def count_torch(model: Any, example: Any, cross_check: bool = True) -> ModelCoun
         calls[base] = calls.get(base, 0) + 1
         return base if calls[base] == 1 else f"{base}#{calls[base]}"
 
+    @contextmanager
+    def own_work() -> Iterator[None]:
+        counting[0] = True
+        try:
+            yield
+        finally:
+            counting[0] = False
+
+    def counted(module: Any) -> bool:
+        return kinds[module] is not None or not any(True for _ in module.children())
+
     def pre_hook(module: Any, args: tuple, kwargs: dict) -> None:
         stack.append(module)
-        if kinds[module] is not None or not any(True for _ in module.children()):
+        if counted(module):
             inside_counted[0] += 1
+            if inside_counted[0] == 1:
+                layer_kernels[0] = 0
 
     def post_hook(module: Any, args: tuple, kwargs: dict, output: Any) -> None:
         stack.pop()
-        kind, counted = kinds[module], kinds[module] is not None or not any(True for _ in module.children())
-        if counted:
+        if counted(module):
             inside_counted[0] -= 1
             if inside_counted[0] == 0:  # not inside another counted module
-                records.append(
-                    _torch_layer(
-                        unique_name(names[module]),
-                        kind or type(module).__name__,
-                        module,
-                        args,
-                        kwargs,
-                        output,
-                    )
-                )
+                with own_work():
+                    name, kind = unique_name(names[module]), kinds[module] or type(module).__name__
+                    layer = _torch_layer(name, kind, module, args, kwargs, output)
+                records.append(replace(layer, hyper={**layer.hyper, "kernels": layer_kernels[0]}))
+
+    def record_glue(func: Any, args: tuple, kwargs: dict, output: Any) -> None:
+        name = unique_name(f"{names[stack[-1]]}/{func.overloadpacket.__name__}")
+        records.append(_glue_layer(name, func, args, kwargs, output))
 
     class Functional(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
             kwargs = kwargs or {}
-            output = func(*args, **kwargs)
+            in_function[0] = True
+            try:
+                output = func(*args, **kwargs)
+            finally:
+                in_function[0] = False
+            kernels = list(pending)
+            pending.clear()
             if inside_counted[0] == 0 and stack:
                 found = _functional_macs(func, args, kwargs, output)
-                if found is not None:
-                    records.append(
-                        _functional_layer(
-                            unique_name(f"{names[stack[-1]]}/{found[0]}"), found, args, output, claimed
-                        )
-                    )
+                if found is not None:  # a product: its kernels are the product's
+                    with own_work():
+                        name = unique_name(f"{names[stack[-1]]}/{found[0]}")
+                        records.append(_functional_layer(name, found, args, output, claimed))
+                else:
+                    for kernel in kernels:
+                        record_glue(*kernel)
+            return output
+
+    class Kernels(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            kwargs = kwargs or {}
+            output = func(*args, **kwargs)
+            if stack and not counting[0] and _launches_kernel(func):
+                if inside_counted[0]:
+                    layer_kernels[0] += 1
+                elif in_function[0]:
+                    pending.append((func, args, kwargs, output))
+                else:
+                    record_glue(func, args, kwargs, output)
             return output
 
     handles = []
@@ -638,7 +752,7 @@ def count_torch(model: Any, example: Any, cross_check: bool = True) -> ModelCoun
     modes = {module: module.training for module in names}
     model.eval()
     try:
-        with torch.no_grad(), Functional():
+        with torch.no_grad(), Functional(), Kernels():
             model(*inputs)
     finally:
         for handle in handles:

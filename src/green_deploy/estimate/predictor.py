@@ -5,13 +5,15 @@ model's layers, then corrected for what the sum misses.
 Per call of a layer at batch ``b`` the energy is modelled as ``c0 + c1 * MACs*b + c2 * elems*b +
 c3 * params`` (non-negative least squares): ``c0`` is the launch and synchronisation cost that
 dominates small layers at batch 1, ``c1`` the arithmetic, ``c2`` the activation traffic, ``c3``
-reading the weights once per call. A model's prediction per example is the sum over its layers
+reading the weights once per call. Elementwise layers cost that per kernel they launch (an
+activation written as eight ops is eight kernels); the glue kernels between layers (residual
+additions, concatenations) are elementwise layers of their own. A model's prediction per example is the sum over its layers
 divided by ``b``. Layer kinds the benchmarks never measured are reported as uncovered, never
 costed as zero; kinds that launch no kernel in inference (Dropout, Identity, Flatten) cost zero.
 
 The correction (``Correction``) scales the layer sum and adds a per-call constant, fitted on the
-whole-model measurements of the training architectures: what the sum misses is mostly the glue
-between layers (reshapes, residual additions, Python between kernels).
+whole-model measurements of the training architectures: what the sum misses is the Python a
+model runs between kernels and the one wait per request.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ GROUPS = {
         kind: "elementwise"
         for kind in ("ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "Softmax", "Hardswish", "ReLU6")
     },
+    # kernels a container launches between layers (counts.py's glue), and Keras' layers for them
+    **{kind: "elementwise" for kind in ("Pointwise", "Copy", "Reduction", "Factory", "Add", "Concatenate")},
     **{kind: "normalization" for kind in ("LayerNorm", "BatchNorm1d", "BatchNorm2d", "GroupNorm")},
     **{
         kind: "pooling"
@@ -60,9 +64,12 @@ class LayerSample:
 
 
 def _features(layer: LayerCount, batch: int) -> np.ndarray:
-    return np.array(
+    features = np.array(
         [1.0, layer.macs * batch, (layer.input_elems + layer.output_elems) * batch, float(layer.params)]
     )
+    if GROUPS.get(layer.kind) == "elementwise":  # an activation written as several ops runs each
+        features *= max(int(layer.hyper.get("kernels", 1)), 1)
+    return features
 
 
 @dataclass
