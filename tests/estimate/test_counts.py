@@ -96,7 +96,8 @@ def test_pruned_layer_effective_macs_reflect_its_zeros():
 
     model = nn.Sequential(nn.Linear(20, 10)).eval()
     prune.l1_unstructured(model[0], "weight", amount=0.75)  # reparametrised: weight_orig * weight_mask
-    layer = count_torch(model, torch.rand(1, 20)).layers[0]
+    mask, layer = count_torch(model, torch.rand(1, 20)).layers
+    assert mask.kind == "Pointwise" and mask.extra_muls == 200  # the pruning hook's mask, every forward
     assert layer.macs == 200
     assert layer.effective_macs == pytest.approx(50)
     assert layer.params == 210 and layer.nonzero_params == 50 + int(torch.count_nonzero(model[0].bias))
@@ -161,3 +162,78 @@ def test_transformers_conv1d_is_a_linear_layer():
     (layer,) = count_torch(model, torch.zeros(1, 3, 4)).layers
     assert layer.kind == "Linear" and layer.macs == 3 * 4 * 6
     assert layer.hyper["in_features"] == 4 and layer.hyper["out_features"] == 6
+
+
+class ResidualBlock(nn.Module):
+    """A container that launches kernels itself: a residual addition, a product, a concatenation
+    and position indices, between a Linear and an Identity."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.out = nn.Identity()
+
+    def forward(self, x):
+        y = self.fc(x) + x
+        scores = y @ y.transpose(-1, -2)
+        positions = torch.arange(x.shape[-2])
+        return self.out(torch.cat((scores, y), dim=-1)), positions
+
+
+def test_glue_kernels_between_layers_are_counted_once():
+    count = count_torch(ResidualBlock().eval(), torch.rand(1, 5, 8))
+    glue = {layer.kind: layer for layer in count.layers if "op" in layer.hyper}
+    assert set(glue) == {
+        "Pointwise",
+        "Copy",
+        "Factory",
+    }  # views, the product's kernels and weight statistics are not glue
+    assert glue["Pointwise"].input_elems == 2 * 5 * 8 and glue["Pointwise"].output_elems == 5 * 8
+    assert glue["Pointwise"].extra_adds == 5 * 8
+    assert glue["Copy"].input_elems == glue["Copy"].output_elems == 5 * 5 + 5 * 8
+    assert glue["Factory"].output_elems == 5 and glue["Factory"].input_elems == 0
+    assert [layer.kind for layer in count.layers if layer.macs] == ["Linear", "MatMul"]
+    assert count.macs == count.reference_macs and not count.uncovered
+
+
+def test_an_activation_written_as_several_ops_counts_its_kernels():
+    from transformers.activations import NewGELUActivation
+
+    count = count_torch(nn.Sequential(nn.GELU(), NewGELUActivation()), torch.rand(1, 4))
+    assert [(layer.kind, layer.hyper["kernels"]) for layer in count.layers] == [("GELU", 1), ("GELU", 8)]
+
+
+def test_ops_between_layers_without_a_rule_are_uncovered():
+    class Sorting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.out = nn.Identity()
+
+        def forward(self, x):
+            return self.out(torch.sort(x).values)
+
+    (uncovered,) = count_torch(Sorting(), torch.rand(1, 4)).uncovered
+    assert uncovered.kind == "Op" and "aten::sort" in uncovered.note
+
+
+@pytest.mark.parametrize(
+    ("op", "kind", "input_elems"),
+    [
+        (lambda x: nn.functional.interpolate(x, scale_factor=2, mode="nearest-exact"), "Copy", 16),
+        (lambda x: x.new_ones(x.shape), "Factory", 0),
+        (lambda x: x.sum(dim=-1), "Reduction", 16),
+    ],
+)
+def test_glue_ops_are_classified_by_what_they_do(op, kind, input_elems):
+    class Container(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.out = nn.Identity()
+
+        def forward(self, x):
+            return self.out(op(x))
+
+    (glue,) = [
+        layer for layer in count_torch(Container(), torch.rand(1, 1, 4, 4)).layers if "op" in layer.hyper
+    ]
+    assert (glue.kind, glue.input_elems, glue.covered) == (kind, input_elems, True)

@@ -67,3 +67,25 @@ def test_the_correction_recovers_a_planted_scale_and_per_call_cost():
     correction = Correction.fit(sums, batches, measured)
     assert correction.scale == pytest.approx(1.2) and correction.per_call_j == pytest.approx(0.05)
     assert correction.apply(0.4, 4) == pytest.approx(1.2 * 0.4 + 0.05 / 4)
+
+
+def test_elementwise_layers_cost_each_kernel_they_launch():
+    def relu(elems: int) -> LayerCount:
+        return LayerCount(name=f"relu{elems}", kind="ReLU", input_elems=elems, output_elems=elems)
+
+    samples = [
+        LayerSample(relu(elems), 32, batch, (LAUNCH_J + PER_ELEM_J * 2 * elems * batch) / batch)
+        for elems in (10**3, 10**5, 10**6)
+        for batch in (1, 32)
+    ]
+    predictor = LayerPredictor.fit(samples)
+    one_kernel = predictor.layer_energy_j(relu(5000), 4, 32)
+    assert one_kernel == pytest.approx(LAUNCH_J + PER_ELEM_J * 2 * 5000 * 4, rel=1e-3)
+    composite = LayerCount(
+        name="gelu", kind="GELU", input_elems=5000, output_elems=5000, hyper={"kernels": 8}
+    )
+    assert predictor.layer_energy_j(composite, 4, 32) == pytest.approx(8 * one_kernel)
+    residual = LayerCount(name="add", kind="Pointwise", input_elems=2 * 5000, output_elems=5000)
+    assert predictor.layer_energy_j(residual, 4, 32) == pytest.approx(
+        LAUNCH_J + PER_ELEM_J * 3 * 5000 * 4, rel=1e-3
+    )

@@ -209,12 +209,13 @@ def layer_samples(rows: Iterable[Mapping[str, Any]]) -> list[LayerSample]:
     return samples
 
 
-def load_predictor(paths: Iterable[Path | str]) -> tuple[LayerPredictor, dict[str, Any]]:
+def load_predictor(paths: Iterable[Path | str], mode: str = "sync") -> tuple[LayerPredictor, dict[str, Any]]:
     """The predictor trained on the windows stored in ``paths`` (JSON written by
-    ``bench/estimate_gpu.py``), and the measuring device's description."""
+    ``bench/estimate_gpu.py``) measured in ``mode`` (``sync``: the device waited for after every
+    call, the default; ``queued``), and the measuring device's description."""
     rows, meta = [], {}
     for path in paths:
         stored = json.loads(Path(path).read_text())
-        rows += stored["rows"]
+        rows += [row for row in stored["rows"] if row.get("mode", "sync") == mode]
         meta = meta or stored["meta"]
     return LayerPredictor.fit(layer_samples(rows)), meta

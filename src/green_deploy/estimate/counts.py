@@ -595,6 +595,8 @@ _GLUE_COPIES = frozenset(
     {"cat", "stack", "clone", "_to_copy", "copy_", "copy", "gather", "index", "index_select", "repeat"}
     | {"constant_pad_nd", "masked_select", "flip", "roll", "quantize_per_tensor", "dequantize"}
 )
+# Ops that only allocate and fill (a tensor argument gives shape and dtype, not values).
+_GLUE_FACTORIES = frozenset({"new_ones", "new_zeros", "new_full", "ones_like", "zeros_like", "full_like"})
 _GLUE_POINTWISE = frozenset(
     {"add", "add_", "add_relu", "add_scalar", "mul", "mul_", "mul_relu", "mul_scalar"}
 )
@@ -621,9 +623,9 @@ def _glue_layer(name: str, func: Any, args: tuple, kwargs: dict, output: Any) ->
         muls, adds = (out_elems, 0) if op.startswith(("mul", "div")) else (0, out_elems)
     elif torch.Tag.reduction in func.tags:
         kind, adds = "Reduction", in_elems
-    elif not inputs:
-        kind = "Factory"
-    elif op in _GLUE_COPIES:
+    elif not inputs or op in _GLUE_FACTORIES:
+        kind, in_elems = "Factory", 0
+    elif op in _GLUE_COPIES or op.lstrip("_").startswith("upsample"):
         kind = "Copy"
     else:
         kind, covered, note = "Op", False, f"{func.name()} runs between layers and no rule counts it"
