@@ -654,6 +654,93 @@ def _numel(value: Any) -> int:
     return sum(t.numel() for t in _torch_tensors(value))
 
 
+class _TorchTrace:
+    """What one forward pass shows the counter: the layers (forward hooks), the products a
+    container runs itself (a torch function mode) and the other kernels it launches (a dispatch
+    mode). A product's own kernels are not glue: the kernels of a torch function call wait in
+    ``pending`` until the call is known not to be a product."""
+
+    def __init__(self, model: Any) -> None:
+        self.names = {module: name or type(model).__name__ for name, module in model.named_modules()}
+        self.kinds = {module: _torch_kind(module) for module in self.names}
+        self.stack: list[Any] = []  # modules whose forward is running
+        self.inside_counted = 0  # counted layers on the stack
+        self.layer_kernels = 0  # kernels the outermost counted layer has launched so far
+        self.in_function = False
+        self.counting = False  # the counter's own tensor work (weight statistics) is not glue
+        self.pending: list[tuple[Any, tuple, dict, Any]] = []
+        self.records: list[LayerCount] = []
+        self.claimed: set[int] = set()  # parameters a functional F.linear / F.conv call read
+        self._calls: dict[str, int] = {}
+
+    def _unique_name(self, base: str) -> str:
+        self._calls[base] = self._calls.get(base, 0) + 1
+        return base if self._calls[base] == 1 else f"{base}#{self._calls[base]}"
+
+    @contextmanager
+    def _own_work(self) -> Iterator[None]:
+        self.counting = True
+        try:
+            yield
+        finally:
+            self.counting = False
+
+    def _counted(self, module: Any) -> bool:
+        return self.kinds[module] is not None or not any(True for _ in module.children())
+
+    def pre_hook(self, module: Any, args: tuple, kwargs: dict) -> None:
+        self.stack.append(module)
+        if self._counted(module):
+            self.inside_counted += 1
+            if self.inside_counted == 1:
+                self.layer_kernels = 0
+
+    def post_hook(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
+        self.stack.pop()
+        if self._counted(module):
+            self.inside_counted -= 1
+            if self.inside_counted == 0:  # not inside another counted module
+                with self._own_work():
+                    name = self._unique_name(self.names[module])
+                    kind = self.kinds[module] or type(module).__name__
+                    layer = _torch_layer(name, kind, module, args, kwargs, output)
+                self.records.append(replace(layer, hyper={**layer.hyper, "kernels": self.layer_kernels}))
+
+    def _glue(self, func: Any, args: tuple, kwargs: dict, output: Any) -> None:
+        name = self._unique_name(f"{self.names[self.stack[-1]]}/{func.overloadpacket.__name__}")
+        self.records.append(_glue_layer(name, func, args, kwargs, output))
+
+    def function(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        self.in_function = True
+        try:
+            output = func(*args, **kwargs)
+        finally:
+            self.in_function = False
+        kernels = list(self.pending)
+        self.pending.clear()
+        if self.inside_counted == 0 and self.stack:
+            found = _functional_macs(func, args, kwargs, output)
+            if found is None:
+                for kernel in kernels:
+                    self._glue(*kernel)
+            else:
+                with self._own_work():
+                    name = self._unique_name(f"{self.names[self.stack[-1]]}/{found[0]}")
+                    self.records.append(_functional_layer(name, found, args, output, self.claimed))
+        return output
+
+    def kernel(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        output = func(*args, **kwargs)
+        if self.stack and not self.counting and _launches_kernel(func):
+            if self.inside_counted:
+                self.layer_kernels += 1
+            elif self.in_function:
+                self.pending.append((func, args, kwargs, output))
+            else:
+                self._glue(func, args, kwargs, output)
+        return output
+
+
 def count_torch(model: Any, example: Any, cross_check: bool = True) -> ModelCount:
     """Per-layer counts of a PyTorch module on one example (the first item of ``example``, a
     tensor, array or tuple of them), the glue kernels between its layers included.
@@ -665,103 +752,31 @@ def count_torch(model: Any, example: Any, cross_check: bool = True) -> ModelCoun
 
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: hooks go on the module
     inputs = _torch_example(example)
-    names = {module: name or type(model).__name__ for name, module in model.named_modules()}
-    kinds = {module: _torch_kind(module) for module in names}
-    inside_counted: list[int] = [0]
-    layer_kernels: list[int] = [0]  # kernels the outermost counted layer has launched so far
-    in_function: list[bool] = [False]
-    counting: list[bool] = [False]  # the counter's own tensor work (weight statistics) is not glue
-    pending: list[tuple[Any, tuple, dict, Any]] = []  # kernels of the torch function running now
-    stack: list[Any] = []
-    records: list[LayerCount] = []
-    calls: dict[str, int] = {}
-    claimed: set[int] = set()  # parameters a functional F.linear / F.conv call read (FX-traced graphs)
+    trace = _TorchTrace(model)
 
-    def unique_name(base: str) -> str:
-        calls[base] = calls.get(base, 0) + 1
-        return base if calls[base] == 1 else f"{base}#{calls[base]}"
-
-    @contextmanager
-    def own_work() -> Iterator[None]:
-        counting[0] = True
-        try:
-            yield
-        finally:
-            counting[0] = False
-
-    def counted(module: Any) -> bool:
-        return kinds[module] is not None or not any(True for _ in module.children())
-
-    def pre_hook(module: Any, args: tuple, kwargs: dict) -> None:
-        stack.append(module)
-        if counted(module):
-            inside_counted[0] += 1
-            if inside_counted[0] == 1:
-                layer_kernels[0] = 0
-
-    def post_hook(module: Any, args: tuple, kwargs: dict, output: Any) -> None:
-        stack.pop()
-        if counted(module):
-            inside_counted[0] -= 1
-            if inside_counted[0] == 0:  # not inside another counted module
-                with own_work():
-                    name, kind = unique_name(names[module]), kinds[module] or type(module).__name__
-                    layer = _torch_layer(name, kind, module, args, kwargs, output)
-                records.append(replace(layer, hyper={**layer.hyper, "kernels": layer_kernels[0]}))
-
-    def record_glue(func: Any, args: tuple, kwargs: dict, output: Any) -> None:
-        name = unique_name(f"{names[stack[-1]]}/{func.overloadpacket.__name__}")
-        records.append(_glue_layer(name, func, args, kwargs, output))
-
-    class Functional(TorchFunctionMode):
+    class Functions(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-            kwargs = kwargs or {}
-            in_function[0] = True
-            try:
-                output = func(*args, **kwargs)
-            finally:
-                in_function[0] = False
-            kernels = list(pending)
-            pending.clear()
-            if inside_counted[0] == 0 and stack:
-                found = _functional_macs(func, args, kwargs, output)
-                if found is not None:  # a product: its kernels are the product's
-                    with own_work():
-                        name = unique_name(f"{names[stack[-1]]}/{found[0]}")
-                        records.append(_functional_layer(name, found, args, output, claimed))
-                else:
-                    for kernel in kernels:
-                        record_glue(*kernel)
-            return output
+            return trace.function(func, args, kwargs or {})
 
     class Kernels(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-            kwargs = kwargs or {}
-            output = func(*args, **kwargs)
-            if stack and not counting[0] and _launches_kernel(func):
-                if inside_counted[0]:
-                    layer_kernels[0] += 1
-                elif in_function[0]:
-                    pending.append((func, args, kwargs, output))
-                else:
-                    record_glue(func, args, kwargs, output)
-            return output
+            return trace.kernel(func, args, kwargs or {})
 
     handles = []
-    for module in names:
-        handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
-        handles.append(module.register_forward_hook(post_hook, with_kwargs=True))
-    modes = {module: module.training for module in names}
+    for module in trace.names:
+        handles.append(module.register_forward_pre_hook(trace.pre_hook, with_kwargs=True))
+        handles.append(module.register_forward_hook(trace.post_hook, with_kwargs=True))
+    modes = {module: module.training for module in trace.names}
     model.eval()
     try:
-        with torch.no_grad(), Functional(), Kernels():
+        with torch.no_grad(), Functions(), Kernels():
             model(*inputs)
     finally:
         for handle in handles:
             handle.remove()
         for module, training in modes.items():
             module.training = training
-    records.extend(_container_parameters(model, names, kinds, claimed))
+    records = trace.records + _container_parameters(model, trace.names, trace.kinds, trace.claimed)
     reference = None
     if cross_check:
         from green_deploy.optimize.macs import count_macs
