@@ -35,6 +35,13 @@ from green_deploy.estimate.benchmarks import LAYERS, build_layer  # noqa: E402
 
 ZOO_MODELS = ("vit_fmnist", "resnet_fmnist", "lstm_langid", "bytelm_stdlib")
 HUB_MODELS = ("resnet50", "vit_b16", "bert_base", "gpt2")
+# zoo variants whose kernels run on a GPU (int8 kernels are CPU-only): "model/variant"
+GPU_VARIANTS = tuple(
+    f"{model}/{variant}"
+    for model in ZOO_MODELS
+    for variant in ("pt_prune50_global", "pt_structured30", "pt_bf16")
+    + (("pt_2of4_ft",) if model in ("vit_fmnist", "bytelm_stdlib") else ())
+)
 BATCHES = (1, 32)
 DTYPES = ("float32", "float16")
 
@@ -114,6 +121,7 @@ def run(
     kinds: tuple[str, ...] = (),
     repeats: int = 1,
     profile: bool = False,
+    model_names: tuple[str, ...] = ZOO_MODELS + HUB_MODELS,
 ) -> None:
     import torch
 
@@ -178,9 +186,12 @@ def run(
     if not (models_too or profile):
         return
     models, profiles = [], []
-    for name in (ZOO_MODELS[:1] if dry_run else ZOO_MODELS) + (HUB_MODELS[:1] if dry_run else HUB_MODELS):
+    for name in model_names[:2] if dry_run else model_names:
         model, example = _model(bundle, name, dry_run)
-        for dtype in DTYPES if not dry_run else ("float32",):
+        own_dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        # a variant stored in a half precision runs in it; float32 models run in both
+        dtypes = (own_dtype,) if own_dtype != "float32" else DTYPES[: 1 if dry_run else None]
+        for dtype in dtypes:
             torch_dtype = getattr(torch, dtype)
             moved = model.to(device=device, dtype=torch_dtype).eval()
             for batch in BATCHES:
@@ -229,6 +240,13 @@ def kernels(model: Any, x: Any, sync: Callable[[], None], top: int = 8) -> dict[
 
 
 def _model(bundle: Path, name: str, dry_run: bool) -> tuple[Any, np.ndarray]:
+    if "/" in name:  # a zoo variant
+        from green_deploy.optimize.artifacts import load_torch_variant
+
+        model_id, variant = name.split("/")
+        with np.load(bundle / "examples.npz") as examples:
+            example = examples[model_id]
+        return load_torch_variant(bundle / "data/06_models/variants" / model_id / variant), example
     if name in ZOO_MODELS:
         from green_deploy.zoo.artifacts import load_torch_model
 
@@ -276,6 +294,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="windows per model, dtype and batch")
     parser.add_argument("--profile", action="store_true", help="also count each model's kernels per forward")
     parser.add_argument("--kinds", nargs="*", default=[], help="only these layer kinds")
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=list(ZOO_MODELS + HUB_MODELS),
+        help="names, or 'variants' for GPU_VARIANTS",
+    )
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
     if args.command == "pack":
@@ -293,6 +317,7 @@ def main() -> None:
             tuple(args.kinds),
             args.repeats,
             args.profile,
+            GPU_VARIANTS if args.models == ["variants"] else tuple(args.models),
         )
 
 
