@@ -153,7 +153,7 @@ def test_energy_is_estimated_for_every_variant_and_compared_with_the_tiny_study(
     """Every variant counted layer by layer; every cell predicted (theoretical, and the learned
     predictor from the H100's layer windows given by path) beside its (estimated) J/inference."""
     root, _, _ = resumed
-    windows = [str(PROJECT / f"bench/results/estimate_layers{part}.json") for part in ("", "_sdpa")]
+    windows = [str(PROJECT / f"bench/results/estimate_layers{part}.json") for part in ("", "_sdpa", "_glue")]
     config = root / "conf/test/parameters_estimate.yml"  # KEDRO_ENV=test: conf/local is not read
     tiny = config.read_text()
     config.write_text(yaml.safe_dump({"estimate": {"layer_benchmarks": windows, "device_label": "h100"}}))
@@ -169,6 +169,7 @@ def test_energy_is_estimated_for_every_variant_and_compared_with_the_tiny_study(
         zip(ok.model_id, ok.variant_id, strict=True)
     )
     assert (layers.groupby(["model_id", "variant_id"]).macs.sum() > 0).all()
+    assert {"Pointwise", "Linear"} <= set(layers.kind)  # the glue between layers is counted too
     estimates = pd.read_parquet(root / "data/08_reporting/energy_estimates.parquet")
     results = pd.read_parquet(root / RESULTS)
     assert len(estimates) == len(results.groupby(["model_id", "variant_id", "batch_size"]))
