@@ -298,7 +298,7 @@ def main() -> None:
         "--models",
         nargs="*",
         default=list(ZOO_MODELS + HUB_MODELS),
-        help="names, or 'variants' for GPU_VARIANTS",
+        help="names, or 'variants': the zoo baselines and GPU_VARIANTS",
     )
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
@@ -317,7 +317,7 @@ def main() -> None:
             tuple(args.kinds),
             args.repeats,
             args.profile,
-            GPU_VARIANTS if args.models == ["variants"] else tuple(args.models),
+            ZOO_MODELS + GPU_VARIANTS if args.models == ["variants"] else tuple(args.models),
         )
 
 

@@ -272,8 +272,12 @@ def main() -> None:
         "",
         f"{meta['device']}, torch {meta['torch']}, sessions of {meta['started']} and {repeats['meta']['started']}; "
         f"idle {meta['idle_power_w']:.0f} W. "
-        "Commands: `python bench/estimate_gpu.py run --bundle .gpu_bundle --out DIR` (GPU machine), then "
-        "`python bench/estimate_report.py` here.",
+        "Commands (GPU machine, `python bench/estimate_gpu.py run --bundle .gpu_bundle --out DIR` plus): "
+        "`--modes sync` (synced layers and models), `--layers-only --modes queued`, `--layers-only --kinds "
+        "ScaledDotProductAttention --modes sync` (`_sdpa`), `--layers-only --kinds Pointwise Copy Reduction "
+        "Factory` (`_glue`), `--models-only --repeats 2 --profile` (`estimate_models_repeats.json`, "
+        "`estimate_profile.json`), `--models-only --models variants --repeats 2` (`estimate_variants.json`); "
+        "then `python bench/estimate_report.py` here.",
         "",
         "Measured: total GPU energy per example from `nvmlDeviceGetTotalEnergyConsumption` around windows of "
         f">= {meta['window_s']:g} s of back-to-back synchronised calls (after {meta['warmup_s']:g} s of warm-up), "

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from green_deploy.estimate.counts import GLUE_KINDS
 from green_deploy.estimate.predictor import FREE, GROUPS, LayerPredictor, LayerSample
 
 logger = logging.getLogger(__name__)
@@ -114,20 +115,9 @@ def build_layer(kind: str, hyper: dict[str, Any]) -> tuple[Any, Callable[[int], 
                 return self.attention(x, x, x, need_weights=False)[0]
 
         return SelfAttention(), lambda b: torch.randn(b, hyper["tokens"], hyper["embed_dim"])
-    if kind == "ScaledDotProductAttention":
-
-        class Scores(nn.Module):
-            """Attention over given queries, keys and values (one tensor: self-attention's shapes),
-            in a container as models call it (the counter records products run by containers)."""
-
-            def __init__(self) -> None:
-                super().__init__()
-                self.output = nn.Identity()
-
-            def forward(self, x: Any) -> Any:
-                return self.output(nn.functional.scaled_dot_product_attention(x, x, x))
-
-        return Scores(), lambda b: torch.randn(b, hyper["heads"], hyper["tokens"], hyper["head_dim"])
+    if kind == "ScaledDotProductAttention":  # one tensor as queries, keys and values: self-attention's shapes
+        scores = _in_container(lambda x: nn.functional.scaled_dot_product_attention(x, x, x))
+        return scores, lambda b: torch.randn(b, hyper["heads"], hyper["tokens"], hyper["head_dim"])
     if kind == "Embedding":
         module = nn.Embedding(hyper["num_embeddings"], hyper["embedding_dim"])
         return module, lambda b: torch.randint(0, hyper["num_embeddings"], (b, hyper["tokens"]))
@@ -144,7 +134,7 @@ def build_layer(kind: str, hyper: dict[str, Any]) -> tuple[Any, Callable[[int], 
         return Recurrent(), lambda b: torch.randn(b, hyper["tokens"], hyper["input_size"])
     shape = shaped(hyper["shape"])
     if kind in GLUE_KINDS:
-        return _new_glue(hyper["op"]), lambda b: torch.randn(b, *shape)
+        return _in_container(lambda x: _glue(hyper["op"], x)), lambda b: torch.randn(b, *shape)
     module = {
         "ReLU": nn.ReLU,
         "GELU": nn.GELU,
@@ -154,9 +144,6 @@ def build_layer(kind: str, hyper: dict[str, Any]) -> tuple[Any, Callable[[int], 
         "AdaptiveAvgPool2d": lambda: nn.AdaptiveAvgPool2d(1),
     }[kind]()
     return module, lambda b: torch.randn(b, *shape)
-
-
-GLUE_KINDS = ("Pointwise", "Copy", "Reduction", "Factory")
 
 
 def _glue(op: str, x: Any) -> Any:
@@ -172,21 +159,20 @@ def _glue(op: str, x: Any) -> Any:
     }[op]()
 
 
-def _new_glue(op: str) -> Any:
+def _in_container(op: Callable[[Any], Any]) -> Any:
+    """A module whose own ``forward`` runs ``op``, as a model's containers run products and glue
+    between layers (its output passes an Identity child, so the counter sees a container)."""
     from torch import nn
 
-    class Glue(nn.Module):
-        """A container running one op itself, between layers (its output passes an Identity, so
-        it is a container and the op is counted as glue, as in a model)."""
-
+    class Container(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.output = nn.Identity()
 
         def forward(self, x: Any) -> Any:
-            return self.output(_glue(op, x))
+            return self.output(op(x))
 
-    return Glue()
+    return Container()
 
 
 def layer_samples(rows: Iterable[Mapping[str, Any]]) -> list[LayerSample]:

@@ -135,17 +135,7 @@ _ELEMENTWISE: dict[str, tuple[int, int]] = {
     "Add": (0, 1),
 }
 # Kinds that move data but do no arithmetic (copies, padding, resampling).
-_COPIES = {
-    "Copy",
-    "Factory",
-    "Concatenate",
-    "ZeroPad2d",
-    "ZeroPad1d",
-    "Upsample",
-    "UpSampling2d",
-    "Permute",
-    "Cast",
-}
+_COPIES = {"Concatenate", "ZeroPad2d", "ZeroPad1d", "Upsample", "UpSampling2d", "Permute", "Cast"}
 # Kinds that are free at inference: views or no-ops.
 _FREE = {"Identity", "Dropout", "Flatten", "Unflatten", "Reshape", "Input", "QuantStub", "DeQuantStub"}
 
@@ -597,9 +587,9 @@ _GLUE_COPIES = frozenset(
 )
 # Ops that only allocate and fill (a tensor argument gives shape and dtype, not values).
 _GLUE_FACTORIES = frozenset({"new_ones", "new_zeros", "new_full", "ones_like", "zeros_like", "full_like"})
-_GLUE_POINTWISE = frozenset(
-    {"add", "add_", "add_relu", "add_scalar", "mul", "mul_", "mul_relu", "mul_scalar"}
-)
+_GLUE_POINTWISE = frozenset({"add", "add_relu", "add_scalar", "mul", "mul_relu", "mul_scalar"})
+# The kinds of those kernels (``_glue_layer``).
+GLUE_KINDS = ("Pointwise", "Copy", "Reduction", "Factory")
 
 
 def _launches_kernel(func: Any) -> bool:

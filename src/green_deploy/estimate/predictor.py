@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from green_deploy.estimate.counts import LayerCount, ModelCount
+from green_deploy.estimate.counts import GLUE_KINDS, LayerCount, ModelCount
 
 # Layer kinds grouped by how they spend energy; a group shares one regression.
 GROUPS = {
@@ -43,7 +43,7 @@ GROUPS = {
         for kind in ("ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "Softmax", "Hardswish", "ReLU6")
     },
     # kernels a container launches between layers (counts.py's glue), and Keras' layers for them
-    **{kind: "elementwise" for kind in ("Pointwise", "Copy", "Reduction", "Factory", "Add", "Concatenate")},
+    **{kind: "elementwise" for kind in (*GLUE_KINDS, "Add", "Concatenate")},
     **{kind: "normalization" for kind in ("LayerNorm", "BatchNorm1d", "BatchNorm2d", "GroupNorm")},
     **{
         kind: "pooling"
