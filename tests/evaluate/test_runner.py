@@ -172,3 +172,54 @@ def test_the_order_is_random_but_reproducible(study):
     assert [g.variant_id for g in first] != sorted(g.variant_id for g in first)
     assert [c for g in first for c in g.cells] != cells
     assert sorted((c for g in first for c in g.cells), key=str) == sorted(cells, key=str)
+
+
+def test_accuracy_is_scored_once_per_artifact_across_targets_batch_sizes_and_studies(
+    study, tmp_path, monkeypatch
+):
+    from green_deploy.evaluate import runner as runner_module
+
+    row, data, expected_accuracy = study
+    passes = []
+    score = runner_module.measure_accuracy
+    monkeypatch.setattr(runner_module, "measure_accuracy", lambda *a, **k: passes.append(1) or score(*a, **k))
+    shared = tmp_path / "accuracy"
+    deployers = {
+        ("inprocess", "cpu"): InProcessDeployer(idle_s=0.05),
+        ("local", "cpu"): LocalDeployer(LocalSettings(idle_s=0.05), tmp_path / "deploy"),
+    }
+    settings = StudySettings.parse(
+        {"study": "s1", "targets": ["inprocess", "local"], "batch_sizes": [1, 4], "protocol": PROTOCOL}
+    )
+    first = StudyStore(tmp_path / "s1", shared)
+    StudyRunner(settings, [row], deployers, lambda _: data, first).run(expand_cells([row], settings))
+    other = StudySettings.parse(
+        {"study": "s2", "targets": ["inprocess"], "batch_sizes": [2], "protocol": PROTOCOL}
+    )
+    second = StudyStore(tmp_path / "s2", shared)
+    StudyRunner(other, [row], deployers, lambda _: data, second).run(expand_cells([row], other))
+    cells = [c["row"] for c in first.cells() + second.cells()]
+    assert len(cells) == 5 and len(passes) == 1 and len(list(shared.glob("*.json"))) == 1
+    assert [c["accuracy"] for c in cells] == pytest.approx([expected_accuracy] * 5)
+    # a changed artifact is scored anew
+    changed = {**row, "artifact_sha256": '{"model.safetensors": "0000"}'}
+    StudyRunner(other, [changed], deployers, lambda _: data, StudyStore(tmp_path / "s3", shared)).run(
+        expand_cells([changed], other)
+    )
+    assert len(passes) == 2
+
+
+def test_accuracy_is_scored_on_the_seeded_subset_with_its_interval(study, tmp_path):
+    row, data, _ = study
+    settings = StudySettings.parse(
+        {"targets": ["inprocess"], "batch_sizes": [1], "accuracy_max_items": 12, "protocol": PROTOCOL}
+    )
+    store = StudyStore(tmp_path / "study")
+    _runner(settings, row, data, InProcessDeployer(), store).run(expand_cells([row], settings))
+    (stored,) = store.cells()
+    cell = stored["row"]
+    assert (cell["accuracy_n_items"], cell["accuracy_split_items"]) == (12, len(data.x))
+    assert cell["accuracy"] * 12 == pytest.approx(round(cell["accuracy"] * 12))
+    assert cell["accuracy_interval"] == "wilson"
+    assert cell["accuracy_ci_low"] <= cell["accuracy"] <= cell["accuracy_ci_high"]
+    assert cell["serving_path"] == "PyTorch eager (inference_mode)"

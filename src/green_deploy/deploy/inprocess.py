@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from green_deploy.deploy.base import STATUS_IN_SERVICE, Deployment, DeploymentError, ServerEnergy, Variant
-from green_deploy.serving.model import ServedModel, load_served_model
+from green_deploy.serving.model import ServedModel, load_served_model, serving_path
 from green_deploy.serving.worker import InferenceWorker, ModelCallError, ServerBusyError
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class InProcessDeployer:
             energy core's default for ``local``).
         idle_s: seconds of idle power measured before each variant serves (as the server's
             ``--idle-seconds``), for active energy; 0: none.
+        keras_mode: how Keras variants are called (as the server's ``--keras-mode``).
     """
 
     target = TARGET
@@ -67,6 +68,7 @@ class InProcessDeployer:
         cost_per_hour_usd: float | None = None,
         pue: float | None = None,
         idle_s: float = 0.0,
+        keras_mode: str = "graph",
     ) -> None:
         from green_deploy.energy.carbon import pue_for
 
@@ -78,14 +80,25 @@ class InProcessDeployer:
         self.cost_per_hour_usd = cost_per_hour_usd
         self.pue = pue_for("local", pue)
         self.idle_s = idle_s
+        self.keras_mode = keras_mode
         self._running: dict[str, _Running] = {}
 
     def deploy(self, variant: Variant) -> Deployment:
         """Load ``variant`` and start its worker (again, when it was deployed already)."""
         served = load_served_model(
-            variant.folder, variant.runtime, variant.input_spec, variant.variant_id, self.threads, self.device
+            variant.folder,
+            variant.runtime,
+            variant.input_spec,
+            variant.variant_id,
+            self.threads,
+            self.device,
+            self.keras_mode,
         )
-        return self.serve(variant.model_id, served, {"variant_dir": str(variant.folder)}, variant.example)
+        resources = {
+            "variant_dir": str(variant.folder),
+            "serving_path": serving_path(variant.runtime, self.keras_mode),
+        }
+        return self.serve(variant.model_id, served, resources, variant.example)
 
     def serve(
         self,

@@ -69,7 +69,8 @@ from green_deploy.deploy.base import (
 )
 from green_deploy.deploy.settings import check_positive, parse_target_settings
 from green_deploy.errors import ArtifactError, ConfigError
-from green_deploy.serving.model import DEVICES
+from green_deploy.serving.model import DEVICES, serving_path
+from green_deploy.zoo.inference import KERAS_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class LocalSettings:
         max_items, max_batch_items: the serving core's limits (``--max-items``,
             ``--max-batch-items``).
         gpu_energy: let servers open NVML (``False`` passes ``--no-gpu-energy``).
+        keras_mode: how servers call Keras variants (``--keras-mode``): ``graph`` (a traced
+            ``tf.function``, as TensorFlow deploys models), ``xla`` or ``eager``.
         cost_per_hour_usd: what an hour of this machine costs (``None``: unknown).
         pue: the site's power usage effectiveness; ``None`` uses the energy core's default for
             ``local`` (1.0: no facility overhead counted).
@@ -125,6 +128,7 @@ class LocalSettings:
     max_items: int = 256
     max_batch_items: int = 0
     gpu_energy: bool = True
+    keras_mode: str = "graph"
     cost_per_hour_usd: float | None = None
     pue: float | None = None
     idle_s: float = 0.0
@@ -148,6 +152,10 @@ class LocalSettings:
             raise ConfigError(f"{where}: idle_s must be >= 0, got {self.idle_s}")
         if self.device not in DEVICES:
             raise ConfigError(f"{where}: device must be one of {list(DEVICES)}, got {self.device!r}")
+        if self.keras_mode not in KERAS_MODES:
+            raise ConfigError(
+                f"{where}: keras_mode must be one of {list(KERAS_MODES)}, got {self.keras_mode!r}"
+            )
         if self.max_batch_items < 0:
             raise ConfigError(f"{where}: max_batch_items must be >= 0, got {self.max_batch_items}")
         if self.pue is not None and self.pue < 1.0:
@@ -351,6 +359,8 @@ class LocalDeployer:
             options += ["--device", s.device]
         if not s.gpu_energy:
             options.append("--no-gpu-energy")
+        if s.keras_mode != "graph":
+            options += ["--keras-mode", s.keras_mode]
         if s.idle_s > 0:
             options += ["--idle-seconds", str(s.idle_s)]
         return options
@@ -426,6 +436,7 @@ class LocalDeployer:
             "log_file": str(log_file),
             "variant_dir": str(variant.folder),
             "runtime": variant.runtime,
+            "serving_path": serving_path(variant.runtime, self.settings.keras_mode),
             "fingerprint": fingerprint,
         }
         deployment = self._record(

@@ -7,7 +7,8 @@
     outcome = runner.run(cells)                            # pending cells only: resumable
 
 Modules: ``study`` (settings, cells, configuration hashes), ``repetitions`` (Student's t interval,
-adaptive repetitions), ``harness`` (warm-up, accuracy pass, one cell through a ``Deployer``),
+adaptive repetitions), ``accuracy`` (the seeded item subset, metric intervals, the key that
+shares an accuracy pass between targets, batch sizes and studies), ``harness`` (warm-up, accuracy pass, one cell through a ``Deployer``),
 ``runner`` (order, deployments, store, MLflow), ``store`` (one JSON file per cell, atomic),
 ``tracking`` (MLflow parent and nested runs), ``summary`` (the one-screen table).
 """

@@ -1,4 +1,4 @@
-"""Measuring one deployed variant: warm-up, accuracy on the full evaluation set, and cells of
+"""Measuring one deployed variant: warm-up, accuracy on its evaluation items, and cells of
 adaptive repetitions, all through the target's ``Deployer.predict``.
 
 The energy of a request is what the serving core metered on the machine that ran it (the
@@ -19,23 +19,31 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from green_deploy.deploy.base import Deployer, Deployment, ServerEnergy
 from green_deploy.energy import EnergyMonitor
+from green_deploy.evaluate.accuracy import arrays_sha256, metric_interval, subset_indices
 from green_deploy.evaluate.repetitions import Interval, RepeatedMeasurement, repeat_until_precise
 from green_deploy.evaluate.study import ProtocolSettings
-from green_deploy.zoo.builder import evaluate
+from green_deploy.zoo.builder import score_items
 
 COMPONENTS = ("cpu", "gpu", "dram")
 
 
 @dataclass(frozen=True)
 class EvaluationSet:
-    """A zoo model's test split as its models take it, and how it is scored."""
+    """A model's evaluation items as its models take it, and how they are scored.
+
+    ``x`` holds the items scored (examples, queries or byte windows); for retrieval, ``pairs``
+    holds every document and ``answers`` the index of each query's document (``None``: query i
+    answers to document i). ``n_split_items`` is the size of the whole split the items were
+    drawn from (``None``: these are the whole split).
+    """
 
     task: str
     metric: str
@@ -43,10 +51,36 @@ class EvaluationSet:
     y: np.ndarray | None
     pairs: np.ndarray | None = None
     domain: str = ""
+    answers: np.ndarray | None = None
+    n_split_items: int | None = None
 
     @property
     def n_items(self) -> int:
-        return len(self.x) + (0 if self.pairs is None else len(self.pairs))
+        return len(self.x)
+
+    @property
+    def split_items(self) -> int:
+        return self.n_items if self.n_split_items is None else self.n_split_items
+
+    @cached_property
+    def items_sha256(self) -> str:
+        return arrays_sha256(self.x, self.y, self.pairs, self.answers)
+
+    def subset(self, max_items: int | None, seed: int) -> EvaluationSet:
+        """At most ``max_items`` of these items (``accuracy.subset_indices``: stratified by label
+        for classification); the whole set when it is not larger."""
+        labels = self.y if self.task == "classification" else None
+        index = subset_indices(self.n_items, max_items, seed, labels)
+        if len(index) == self.n_items:
+            return self
+        answers = index if self.answers is None else self.answers[index]
+        return replace(
+            self,
+            x=self.x[index],
+            y=None if self.y is None else self.y[index],
+            answers=answers if self.pairs is not None else None,
+            n_split_items=self.split_items,
+        )
 
 
 @dataclass(frozen=True)
@@ -120,12 +154,18 @@ class RepetitionMeter:
 
 @dataclass(frozen=True)
 class AccuracyResult:
-    """The task metrics on the full evaluation set, and what the pass cost on the server."""
+    """The task metrics on the evaluation items, each with its confidence interval
+    (``intervals[metric] = [low, high]``, computed by ``methods[metric]``), and what the pass
+    cost on the server."""
 
     metrics: dict[str, float]
     n_items: int
     energy_j: float
     duration_s: float
+    n_split_items: int
+    intervals: dict[str, list[float]]
+    methods: dict[str, str]
+    confidence: float
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,9 +220,11 @@ class Client:
         return np.concatenate(parts), energy_j
 
 
-def measure_accuracy(client: Client, data: EvaluationSet, batch_size: int) -> AccuracyResult:
-    """The task metrics of the deployment on the whole evaluation set (``zoo.builder.evaluate``,
-    the scoring the zoo used for its baselines)."""
+def measure_accuracy(
+    client: Client, data: EvaluationSet, batch_size: int, confidence: float = 0.95, seed: int = 0
+) -> AccuracyResult:
+    """The task metrics of the deployment on the evaluation items (``zoo.builder.score_items``,
+    the scoring the zoo used for its baselines), with their ``confidence`` intervals."""
     energy = [0.0]
 
     def predict(x: np.ndarray) -> np.ndarray:
@@ -191,9 +233,18 @@ def measure_accuracy(client: Client, data: EvaluationSet, batch_size: int) -> Ac
         return outputs
 
     started = time.perf_counter()
-    metrics, _ = evaluate(data.task, predict, data.x, data.y, data.pairs)
+    scores, _ = score_items(data.task, predict, data.x, data.y, data.pairs, data.answers)
+    duration_s = time.perf_counter() - started
+    intervals = {name: metric_interval(values, confidence, seed) for name, values in scores.items()}
     return AccuracyResult(
-        {k: float(v) for k, v in metrics.items()}, data.n_items, energy[0], time.perf_counter() - started
+        metrics={name: float(np.mean(values)) for name, values in scores.items()},
+        n_items=data.n_items,
+        energy_j=energy[0],
+        duration_s=duration_s,
+        n_split_items=data.split_items,
+        intervals={name: [i.low, i.high] for name, i in intervals.items()},
+        methods={name: i.method for name, i in intervals.items()},
+        confidence=confidence,
     )
 
 

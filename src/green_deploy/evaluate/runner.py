@@ -8,14 +8,14 @@ load) from lining up with a model or a technique, which is what randomisation is
 Before the first cell, local servers still running (left by the deploy pipeline or a killed
 study) are stopped: none may idle beside a measurement. Per variant: deploy (the local and
 in-process targets start what they need; a cloud target uses the deploy pipeline's recorded
-endpoint), score the full evaluation set (once per variant, target and device, kept for resumed
-runs), then per cell warm up at its batch size and measure it, each cell stored as soon as it
-is done.
+endpoint), score its evaluation items (a seeded subset of the test split, or all of it; once
+per artifact, runtime and device: another target, batch size or study reuses the pass, see
+``evaluate.accuracy``), then per cell warm up at its batch size and measure it, each cell stored
+as soon as it is done.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -40,6 +40,7 @@ from green_deploy.energy.carbon import (
     intensity_for_country,
 )
 from green_deploy.errors import ArtifactError, ConfigError, GreenDeployError
+from green_deploy.evaluate.accuracy import accuracy_key
 from green_deploy.evaluate.harness import (
     AccuracyResult,
     Client,
@@ -54,6 +55,7 @@ from green_deploy.evaluate.harness import (
 from green_deploy.evaluate.store import StudyStore
 from green_deploy.evaluate.study import Cell, StudySettings, protocol_hash
 from green_deploy.evaluate.tracking import StudyTracker
+from green_deploy.serving.model import serving_path
 
 logger = logging.getLogger(__name__)
 
@@ -122,10 +124,16 @@ def evaluation_set(entry: Any, dataset_settings: Mapping[str, Any]) -> Evaluatio
     )
 
 
-def accuracy_key(cell: Cell, accuracy_batch_size: int) -> str:
-    """What an accuracy pass depends on: the variant's files, where it runs, its batch size."""
-    key = [cell.model_id, cell.variant_id, cell.variant_hash, cell.target, cell.device, accuracy_batch_size]
-    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+def artifact_hashes(row: Mapping[str, Any]) -> dict[str, str]:
+    """The sha256 of each file of a variant (the variants table's ``artifact_sha256``, JSON);
+    a table written before it had them falls back on the variant's recipe hash."""
+    recorded = row.get("artifact_sha256")
+    if isinstance(recorded, str) and recorded:
+        return dict(json.loads(recorded))
+    return {
+        "recipe": str(row.get("config_sha256") or ""),
+        "variant": f"{row['model_id']}/{row['variant_id']}",
+    }
 
 
 def plan(cells: Sequence[Cell], seed: int) -> list[Group]:
@@ -170,7 +178,8 @@ class StudyRunner:
         settings: the study.
         variant_rows: the optimize pipeline's variants table, one mapping per row.
         deployers: one per target and device of the study (``study_deployers``).
-        evaluation_set: the evaluation set of a zoo model id (called once per model).
+        evaluation_set: the whole evaluation split of a zoo model id (called once per model; the
+            runner scores ``settings.accuracy_max_items`` of it).
         store: where cells and accuracy passes are kept.
         tracker: MLflow logging (``None``: not logged).
         deploy_work_dir: where the deploy pipeline recorded cloud endpoints.
@@ -263,8 +272,9 @@ class StudyRunner:
         measured = 0
         try:
             client = Client(deployer, deployment, max_items_of(deployer))
+            path = deployment.resources.get("serving_path") or serving_path(str(row["runtime"]))
             with _timed(phases_s, "accuracy"):
-                accuracy = self._accuracy(group.cells[0], client, data)
+                accuracy = self._accuracy(group, row, path, client, data)
             intensity = self._intensity(group.target, deployment)
             for cell in group.cells:
                 inputs = batches(data.x, cell.batch_size, protocol.seed)
@@ -274,7 +284,7 @@ class StudyRunner:
                 with _timed(phases_s, "cells"):
                     measurement = measure_cell(client, inputs, protocol, meter=meter)
                 figures = summarize(measurement)
-                cell_row = self._cell_row(cell, row, deployment, data, accuracy, figures, intensity)
+                cell_row = self._cell_row(cell, row, deployment, data, accuracy, figures, intensity, path)
                 repetitions = [{**_cell_keys(cell), **r.to_row()} for r in measurement.repetitions]
                 with _timed(phases_s, "records"):
                     self.store.save_cell(cell.config_hash, cell_row, repetitions)
@@ -315,7 +325,9 @@ class StudyRunner:
 
     def _evaluation_set(self, model_id: str) -> EvaluationSet:
         if model_id not in self._data:
-            self._data[model_id] = self.evaluation_set(model_id)
+            self._data[model_id] = self.evaluation_set(model_id).subset(
+                self.settings.accuracy_max_items, self.settings.accuracy_seed
+            )
         return self._data[model_id]
 
     def _acquire(self, deployer: Deployer, group: Group, variant: Any) -> tuple[Deployment, bool]:
@@ -332,21 +344,27 @@ class StudyRunner:
             f"{self.deploy_work_dir}; run `kedro run --pipeline=deploy` with {group.target} in deploy.targets first"
         )
 
-    def _accuracy(self, cell: Cell, client: Client, data: EvaluationSet) -> AccuracyResult:
-        key = accuracy_key(cell, self.settings.accuracy_batch_size)
+    def _accuracy(
+        self, group: Group, row: Mapping[str, Any], path: str, client: Client, data: EvaluationSet
+    ) -> AccuracyResult:
+        key = accuracy_key(artifact_hashes(row), str(row["runtime"]), path, group.device, data.items_sha256)
         stored = self.store.accuracy(key)
         if stored is not None:
             return AccuracyResult(**stored)
-        accuracy = measure_accuracy(client, data, self.settings.accuracy_batch_size)
+        accuracy = measure_accuracy(
+            client, data, self.settings.accuracy_batch_size, self.settings.protocol.confidence
+        )
         self.store.save_accuracy(key, accuracy.to_dict())
         logger.info(
-            "%s/%s on %s: %s = %.4f on %d test items (%.1f s)",
-            cell.model_id,
-            cell.variant_id,
-            cell.target,
+            "%s/%s on %s: %s = %.4f [%.4f, %.4f] on %d of %d test items (%.1f s)",
+            group.model_id,
+            group.variant_id,
+            group.target,
             data.metric,
             accuracy.metrics[data.metric],
+            *accuracy.intervals[data.metric],
             accuracy.n_items,
+            accuracy.n_split_items,
             accuracy.duration_s,
         )
         return accuracy
@@ -365,6 +383,7 @@ class StudyRunner:
         accuracy: AccuracyResult,
         figures: Mapping[str, Any],
         intensity: CarbonIntensity,
+        path: str,
     ) -> dict[str, Any]:
         footprint = footprint_per_1000(
             figures["energy_per_item_j"],
@@ -383,10 +402,15 @@ class StudyRunner:
             **{column: _plain(row.get(column)) for column in VARIANT_COLUMNS},
             "region": deployment.region,
             "instance_type": deployment.instance_type,
+            "serving_path": path,
             "metric": data.metric,
             "accuracy": accuracy.metrics[data.metric],
+            "accuracy_ci_low": accuracy.intervals[data.metric][0],
+            "accuracy_ci_high": accuracy.intervals[data.metric][1],
+            "accuracy_interval": accuracy.methods[data.metric],
             "accuracy_metrics": json.dumps(accuracy.metrics, sort_keys=True),
             "accuracy_n_items": accuracy.n_items,
+            "accuracy_split_items": accuracy.n_split_items,
             **figures,
             "carbon_g_per_1000": footprint.carbon_g_per_1000,
             "cost_per_1000": footprint.cost_per_1000,
@@ -494,6 +518,7 @@ def study_deployers(
                     cost_per_hour_usd=on_device.cost_per_hour_usd,
                     pue=on_device.pue,
                     idle_s=settings.protocol.idle_s,
+                    keras_mode=on_device.keras_mode,
                 )
     if clouds:
         deployers.update(

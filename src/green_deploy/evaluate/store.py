@@ -1,5 +1,8 @@
 """The study's results on disk: one JSON file per measured cell and per accuracy pass.
 
+Cells belong to a study (``<work_dir>/<study>/cells/``); accuracy passes are keyed by what they
+depend on (``evaluate.accuracy.accuracy_key``), so studies share them (``<work_dir>/accuracy/``).
+
 A file is written whole (temporary file, fsync, rename) as soon as its measurement ends, so a
 run killed at any point (``kill -9`` included) leaves finished cells intact and no half cell;
 the next run skips what is there. A file is never overwritten: the name is the configuration
@@ -25,14 +28,16 @@ ACCURACY = "accuracy"
 
 
 class StudyStore:
-    """``<work_dir>/<study>/{cells,accuracy}/<hash>.json``."""
+    """``<folder>/cells/<hash>.json`` and ``<accuracy_dir>/<key>.json`` (default
+    ``<folder>/accuracy``)."""
 
-    def __init__(self, folder: Path | str) -> None:
+    def __init__(self, folder: Path | str, accuracy_dir: Path | str | None = None) -> None:
         self.folder = Path(folder)
+        self.accuracy_dir = self.folder / ACCURACY if accuracy_dir is None else Path(accuracy_dir)
 
     def remove_partial_writes(self) -> int:
         """Delete the temporary files of writes that a killed run left unfinished; how many."""
-        partial = [*self.folder.glob(f"{CELLS}/*.tmp"), *self.folder.glob(f"{ACCURACY}/*.tmp")]
+        partial = [*self.folder.glob(f"{CELLS}/*.tmp"), *self.accuracy_dir.glob("*.tmp")]
         for path in partial:
             path.unlink(missing_ok=True)
         return len(partial)
@@ -47,10 +52,10 @@ class StudyStore:
         )
 
     def accuracy(self, key: str) -> dict[str, Any] | None:
-        return self._read(self.folder / ACCURACY / f"{key}.json", ("metrics",))
+        return self._read(self.accuracy_dir / f"{key}.json", ("metrics", "intervals"))
 
     def save_accuracy(self, key: str, accuracy: dict[str, Any]) -> Path:
-        return self._write(self.folder / ACCURACY / f"{key}.json", accuracy)
+        return self._write(self.accuracy_dir / f"{key}.json", accuracy)
 
     def cells(self) -> list[dict[str, Any]]:
         """Every readable stored cell, oldest first."""

@@ -83,7 +83,12 @@ class ProtocolSettings:
 
 @dataclass(frozen=True)
 class StudySettings:
-    """``evaluate`` in ``parameters_evaluate.yml``."""
+    """``evaluate`` in ``parameters_evaluate.yml``.
+
+    Accuracy is scored on at most ``accuracy_max_items`` items of each evaluation split (a
+    stratified subset drawn with ``accuracy_seed``; ``None``: whole splits), in requests of
+    ``accuracy_batch_size`` items; see ``evaluate.accuracy``.
+    """
 
     study: str = "default"
     models: tuple[str, ...] = ()
@@ -92,6 +97,8 @@ class StudySettings:
     batch_sizes: tuple[int, ...] = (1, 32)
     devices: tuple[str, ...] = ("cpu",)
     accuracy_batch_size: int = 256
+    accuracy_max_items: int | None = None
+    accuracy_seed: int = 0
     country_iso: str = "DEU"
     price_per_kwh: float = 0.0
     work_dir: str = "data/07_model_output/evaluate"
@@ -128,6 +135,10 @@ class StudySettings:
             raise ConfigError(f"evaluate.batch_sizes must be integers >= 1, got {list(self.batch_sizes)}")
         if self.accuracy_batch_size < 1:
             raise ConfigError(f"evaluate.accuracy_batch_size must be >= 1, got {self.accuracy_batch_size}")
+        if self.accuracy_max_items is not None and self.accuracy_max_items < 1:
+            raise ConfigError(
+                f"evaluate.accuracy_max_items must be >= 1, or null for whole splits; got {self.accuracy_max_items}"
+            )
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.study):
             raise ConfigError(
                 f"evaluate.study names a folder and a run: letters, digits, _ . - only; got {self.study!r}"
@@ -156,9 +167,13 @@ class Cell:
 
 
 def protocol_hash(settings: StudySettings) -> str:
-    """What every cell of a study shares: the protocol and the accuracy pass's batch size."""
+    """What every cell of a study shares: the protocol and how accuracy is scored."""
     return _sha256(
-        {"protocol": asdict(settings.protocol), "accuracy_batch_size": settings.accuracy_batch_size}
+        {
+            "protocol": asdict(settings.protocol),
+            "accuracy_batch_size": settings.accuracy_batch_size,
+            "accuracy_items": [settings.accuracy_max_items, settings.accuracy_seed],
+        }
     )[:16]
 
 

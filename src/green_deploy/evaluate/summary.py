@@ -56,7 +56,8 @@ def summary_markdown(results: pd.DataFrame, measured: int, resumed: int, failed:
     ]
     if not table.empty:
         lines += [
-            f"Energy per inference at batch size {int(results.batch_size.min())}, {energy_provenance(results)}.",
+            f"Energy per inference at batch size {int(results.batch_size.min())}, {energy_provenance(results)}; "
+            f"accuracy {accuracy_provenance(results)}.",
             "",
             markdown_table(table),
         ]
@@ -76,6 +77,25 @@ def energy_provenance(results: pd.DataFrame) -> str:
     columns = [f"{component}_source" for component in COMPONENTS if f"{component}_source" in results]
     sources = sorted({source for column in columns for source in results[column].dropna() if source})
     return f"{state}: {', '.join(sources)}"
+
+
+def accuracy_provenance(results: pd.DataFrame) -> str:
+    """On which items accuracy was scored (a subset of which splits, or whole splits) and with
+    which intervals: "on whole test splits, ..."."""
+    if "accuracy_split_items" not in results or results.accuracy_split_items.isna().all():
+        return "on whole test splits"
+    splits = results.drop_duplicates("model_id").set_index("model_id")
+    subset = splits[splits.accuracy_n_items < splits.accuracy_split_items]
+    confidence = f"{100 * float(results.ci_confidence.iloc[0]):g}%" if "ci_confidence" in results else "95%"
+    methods = " and ".join(sorted(results.accuracy_interval.dropna().unique()))
+    intervals = f"{confidence} intervals ({methods}; columns accuracy_ci_low, accuracy_ci_high)"
+    if subset.empty:
+        return f"on whole test splits, with {intervals}"
+    return (
+        f"on a seeded, stratified subset of {len(subset)} of {len(splits)} models' test splits "
+        f"({', '.join(f'{m} {int(r.accuracy_n_items):,} of {int(r.accuracy_split_items):,}' for m, r in subset.iterrows())}; "
+        f"the other splits whole; column accuracy_n_items), with {intervals}"
+    )
 
 
 def markdown_table(table: pd.DataFrame) -> str:

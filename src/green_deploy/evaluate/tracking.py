@@ -33,6 +33,7 @@ PARAMS = (
     "domain",
     "framework",
     "runtime",
+    "serving_path",
     "technique",
     "steps",
     "target",
@@ -40,6 +41,7 @@ PARAMS = (
     "batch_size",
     "region",
     "metric",
+    "accuracy_interval",
     "config_hash",
     "variant_hash",
 )

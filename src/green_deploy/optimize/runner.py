@@ -29,7 +29,7 @@ from green_deploy.zoo import artifacts as zoo_artifacts
 from green_deploy.zoo.builder import TaskData, ZooCard, evaluate, load_card, prepare_task_data
 from green_deploy.zoo.data import load_dataset
 from green_deploy.zoo.families import get_family
-from green_deploy.zoo.inference import predict_keras, predict_torch
+from green_deploy.zoo.inference import KerasPredictor, predict_torch
 from green_deploy.zoo.spec import ZooEntry
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,8 @@ class VariantRecord:
 
     def to_row(self) -> dict[str, Any]:
         row = {k: v for k, v in asdict(self).items() if k not in ("optimization_energy", "artifact_sha256")}
+        # the files' hashes key what is measured on them (evaluate's accuracy passes)
+        row["artifact_sha256"] = json.dumps(self.artifact_sha256, sort_keys=True)
         row.update(
             {
                 f"optimization_{k}": v
@@ -120,7 +122,7 @@ def _predictor(runtime: str, model: Any) -> Callable[[np.ndarray], np.ndarray]:
 
         return lambda x: predict_onnx(model, x)
     if runtime == "keras":
-        return lambda x: predict_keras(model, x)
+        return KerasPredictor(model)  # as it is served: a tf.function graph
     return lambda x: predict_torch(model, x)
 
 

@@ -37,7 +37,14 @@ from green_deploy.zoo.spec import ZooEntry
 logger = logging.getLogger(__name__)
 
 # What a trial's cells share with the study's (the protocol above all); the rest is the search's.
-SHARED_WITH_STUDY = ("protocol", "accuracy_batch_size", "country_iso", "price_per_kwh")
+SHARED_WITH_STUDY = (
+    "protocol",
+    "accuracy_batch_size",
+    "accuracy_max_items",
+    "accuracy_seed",
+    "country_iso",
+    "price_per_kwh",
+)
 
 
 @dataclass

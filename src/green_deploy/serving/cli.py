@@ -26,6 +26,7 @@ import uvicorn
 
 from green_deploy.serving.app import ServingLimits, create_app
 from green_deploy.serving.model import DEVICES, RUNTIMES, InputSpec, load_served_model
+from green_deploy.zoo.inference import KERAS_MODES
 
 logger = logging.getLogger("green_deploy.serving")
 
@@ -58,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, help="intra-op threads (PyTorch, ONNX Runtime, TFLite)")
     parser.add_argument(
         "--device", choices=DEVICES, default="cpu", help="where the model runs (cuda: PyTorch only)"
+    )
+    parser.add_argument(
+        "--keras-mode",
+        choices=KERAS_MODES,
+        default="graph",
+        help="a Keras model as a traced tf.function graph (default; checked against eager on the "
+        "warm-up call), that graph compiled by XLA, or called eagerly",
     )
     parser.add_argument(
         "--warmup-input",
@@ -113,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     spec = input_spec_from_args(args)
     limits = ServingLimits(args.max_items, args.max_body_bytes, args.max_queue, args.max_batch_items)
-    served = load_served_model(args.variant_dir, args.runtime, spec, args.name, args.threads, args.device)
+    served = load_served_model(
+        args.variant_dir, args.runtime, spec, args.name, args.threads, args.device, args.keras_mode
+    )
     monitor = EnergyMonitor([] if args.no_energy else discover_sources(gpu=not args.no_gpu_energy))
     if args.idle_seconds > 0:
         monitor.measure_idle(args.idle_seconds)

@@ -96,7 +96,27 @@ class ServedModel:
     input_spec: InputSpec
 
 
-def predictor(runtime: str, model: Any, num_threads: int | None = None, device: str = "cpu") -> Predict:
+def serving_path(runtime: str, keras_mode: str = "graph") -> str:
+    """How a runtime's variants are called when served: stated beside every measurement, since
+    the framework comparison (RQ1.2) depends on it."""
+    if runtime == "keras":
+        return {"graph": "tf.function graph", "xla": "tf.function graph, XLA", "eager": "Keras eager"}[
+            keras_mode
+        ]
+    return {
+        "pytorch": "PyTorch eager (inference_mode)",
+        "tflite": "LiteRT interpreter",
+        "onnxruntime": "ONNX Runtime session",
+    }[runtime]
+
+
+def predictor(
+    runtime: str,
+    model: Any,
+    num_threads: int | None = None,
+    device: str = "cpu",
+    keras_mode: str = "graph",
+) -> Predict:
     """The batch predict function of a loaded variant (see ``optimize.artifacts.load_variant``).
 
     Not thread-safe: a TFLite interpreter is kept between calls (building one per call would be
@@ -109,6 +129,9 @@ def predictor(runtime: str, model: Any, num_threads: int | None = None, device: 
             (PyTorch's is process-wide: ``torch.set_num_threads``; TensorFlow's is fixed when
             it starts.)
         device: ``cpu``, or ``cuda`` for a PyTorch model (moved there once, here).
+        keras_mode: how a Keras model is called (``zoo.inference.KERAS_MODES``): a traced
+            ``tf.function`` graph (default; checked against eager outputs on its first call),
+            the graph compiled by XLA, or eagerly.
     """
     check_device(runtime, device)
     if runtime == "tflite":
@@ -120,9 +143,9 @@ def predictor(runtime: str, model: Any, num_threads: int | None = None, device: 
 
         return lambda x: predict_onnx(model, x, num_threads=num_threads)
     if runtime == "keras":
-        from green_deploy.zoo.inference import predict_keras
+        from green_deploy.zoo.inference import KerasPredictor
 
-        return lambda x: predict_keras(model, x)
+        return KerasPredictor(model, keras_mode)
     if runtime == "pytorch":
         from green_deploy.zoo.inference import predict_torch
 
@@ -161,6 +184,7 @@ def load_served_model(
     name: str | None = None,
     num_threads: int | None = None,
     device: str = "cpu",
+    keras_mode: str = "graph",
 ) -> ServedModel:
     """Load a variant folder written by the optimize pipeline (or a zoo model's, see
     ``load_model_files``) and wrap it for serving.
@@ -176,13 +200,17 @@ def load_served_model(
         torch.set_num_threads(num_threads)
     model = load_model_files(Path(variant_dir), runtime)
     served = ServedModel(
-        name or Path(variant_dir).name, runtime, predictor(runtime, model, num_threads, device), input_spec
+        name or Path(variant_dir).name,
+        runtime,
+        predictor(runtime, model, num_threads, device, keras_mode),
+        input_spec,
     )
     logger.info(
-        "loaded %s (%s on %s) from %s; input %s",
+        "loaded %s (%s on %s, %s) from %s; input %s",
         served.name,
         runtime,
         device,
+        serving_path(runtime, keras_mode),
         variant_dir,
         input_spec.describe(),
     )

@@ -110,7 +110,7 @@ def framework_effect(results: pd.DataFrame) -> Answer:
         f"Over {energy.n[0]} model x batch pairs, the TensorFlow baseline took a median "
         f"{float(np.median(table.iloc[:, -1])):.2f}x the J/inference of the PyTorch one "
         f"({_verdict(energy, 'different')}; Cliff's delta {energy.cliffs_delta:+.2f}, {energy.magnitude}); "
-        f"accuracy {_verdict(tests['accuracy'], 'different')}."
+        f"accuracy {_verdict(tests['accuracy'], 'different')}.{_serving_paths(base)}"
     )
     return Answer("RQ1.2", "Framework (PyTorch vs TensorFlow, same models)", sentence, table, tests)
 
@@ -223,6 +223,22 @@ def target_effect(results: pd.DataFrame, metric: str, question: str, label: str)
     table = wide.median().rename(f"median {label}").reset_index()
     sentence = f"Across {len(wide)} cells measured on all of {', '.join(targets)}: {_verdict(test, 'targets differ')}."
     return Answer(question, title, sentence, table, {"targets": test})
+
+
+def _serving_paths(baselines: pd.DataFrame) -> str:
+    """How each framework's baselines were called when served (the comparison depends on it)."""
+    if "serving_path" not in baselines or baselines.serving_path.isna().all():
+        return ""
+    paths = baselines.dropna(subset=["serving_path"]).groupby("framework").serving_path.unique()
+    named = {"torch": "PyTorch", "tensorflow": "TensorFlow"}
+    return (
+        " Served as: "
+        + "; ".join(
+            f"{named.get(framework, framework)} {', '.join(sorted(used))}"
+            for framework, used in paths.items()
+        )
+        + "."
+    )
 
 
 def _verdict(test: Comparison | GroupComparison, claim: str) -> str:

@@ -7,6 +7,7 @@ otherwise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -18,12 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from green_deploy.errors import ArtifactError, GreenDeployError
+from green_deploy.errors import ArtifactError
 from green_deploy.zoo import artifacts
 from green_deploy.zoo.data import RawDataset, load_dataset
 from green_deploy.zoo.families import Family, get_family
-from green_deploy.zoo.inference import predict_keras, predict_torch
-from green_deploy.zoo.metrics import accuracy, language_model_metrics, retrieval_metrics
+from green_deploy.zoo.inference import KerasPredictor, ParityError, ParityTolerance, predict_torch
+from green_deploy.zoo.metrics import (
+    classification_scores,
+    language_model_scores,
+    retrieval_scores,
+    subset_indices,
+)
 from green_deploy.zoo.spec import ZooEntry
 from green_deploy.zoo.training import train
 
@@ -31,18 +37,6 @@ logger = logging.getLogger(__name__)
 
 CARD_FILE = "card.json"
 TORCH_DIR = "torch"
-
-
-class ParityError(GreenDeployError):
-    """The Keras twin's outputs differ from the PyTorch model's beyond the stated tolerance."""
-
-
-@dataclass(frozen=True)
-class ParityTolerance:
-    """Outputs agree when max |torch - keras| <= atol + rtol * max |torch| over the test set."""
-
-    atol: float = 1e-4
-    rtol: float = 1e-5
 
 
 @dataclass(frozen=True)
@@ -88,9 +82,20 @@ class ZooCard:
     built_at: str
     build_duration_s: float
     classes: list[str] = field(default_factory=list)
+    n_test_split: int | None = None  # the whole test split, when ``n_test`` items of it were scored
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ScoredItems:
+    """Which test items the zoo scores both frameworks on (and checks parity on): at most
+    ``max_items`` (``None``: the whole split), drawn as ``zoo.metrics.subset_indices`` draws
+    them, so the evaluate pipeline's accuracy subset is the same items."""
+
+    max_items: int | None = None
+    seed: int = 0
 
 
 def prepare_task_data(entry: ZooEntry, raw: RawDataset, family: Family) -> TaskData:
@@ -126,6 +131,36 @@ def _n_outputs(entry: ZooEntry, raw: RawDataset) -> int:
     return len(raw.classes) if entry.task == "classification" else 0
 
 
+def score_items(
+    task: str,
+    predict: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray | None,
+    pairs: np.ndarray | None = None,
+    answers: np.ndarray | None = None,
+    chunk: int = 1024,
+) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """Per-item task scores of one model on one split (examples, queries or byte windows; a
+    metric is their mean), and its raw outputs by chunk (for parity).
+
+    Language-model logits are large (windows x length x 256), so they are scored chunk by chunk.
+    Retrieval ranks every document of ``pairs`` for each query; query i's answer is document
+    ``answers[i]`` (default: i).
+    """
+    if task == "classification":
+        logits = predict(x)
+        return classification_scores(logits, y), [logits]
+    if task == "retrieval":
+        queries, documents = predict(x), predict(pairs)
+        return retrieval_scores(queries, documents, answers), [queries, documents]
+    parts, outputs = [], []
+    for start in range(0, len(x), chunk):
+        logits = predict(x[start : start + chunk])
+        parts.append(language_model_scores(logits, y[start : start + chunk]))
+        outputs.append(logits)
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}, outputs
+
+
 def evaluate(
     task: str,
     predict: Callable[[np.ndarray], np.ndarray],
@@ -134,27 +169,13 @@ def evaluate(
     pairs: np.ndarray | None = None,
     chunk: int = 1024,
 ) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Task metrics of one model on one split, and its raw outputs by chunk (for parity).
+    """Task metrics of one model on one split (the means of ``score_items``), and its raw outputs."""
+    scores, outputs = score_items(task, predict, x, y, pairs, chunk=chunk)
+    return _means(scores), outputs
 
-    Language-model logits are large (windows x length x 256), so they are scored chunk by chunk
-    and only their per-chunk maximum outputs are kept for the parity comparison.
-    """
-    if task == "classification":
-        logits = predict(x)
-        return {"accuracy": accuracy(logits, y)}, [logits]
-    if task == "retrieval":
-        queries, documents = predict(x), predict(pairs)
-        return retrieval_metrics(queries, documents), [queries, documents]
-    correct, nll_bits, count, outputs = 0.0, 0.0, 0, []
-    for start in range(0, len(x), chunk):
-        logits = predict(x[start : start + chunk])
-        part = language_model_metrics(logits, y[start : start + chunk])
-        n = y[start : start + chunk].size
-        correct += part["next_byte_accuracy"] * n
-        nll_bits += part["bits_per_byte"] * n
-        count += n
-        outputs.append(logits)
-    return {"next_byte_accuracy": correct / count, "bits_per_byte": nll_bits / count}, outputs
+
+def _means(scores: Mapping[str, np.ndarray]) -> dict[str, float]:
+    return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
 def _max_abs_diff(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float]:
@@ -193,11 +214,14 @@ def build_zoo_model(
     folder: Path,
     tolerance: ParityTolerance = ParityTolerance(),
     manifest_dir: Path | None = None,
+    test_subset: ScoredItems = ScoredItems(),
 ) -> ZooCard:
     """Build (or reuse) ``entry`` in ``folder``: ``torch/`` and ``model.keras`` and ``card.json``."""
     start_s = time.perf_counter()
     raw = load_dataset(entry.dataset, dataset_settings, manifest_dir)
     config_sha256 = entry.config_sha256(dataset_settings)
+    if test_subset.max_items is not None:  # whole splits keep the key they always had
+        config_sha256 = hashlib.sha256(f"{config_sha256}/{asdict(test_subset)}".encode()).hexdigest()
     cached = load_cached_card(folder, config_sha256, raw.manifest_sha256)
     if cached is not None:
         logger.info("%s: reusing the build in %s", entry.model_id, folder)
@@ -213,12 +237,21 @@ def build_zoo_model(
 
     keras_model = family.build_keras(entry.architecture, n_outputs)
     family.port_weights(torch_model, keras_model)
-    torch_metrics, torch_outputs = evaluate(
-        entry.task, lambda x: predict_torch(torch_model, x), data.test_x, data.test_y, data.test_pairs
+    scored = subset_indices(
+        len(data.test_x),
+        test_subset.max_items,
+        test_subset.seed,
+        data.test_y if entry.task == "classification" else None,
     )
-    keras_metrics, keras_outputs = evaluate(
-        entry.task, lambda x: predict_keras(keras_model, x), data.test_x, data.test_y, data.test_pairs
+    test = (
+        data.test_x[scored],
+        None if data.test_y is None else data.test_y[scored],
+        data.test_pairs,
+        scored if data.test_pairs is not None else None,
     )
+    torch_scores, torch_outputs = score_items(entry.task, lambda x: predict_torch(torch_model, x), *test)
+    keras_scores, keras_outputs = score_items(entry.task, KerasPredictor(keras_model), *test)
+    torch_metrics, keras_metrics = _means(torch_scores), _means(keras_scores)
     val_metrics, _ = evaluate(
         entry.task, lambda x: predict_torch(torch_model, x), data.val_x, data.val_y, data.val_pairs
     )
@@ -248,7 +281,7 @@ def build_zoo_model(
         n_parameters=sum(p.numel() for p in torch_model.parameters()),
         n_train=len(data.train_x),
         n_val=len(data.val_x),
-        n_test=len(data.test_x),
+        n_test=len(scored),
         torch_metrics=torch_metrics,
         keras_metrics=keras_metrics,
         val_metrics=val_metrics,
@@ -265,6 +298,7 @@ def build_zoo_model(
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
         build_duration_s=time.perf_counter() - start_s,
         classes=list(raw.classes),
+        n_test_split=len(data.test_x),
     )
     (folder / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2))
     logger.info(

@@ -49,7 +49,8 @@ def evaluate_study(
             "the study selects no cell: no ok variant of evaluate.models / evaluate.variants in the variants "
             "table; run `kedro run --pipeline=optimize` for them first"
         )
-    store = StudyStore(Path(settings.work_dir) / settings.study)
+    # accuracy passes are shared by every study of the work dir (keyed by artifact, not study)
+    store = StudyStore(Path(settings.work_dir) / settings.study, Path(settings.work_dir) / "accuracy")
 
     def load(model_id: str):
         entry = select_entry(zoo["models"], model_id)

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from green_deploy.errors import ConfigError
-from green_deploy.evaluate.summary import energy_provenance
+from green_deploy.evaluate.summary import accuracy_provenance, energy_provenance
 from green_deploy.tradeoff.questions import answer_all, search_answer, simulation_answer
 from green_deploy.tradeoff.report import figures, render_html, render_markdown
 
@@ -43,5 +43,6 @@ def _provenance(results: pd.DataFrame) -> str:
     return (
         f"{len(results)} cells of {results.model_id.nunique()} models ({', '.join(sorted(results.framework.unique()))}) "
         f"on {', '.join(sorted(results.target.unique()))}, study {', '.join(sorted(results.study.unique()))}. "
-        f"Energy {energy_provenance(results)}. Tests at p < 0.05; energy compared on the log scale."
+        f"Energy {energy_provenance(results)}. Accuracy {accuracy_provenance(results)}. "
+        "Tests at p < 0.05; energy compared on the log scale."
     )

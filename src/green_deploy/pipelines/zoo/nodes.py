@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from green_deploy.zoo.builder import ParityTolerance, build_zoo_model
+from green_deploy.zoo.builder import ParityTolerance, ScoredItems, build_zoo_model
 from green_deploy.zoo.spec import dataset_settings, select_entry
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ def build_model(zoo: dict[str, Any], model_id: str) -> tuple[dict[str, Any], dic
         dataset_settings(zoo.get("datasets") or {}, entry),
         Path(zoo["models_dir"]) / model_id,
         ParityTolerance(**zoo.get("parity", {})),
+        test_subset=ScoredItems(zoo.get("test_max_items"), zoo.get("test_seed", 0)),
     )
     metrics = {
         f"{model_id}.{framework}.{name}": {"value": float(value), "step": 0}

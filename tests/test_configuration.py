@@ -1,0 +1,88 @@
+"""The project's two studies as configured: the quick default (conf/base) covers every technique
+family in each framework and scores a subset; `--env full` is every declared variant on whole
+splits, with its results kept apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from green_deploy.optimize.spec import parse_variants, select_variants
+from green_deploy.settings import CONFIG_LOADER_ARGS
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+# The families the quick study must keep (issue: "each technique family at least once per framework")
+FAMILIES = {
+    "torch": {
+        "dynamic_int8",
+        "static_int8",
+        "half_precision",
+        "magnitude_pruning",
+        "structured_pruning",
+        "semi_structured_sparsity",
+        "onnx",
+        "torch_compile",
+    },
+    "tensorflow": {"tflite", "tfmot_pruning", "tfmot_qat"},
+}
+
+
+def _parameters(env: str) -> dict:
+    loader = OmegaConfigLoader(str(CONF), env=env, **{k: v for k, v in CONFIG_LOADER_ARGS.items()})
+    return loader["parameters"]
+
+
+@pytest.fixture(scope="module")
+def quick():
+    return _parameters("local")
+
+
+@pytest.fixture(scope="module")
+def full():
+    return _parameters("full")
+
+
+def _selected(parameters):
+    optimize = parameters["optimize"]
+    return select_variants(parse_variants(optimize["variants"]), optimize["only"])
+
+
+def test_the_quick_study_keeps_every_technique_family_in_each_framework(quick):
+    selected = _selected(quick)
+    for framework, families in FAMILIES.items():
+        used = {
+            step.technique for spec in selected.values() if spec.framework == framework for step in spec.steps
+        }
+        assert families <= used, f"{framework}: missing {sorted(families - used)}"
+    tflite = {
+        spec.steps[0].settings["quantization"] for spec in selected.values() if spec.technique == "tflite"
+    }
+    assert "dynamic_int8" in tflite and tflite & {"full_int8", "float16"}
+
+
+def test_the_quick_study_scores_a_subset_and_the_full_one_whole_splits(quick, full):
+    assert quick["evaluate"]["accuracy_max_items"] == quick["zoo"]["test_max_items"] == 2000
+    assert full["evaluate"]["accuracy_max_items"] is None and full["zoo"]["test_max_items"] is None
+
+
+def test_the_full_study_builds_every_declared_variant_apart_from_the_quick_one(quick, full):
+    assert len(_selected(full)) == len(full["optimize"]["variants"]) == 21
+    assert len(_selected(quick)) < len(_selected(full))
+    assert full["evaluate"]["study"] != quick["evaluate"]["study"]
+    for section, key in (("zoo", "models_dir"), ("optimize", "variants_dir"), ("evaluate", "work_dir")):
+        assert quick[section][key].startswith("data/0") and full[section][key].startswith("data/full/0")
+    # the full budgets: more training and fine-tuning than the quick study's
+    assert (
+        full["zoo"]["models"]["lstm_langid"]["training"]["epochs"]
+        > quick["zoo"]["models"]["lstm_langid"]["training"]["epochs"]
+    )
+    full_steps = full["optimize"]["variants"]["pt_structured30"]["settings"]["finetune_steps"]
+    assert full_steps > quick["optimize"]["variants"]["pt_structured30"]["settings"]["finetune_steps"]
+
+
+def test_the_test_environment_still_loads_on_the_quick_base():
+    parameters = _parameters("test")
+    assert set(parameters["optimize"]["only"]) <= set(parameters["optimize"]["variants"])
