@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from kedro.config import OmegaConfigLoader
 
-from green_deploy.optimize.spec import parse_variants, select_variants
+from green_deploy.optimize.spec import parse_variants, planned_variants
 from green_deploy.settings import CONFIG_LOADER_ARGS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -45,22 +45,38 @@ def full():
     return _parameters("full")
 
 
-def _selected(parameters):
-    optimize = parameters["optimize"]
-    return select_variants(parse_variants(optimize["variants"]), optimize["only"])
+def _planned(parameters) -> dict[str, set[str]]:
+    """Each planned variant id with the models it is applied to."""
+    optimize, models = parameters["optimize"], list(parameters["zoo"]["models"])
+    declared = parse_variants(optimize["variants"])
+    applied: dict[str, set[str]] = {}
+    for model_id in models:
+        for variant_id in planned_variants(declared, optimize["plan"], model_id, models):
+            applied.setdefault(variant_id, set()).add(model_id)
+    return applied
 
 
 def test_the_quick_study_keeps_every_technique_family_in_each_framework(quick):
-    selected = _selected(quick)
+    declared = parse_variants(quick["optimize"]["variants"])
+    planned = {variant_id: declared[variant_id] for variant_id in _planned(quick)}
     for framework, families in FAMILIES.items():
         used = {
-            step.technique for spec in selected.values() if spec.framework == framework for step in spec.steps
+            step.technique for spec in planned.values() if spec.framework == framework for step in spec.steps
         }
         assert families <= used, f"{framework}: missing {sorted(families - used)}"
     tflite = {
-        spec.steps[0].settings["quantization"] for spec in selected.values() if spec.technique == "tflite"
+        spec.steps[0].settings["quantization"] for spec in planned.values() if spec.technique == "tflite"
     }
     assert "dynamic_int8" in tflite and tflite & {"full_int8", "float16"}
+
+
+def test_each_quick_technique_has_the_pairs_its_tests_need(quick):
+    # 5 models: 5 values per technique for RQ1.1, 10 pairs at 2 batch sizes for RQ1.3/RQ1.4; 2:4
+    # fits 3 zoo models and QAT 2, in the full study too (fewer than 5 there as well)
+    few = {"pt_2of4_ft": 3, "tf_qat_int8": 1}
+    assert len(quick["evaluate"]["batch_sizes"]) == 2
+    for variant_id, models in _planned(quick).items():
+        assert len(models) >= few.get(variant_id, 5), variant_id
 
 
 def test_the_quick_study_scores_a_subset_and_the_full_one_whole_splits(quick, full):
@@ -69,8 +85,10 @@ def test_the_quick_study_scores_a_subset_and_the_full_one_whole_splits(quick, fu
 
 
 def test_the_full_study_builds_every_declared_variant_apart_from_the_quick_one(quick, full):
-    assert len(_selected(full)) == len(full["optimize"]["variants"]) == 21
-    assert len(_selected(quick)) < len(_selected(full))
+    full_plan, quick_plan = _planned(full), _planned(quick)
+    assert len(full_plan) == len(full["optimize"]["variants"]) == 21
+    assert all(models == set(full["zoo"]["models"]) for models in full_plan.values())
+    assert sum(map(len, quick_plan.values())) < sum(map(len, full_plan.values())) / 3
     assert full["evaluate"]["study"] != quick["evaluate"]["study"]
     for section, key in (("zoo", "models_dir"), ("optimize", "variants_dir"), ("evaluate", "work_dir")):
         assert quick[section][key].startswith("data/0") and full[section][key].startswith("data/full/0")
@@ -85,4 +103,5 @@ def test_the_full_study_builds_every_declared_variant_apart_from_the_quick_one(q
 
 def test_the_test_environment_still_loads_on_the_quick_base():
     parameters = _parameters("test")
+    assert parameters["optimize"]["plan"] is None
     assert set(parameters["optimize"]["only"]) <= set(parameters["optimize"]["variants"])

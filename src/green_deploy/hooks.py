@@ -1,8 +1,10 @@
-"""Project hooks: cloud credentials for the deploy pipelines, and a clear error when a pipeline
-needs the optimize pipeline's variants table before it exists."""
+"""Project hooks: cloud credentials for the deploy pipelines, a clear error when a pipeline
+needs the optimize pipeline's variants table before it exists, and where a run's time went."""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -10,6 +12,8 @@ from kedro.io import MemoryDataset
 
 from green_deploy.deploy.runner import CloudCredentials
 from green_deploy.errors import ArtifactError
+
+logger = logging.getLogger(__name__)
 
 CREDENTIALS_DATASET = "deploy_credentials"
 VARIANTS_DATASET = "variants"
@@ -30,3 +34,42 @@ class DeployHooks:
                 "data/07_model_output/variants.parquet) does not exist; run "
                 "`kedro run --pipeline=optimize` first (after `kedro run --pipeline=zoo`)"
             )
+
+
+class RunTimingHooks:
+    """Where a run's time goes: each node's wall time, and at the end the time per pipeline (a
+    node's tag names its pipeline), logged and, when a run is active, sent to MLflow as
+    ``time.<pipeline>_s`` metrics."""
+
+    def __init__(self) -> None:
+        self._run_started = 0.0
+        self._node_started: dict[str, float] = {}
+        self._by_pipeline: dict[str, float] = {}
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        self._run_started = time.perf_counter()
+        self._node_started.clear()
+        self._by_pipeline.clear()
+
+    @hook_impl
+    def before_node_run(self, node: Any) -> None:
+        self._node_started[node.name] = time.perf_counter()
+
+    @hook_impl
+    def after_node_run(self, node: Any) -> None:
+        duration_s = time.perf_counter() - self._node_started.pop(node.name, time.perf_counter())
+        for tag in node.tags or {"untagged"}:
+            self._by_pipeline[tag] = self._by_pipeline.get(tag, 0.0) + duration_s
+        logger.info("node %s took %.1f s", node.name, duration_s)
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        total_s = time.perf_counter() - self._run_started
+        parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self._by_pipeline.items())
+        logger.info("time by pipeline: %s; run %.1f s", parts, total_s)
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            metrics = {f"time.{name}_s": seconds for name, seconds in self._by_pipeline.items()}
+            mlflow.log_metrics({**metrics, "time.run_s": total_s})

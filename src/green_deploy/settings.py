@@ -2,7 +2,7 @@
 
 from kedro.config import OmegaConfigLoader
 
-from green_deploy.hooks import DeployHooks
+from green_deploy.hooks import DeployHooks, RunTimingHooks
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
@@ -12,8 +12,9 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft"},
 }
 
-# Cloud credentials for the deploy pipelines; a clear error when deploy runs before optimize.
-HOOKS = (DeployHooks(),)
+# Cloud credentials for the deploy pipelines; a clear error when deploy runs before optimize;
+# the time of each node and pipeline.
+HOOKS = (DeployHooks(), RunTimingHooks())
 
 # The project never sends usage data (see also .telemetry).
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)

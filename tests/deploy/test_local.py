@@ -199,9 +199,12 @@ def test_a_server_that_dies_while_starting_is_an_error_with_its_log(tiny, tmp_pa
     variant = copy_variant(tiny, tmp_path / "variants")
     (variant.folder / "model.safetensors").write_bytes(b"not a safetensors file")
     local = deployer(tmp_path / "deploy")
-    with pytest.raises(DeploymentError, match=r"exited with code 1 while starting(.|\n)*corrupt"):
+    with pytest.raises(DeploymentError, match=r"exited (with code 1 )?while starting(.|\n)*corrupt"):
         local.deploy(variant)
     assert local.states() == []
+    fresh = deployer(tmp_path / "deploy", prefork=False)
+    with pytest.raises(DeploymentError, match=r"exited with code 1 while starting(.|\n)*corrupt"):
+        fresh.deploy(variant)
 
 
 def test_dry_run_writes_the_command_and_starts_nothing(tiny, tmp_path):
@@ -245,3 +248,47 @@ def test_an_onnx_runtime_variant_is_served_as_in_process(tmp_path):
         assert energy.energy_j >= 0
     finally:
         local.teardown(deployment)
+
+
+def _parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.parametrize("prefork", [True, False])
+def test_a_server_forked_by_the_zygote_serves_as_a_new_interpreter_does(tiny, tmp_path, prefork):
+    local = deployer(tmp_path / "deploy", prefork=prefork)
+    deployment = local.deploy(tiny.variant)
+    pid = int(deployment.resources["pid"])
+    try:
+        outputs, energy = local.predict(deployment, tiny.batch)
+        np.testing.assert_array_equal(outputs, tiny.expected)
+        assert energy.energy_j > 0
+        # forked by the zygote (its own session, not this process's child) or started anew
+        assert (_parent_pid(pid) != os.getpid()) == prefork
+        assert os.getsid(pid) == pid
+    finally:
+        local.teardown(deployment)
+    assert wait_dead(pid)
+
+
+def test_a_keras_variant_is_forked_safely_and_served_as_a_graph(tmp_path):
+    import tf_keras
+
+    inputs = tf_keras.Input((2, 2, 1))
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(3)(tf_keras.layers.Flatten()(inputs)))
+    folder = tmp_path / "tiny_mlp" / "tensorflow_baseline"
+    folder.mkdir(parents=True)
+    model.save(str(folder / "model.keras"))
+    variant = Variant("tiny_mlp", "tensorflow_baseline", folder, "keras", InputSpec("float32", (1, 2, 2)))
+    x = np.random.default_rng(0).random((5, 1, 2, 2)).astype(np.float32)
+    local = deployer(tmp_path / "deploy")
+    deployments = [local.deploy(variant), local.deploy(replace(variant, variant_id="tf_copy"))]
+    try:
+        for deployment in deployments:
+            outputs, _ = local.predict(deployment, x)
+            np.testing.assert_allclose(outputs, in_process(variant, x), rtol=1e-6, atol=1e-6)
+            assert deployment.resources["serving_path"] == "tf.function graph"
+            assert _parent_pid(int(deployment.resources["pid"])) != os.getpid()
+    finally:
+        for deployment in deployments:
+            local.teardown(deployment)

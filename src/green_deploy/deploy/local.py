@@ -36,6 +36,7 @@ trusted.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -44,6 +45,7 @@ import io
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -52,7 +54,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -70,6 +72,7 @@ from green_deploy.deploy.base import (
 from green_deploy.deploy.settings import check_positive, parse_target_settings
 from green_deploy.errors import ArtifactError, ConfigError
 from green_deploy.serving.model import DEVICES, serving_path
+from green_deploy.serving.zygote import PRELOADS
 from green_deploy.zoo.inference import KERAS_MODES
 
 logger = logging.getLogger(__name__)
@@ -109,6 +112,10 @@ class LocalSettings:
         max_items, max_batch_items: the serving core's limits (``--max-items``,
             ``--max-batch-items``).
         gpu_energy: let servers open NVML (``False`` passes ``--no-gpu-energy``).
+        prefork: start servers by forking a process that imported their runtime once
+            (``serving.zygote``) instead of a new interpreter each: what is served is the same,
+            a server starts in 0.2-1.5 s instead of 1-3.4 s, and its resident memory (the DRAM
+            estimate's input) counts only the pages it touches.
         keras_mode: how servers call Keras variants (``--keras-mode``): ``graph`` (a traced
             ``tf.function``, as TensorFlow deploys models), ``xla`` or ``eager``.
         cost_per_hour_usd: what an hour of this machine costs (``None``: unknown).
@@ -128,6 +135,7 @@ class LocalSettings:
     max_items: int = 256
     max_batch_items: int = 0
     gpu_energy: bool = True
+    prefork: bool = True
     keras_mode: str = "graph"
     cost_per_hour_usd: float | None = None
     pue: float | None = None
@@ -410,16 +418,7 @@ class LocalDeployer:
         started = time.perf_counter()
         with log_file.open("ab") as log:
             log.write(f"\n--- {_now()} {' '.join(command)}\n".encode())
-            log.flush()
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # outlives this process; stopped by teardown / undeploy
-            )
-        _CHILDREN[process.pid] = process
+        process = self._spawn(variant.runtime, command, log_file, env)
         try:
             ready = self._wait_until_ready(process, ready_file, log_file, variant)
         except BaseException:
@@ -462,8 +461,30 @@ class LocalDeployer:
             deployed_at_s=time.time(),
         )
 
+    def _spawn(self, runtime: str, command: list[str], log_file: Path, env: dict[str, str]) -> _Process:
+        """The server process: forked by the runtime's zygote (``prefork``), else a new interpreter;
+        either way in a session of its own, so it outlives this process (stopped by teardown or
+        undeploy)."""
+        if self.settings.prefork and runtime in PRELOADS:
+            zygote = _zygote(command[0], runtime, env, self.work_dir, self.settings.start_timeout_s)
+            if zygote is not None:
+                pid = zygote.spawn(command[3:], log_file)
+                if pid is not None:
+                    return _Forked(pid)
+        with log_file.open("ab") as log:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        _CHILDREN[process.pid] = process
+        return process
+
     def _wait_until_ready(
-        self, process: subprocess.Popen, ready_file: Path, log_file: Path, variant: Variant
+        self, process: _Process, ready_file: Path, log_file: Path, variant: Variant
     ) -> dict[str, Any]:
         name = f"{variant.model_id}/{variant.variant_id}"
         deadline = time.monotonic() + self.settings.start_timeout_s
@@ -471,8 +492,11 @@ class LocalDeployer:
         while time.monotonic() < deadline:
             code = process.poll()
             if code is not None:
+                how = (
+                    f"with code {code} " if code >= 0 else ""
+                )  # a forked server's code is its zygote's to see
                 raise DeploymentError(
-                    f"the server for {name} exited with code {code} while starting; the end of {log_file}:\n{_tail(log_file)}"
+                    f"the server for {name} exited {how}while starting; the end of {log_file}:\n{_tail(log_file)}"
                 )
             if ready is None and ready_file.is_file():
                 with contextlib.suppress(json.JSONDecodeError, OSError):
@@ -649,6 +673,108 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
 def _process_start(pid: int) -> str | None:
     stat = _proc_stat(pid)
     return None if stat is None else stat[1]
+
+
+class _Process(Protocol):
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+
+class _Forked:
+    """A server forked by a zygote: not this process's child, so its exit is seen in ``/proc``
+    (the zygote's kernel reaps it; its exit code is not known here)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._start = _process_start(pid)
+
+    def poll(self) -> int | None:
+        return None if process_alive(self.pid, self._start) else -1
+
+
+class _Zygote:
+    """One ``python -m green_deploy.serving.zygote RUNTIME`` process and its request pipe."""
+
+    def __init__(self, process: subprocess.Popen, timeout_s: float) -> None:
+        self.process = process
+        self.timeout_s = timeout_s
+
+    def spawn(self, argv: list[str], log_file: Path) -> int | None:
+        """The pid of a new server, or ``None`` when the zygote cannot fork one (logged)."""
+        reply = self.ask({"argv": argv, "log": str(log_file)})
+        if reply is None or "pid" not in reply:
+            logger.warning("the server zygote did not fork (%s); starting a new interpreter", reply)
+            return None
+        return int(reply["pid"])
+
+    def ask(self, request: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Send ``request`` (``None``: nothing) and read one reply line within the timeout."""
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        try:
+            if request is not None:
+                stdin.write(json.dumps(request) + "\n")
+                stdin.flush()
+            if not select.select([stdout], [], [], self.timeout_s)[0]:
+                return None
+            line = stdout.readline()
+            return json.loads(line) if line else None
+        except (OSError, ValueError):
+            return None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            self.process.wait(5.0)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+# The zygotes this process started (``None``: one that failed to start); closed at exit.
+_ZYGOTES: dict[tuple[str, str, str], _Zygote | None] = {}
+
+
+def _zygote(
+    python: str, runtime: str, env: dict[str, str], work_dir: Path, timeout_s: float
+) -> _Zygote | None:
+    """The running zygote for ``runtime`` and this environment (started on first use; ``None``
+    when it could not start, after which servers start as new interpreters)."""
+    key = (python, runtime, hashlib.sha256(json.dumps(sorted(env.items())).encode()).hexdigest())
+    if key in _ZYGOTES:
+        zygote = _ZYGOTES[key]
+        if zygote is None or zygote.process.poll() is None:
+            return zygote
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log_file = work_dir / f"zygote-{runtime}.log"
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [python, "-m", "green_deploy.serving.zygote", runtime],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            text=True,
+        )
+    zygote = _Zygote(process, timeout_s)
+    ready = zygote.ask(None)
+    if not ready or not ready.get("ready"):
+        logger.warning("the %s server zygote did not start (see %s); servers start anew", runtime, log_file)
+        zygote.close()
+        _ZYGOTES[key] = None
+        return None
+    _ZYGOTES[key] = zygote
+    return zygote
+
+
+@atexit.register
+def _close_zygotes() -> None:
+    for zygote in _ZYGOTES.values():
+        if zygote is not None:
+            zygote.close()
+    _ZYGOTES.clear()
 
 
 def _stop(pid: int, process_start: str | None, timeout_s: float) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -100,3 +100,45 @@ def select_variants(
             f"optimize.only names unknown variant(s) {unknown}; declared: {', '.join(sorted(variants))}"
         )
     return {name: variants[name] for name in names}
+
+
+def planned_variants(
+    variants: Mapping[str, VariantSpec],
+    plan: Mapping[str, Any] | None,
+    model_id: str,
+    model_ids: Collection[str],
+) -> dict[str, VariantSpec]:
+    """The variants a study builds for ``model_id``, in declaration order.
+
+    ``plan`` (``optimize.plan``) maps variant ids to the zoo models they are applied to: a list
+    of model ids, or ``all``. ``None`` applies every variant of ``variants`` to every model (the
+    full study). A variant id or model id the plan names but nobody declared is an error.
+    """
+    if plan is None:
+        return dict(variants)
+    if not isinstance(plan, Mapping):
+        raise ConfigError(f"optimize.plan must map variant ids to model lists (or all), got {plan!r}")
+    applied: dict[str, set[str]] = {}
+    for variant_id, models in plan.items():
+        if variant_id not in variants:
+            raise ConfigError(
+                f"optimize.plan names undeclared variant {variant_id!r}; declared: {', '.join(sorted(variants))}"
+            )
+        if models == "all":
+            applied[variant_id] = set(model_ids)
+            continue
+        if not isinstance(models, list | tuple) or not all(isinstance(m, str) for m in models):
+            raise ConfigError(
+                f"optimize.plan.{variant_id} must be a list of zoo model ids or all, got {models!r}"
+            )
+        unknown = sorted(set(models) - set(model_ids))
+        if unknown:
+            raise ConfigError(
+                f"optimize.plan.{variant_id} names unknown model(s) {unknown}; known: {sorted(model_ids)}"
+            )
+        applied[variant_id] = set(models)
+    return {
+        variant_id: spec
+        for variant_id, spec in variants.items()
+        if variant_id in applied and model_id in applied[variant_id]
+    }

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,9 @@ from green_deploy.zoo.families import get_family
 TORCH_WEIGHTS = "model.safetensors"
 TORCH_CONFIG = "model_config.json"
 KERAS_FILE = "model.keras"
+# the members of a .keras archive (tf_keras saving_lib)
+_KERAS_CONFIG = "config.json"
+_KERAS_WEIGHTS = "model.weights.h5"
 
 
 def file_sha256(path: Path) -> str:
@@ -87,6 +92,15 @@ def load_keras_model(path: Path) -> Any:
             f"Keras model artifact {path} is missing; rebuild it with `kedro run --pipeline=zoo`"
         )
     try:
-        return tf_keras.models.load_model(str(path), compile=False)
+        # The same archive ``load_model`` reads, but with its weights file extracted first:
+        # ``load_model`` reads the HDF5 file inside the zip through ``tf.io.gfile`` in thousands of
+        # small seeks (14 s for MiniLM's 90 MB here, 0.8 s this way; the weights are equal).
+        with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as folder:
+            config = json.loads(archive.read(_KERAS_CONFIG))
+            config["compile_config"] = None
+            weights = archive.extract(_KERAS_WEIGHTS, folder)
+            model = tf_keras.saving.deserialize_keras_object(config, safe_mode=True)
+            model.load_weights(weights)
+            return model
     except Exception as error:  # Keras raises many unrelated types for a damaged archive
         raise ArtifactError(f"Keras model artifact {path} is corrupt: {error}") from error

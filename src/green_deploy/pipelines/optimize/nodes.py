@@ -8,8 +8,9 @@ from typing import Any
 import pandas as pd
 
 from green_deploy.energy import EnergyMonitor, discover_sources
+from green_deploy.errors import ConfigError
 from green_deploy.optimize.runner import RunSettings, optimize_model
-from green_deploy.optimize.spec import parse_variants, select_variants
+from green_deploy.optimize.spec import VariantSpec, parse_variants, planned_variants, select_variants
 from green_deploy.zoo.spec import dataset_settings, select_entry
 
 
@@ -29,7 +30,7 @@ def optimize_zoo_model(
             entry,
             dataset_settings(zoo.get("datasets") or {}, entry),
             Path(zoo["models_dir"]) / model_id,
-            select_variants(parse_variants(optimize["variants"]), optimize.get("only")),
+            _variants_for(optimize, model_id, zoo["models"]),
             Path(optimize["variants_dir"]) / model_id,
             monitor,
             RunSettings(**optimize.get("run", {})),
@@ -56,6 +57,23 @@ def optimize_zoo_model(
         if record.status == "ok" and record.technique != "baseline" and not record.reused
     }
     return [record.to_row() for record in records], metrics, built
+
+
+def _variants_for(optimize: dict[str, Any], model_id: str, model_ids: Any) -> dict[str, VariantSpec]:
+    """The planned variants of ``model_id`` (``optimize.plan``), narrowed to ``optimize.only``."""
+    declared = parse_variants(optimize["variants"])
+    plan = optimize.get("plan")
+    planned = planned_variants(declared, plan, model_id, list(model_ids))
+    if not optimize.get("only"):
+        return planned
+    only = select_variants(declared, optimize["only"])
+    unplanned = sorted(set(only) - set(plan or declared))
+    if unplanned:
+        raise ConfigError(
+            f"optimize.only names {unplanned}, which optimize.plan (this study's variants) leaves out; "
+            "add them to the plan, or run the full study (--env full), which builds every declared variant"
+        )
+    return {variant_id: spec for variant_id, spec in planned.items() if variant_id in only}
 
 
 def variants_table(*records: list[dict[str, Any]]) -> pd.DataFrame:
