@@ -1,8 +1,8 @@
 """Write bench/results/evaluate_cpu.md from the evaluate pipeline's tables (run
-`kedro run --pipeline=evaluate` first, timing it).
+`kedro run --env full --pipeline=evaluate` first, timing it).
 
 Usage: python bench/evaluate_report.py --wall-s <seconds the kedro run took> [--command "..."]
-       [--log <the run's console log, for where the time went>]
+       [--log <the run's console log, for where the time went>] [--results-dir data/full]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from green_deploy.evaluate.summary import markdown_table, summary_markdown
+from green_deploy.evaluate.summary import accuracy_provenance, markdown_table, summary_markdown
 
 PROJECT = Path(__file__).resolve().parents[1]
 OUTPUT = PROJECT / "bench/results/evaluate_cpu.md"
@@ -49,6 +49,8 @@ def _cell_table(results: pd.DataFrame) -> pd.DataFrame:
             "items/s": r.throughput_items_per_s,
             "metric": r.metric,
             "value": r.accuracy,
+            "95% CI": [f"[{low:.4f}, {high:.4f}]" for low, high in zip(r.accuracy_ci_low, r.accuracy_ci_high, strict=True)],
+            "items": r.accuracy_n_items,
             "mgCO2e/1000": r.carbon_g_per_1000 * 1e3,
             "MB": r.size_on_disk_bytes / 1e6,
             "MMACs": r.macs / 1e6,
@@ -59,7 +61,35 @@ def _cell_table(results: pd.DataFrame) -> pd.DataFrame:
 PHASES = re.compile(r"(\w+)/(\w+) on \w+: (deploy [\d.]+ s.*?stop [\d.]+ s)")
 
 
-def _time_breakdown(log: Path, results: pd.DataFrame) -> list[str]:
+def load_tables(results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The evaluate pipeline's results and repetitions tables of a study's results_dir."""
+    return (
+        pd.read_parquet(results_dir / "07_model_output/evaluation_results.parquet"),
+        pd.read_parquet(results_dir / "07_model_output/evaluation_repetitions.parquet"),
+    )
+
+
+def estimate_notes(results: pd.DataFrame) -> list[str]:
+    """What the energy figures are on this machine, and how precise the cells came out."""
+    stopped = results.stopped_by.value_counts().to_dict()
+    cv = results.energy_cv * 100
+    return [
+        "**Energy here is an estimate** (CPU time x TDP share per thread, resident memory x 0.375 W/GB): this machine "
+        "has no RAPL counters and no GPU; every row says so (`energy_measured = false`, sources in the table "
+        "`evaluation_results.parquet`). Its repetitions are precise (the CI rule) but not accurate: the H100 run "
+        "(evaluate_h100.md) measures with the NVML energy counter.",
+        "",
+        f"- CI rule: repeat until the 95% CI of J/inference is within ±{results.ci_target.iloc[0] * 100:.0f}% "
+        f"of the mean; reached in **{int(results.ci_reached.sum())} of {len(results)}** cells "
+        f"(stopped by: {', '.join(f'{k} {v}' for k, v in sorted(stopped.items()))}).",
+        f"- Repetitions per cell: median {results.n_repetitions.median():.0f}, max {results.n_repetitions.max()}; "
+        f"CV of J/inference across repetitions: median {cv.median():.1f}%, p90 {cv.quantile(0.9):.1f}%, max {cv.max():.1f}%.",
+        f"- Serving paths: {'; '.join(f'{k} {v}' for k, v in sorted(results.drop_duplicates(['model_id', 'variant_id']).serving_path.value_counts().items()))} variants.",
+        "",
+    ]
+
+
+def time_breakdown(log: Path, results: pd.DataFrame) -> list[str]:
     """Seconds per phase (the runner logs one line per variant), by runtime, and the slowest
     accuracy passes."""
     text = re.sub(r"\s+", " ", log.read_text())
@@ -97,12 +127,11 @@ def main() -> None:
     parser.add_argument("--command", default="kedro run --pipeline=evaluate")
     parser.add_argument("--log", type=Path, help="the run's console log (for where the time went)")
     parser.add_argument("--note", default="", help="a paragraph about this run, printed under the wall time")
+    parser.add_argument("--results-dir", default="data/full", help="the study's results_dir (globals.yml)")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args()
 
-    results = pd.read_parquet(PROJECT / "data/07_model_output/evaluation_results.parquet")
-    repetitions = pd.read_parquet(PROJECT / "data/07_model_output/evaluation_repetitions.parquet")
-    stopped = results.stopped_by.value_counts().to_dict()
-    cv = results.energy_cv * 100
+    results, repetitions = load_tables(PROJECT / args.results_dir)
     lines = [
         "# The measured study on CPU: energy, latency, accuracy and carbon of every variant",
         "",
@@ -113,22 +142,12 @@ def main() -> None:
         f"--wall-s {args.wall_s:.0f}`.",
         f"Wall time: **{args.wall_s:.0f} s** for {len(results)} cells ({results.groupby(['model_id', 'variant_id', 'target']).ngroups} "
         f"variant deployments x {results.batch_size.nunique()} batch sizes), {len(repetitions)} repetitions, "
-        f"{int(results.n_requests.sum()):,} measured requests; server start, warm-up and the accuracy pass over each "
-        "model's full test split included.",
+        f"{int(results.n_requests.sum()):,} measured requests; server start, warm-up and the accuracy passes "
+        f"included (accuracy {accuracy_provenance(results)}).",
         *(["", args.note] if args.note else []),
         "",
-        "**Energy here is an estimate** (CPU time x TDP share per thread, resident memory x 0.375 W/GB): this machine "
-        "has no RAPL counters and no GPU; every row says so (`energy_measured = false`, sources in the table "
-        "`evaluation_results.parquet`). Its repetitions are precise (the CI rule) but not accurate: the H100 run "
-        "(evaluate_h100.md) measures with the NVML energy counter.",
-        "",
-        f"- CI rule: repeat until the 95% CI of J/inference is within ±{results.ci_target.iloc[0] * 100:.0f}% "
-        f"of the mean; reached in **{int(results.ci_reached.sum())} of {len(results)}** cells "
-        f"(stopped by: {', '.join(f'{k} {v}' for k, v in sorted(stopped.items()))}).",
-        f"- Repetitions per cell: median {results.n_repetitions.median():.0f}, max {results.n_repetitions.max()}; "
-        f"CV of J/inference across repetitions: median {cv.median():.1f}%, p90 {cv.quantile(0.9):.1f}%, max {cv.max():.1f}%.",
-        "",
-        *(_time_breakdown(args.log, results) if args.log else []),
+        *estimate_notes(results),
+        *(time_breakdown(args.log, results) if args.log else []),
         "## Summary",
         "",
         summary_markdown(results, len(results), 0, 0).split("\n", 1)[1],
@@ -137,8 +156,8 @@ def main() -> None:
         markdown_table(_cell_table(results)),
         "",
     ]
-    OUTPUT.write_text("\n".join(lines))
-    print(OUTPUT.read_text())  # noqa: T201  (a benchmark prints its numbers)
+    args.output.write_text("\n".join(lines))
+    print(args.output.read_text())  # noqa: T201  (a benchmark prints its numbers)
 
 
 if __name__ == "__main__":

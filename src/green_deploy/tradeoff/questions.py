@@ -234,7 +234,7 @@ def _serving_paths(baselines: pd.DataFrame) -> str:
     return (
         " Served as: "
         + "; ".join(
-            f"{named.get(framework, framework)} {', '.join(sorted(used))}"
+            f"{named.get(framework, framework)} baselines: {', '.join(sorted(used))}"
             for framework, used in paths.items()
         )
         + "."
