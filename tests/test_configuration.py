@@ -105,3 +105,13 @@ def test_the_test_environment_still_loads_on_the_quick_base():
     parameters = _parameters("test")
     assert parameters["optimize"]["plan"] is None
     assert set(parameters["optimize"]["only"]) <= set(parameters["optimize"]["variants"])
+
+
+def test_reading_names_for_the_pipelines_leaves_the_runs_globals_alone():
+    from green_deploy.pipelines.configured import project_parameters, zoo_model_ids
+
+    loader = OmegaConfigLoader(str(CONF), env="full", **CONFIG_LOADER_ARGS)  # the run's, made first
+    assert zoo_model_ids(CONF.parent) and project_parameters(CONF.parent)["search"]["models"]
+    # kedro run finds its pipelines (and reads these names) before it resolves its parameters
+    assert loader["parameters"]["zoo"]["models_dir"] == "data/full/06_models/zoo"
+    assert loader["catalog"]["variants"]["filepath"] == "data/full/07_model_output/variants.parquet"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from green_deploy.zoo import builder
-from green_deploy.zoo.builder import ParityError, build_zoo_model, load_card
+from green_deploy.zoo.builder import ParityError, ScoredItems, build_zoo_model, load_card
 from green_deploy.zoo.families import get_family
 from green_deploy.zoo.spec import parse_entry
 
@@ -53,6 +53,21 @@ def test_unchanged_build_is_reused_and_changes_rebuild(entry, tmp_path):
     rebuilt = build_zoo_model(changed, SETTINGS, tmp_path)
     assert rebuilt.config_sha256 != first.config_sha256
     assert rebuilt.training["steps"] < first.training["steps"]
+
+
+def test_other_test_items_are_scored_without_training_again(entry, tmp_path, monkeypatch):
+    whole = build_zoo_model(entry, SETTINGS, tmp_path)
+    monkeypatch.setattr(builder, "train", lambda *a, **k: pytest.fail("trained again"))
+    subset = build_zoo_model(entry, SETTINGS, tmp_path, test_subset=ScoredItems(30, seed=0))
+    assert (subset.n_test, subset.n_test_split, subset.test_max_items) == (30, 120, 30)
+    assert (subset.built_at, subset.artifact_sha256, subset.training) == (
+        whole.built_at,
+        whole.artifact_sha256,
+        whole.training,
+    )
+    assert subset.keras_metrics["accuracy"] == pytest.approx(subset.torch_metrics["accuracy"])
+    assert load_card(tmp_path) == subset
+    assert build_zoo_model(entry, SETTINGS, tmp_path, test_subset=ScoredItems(30, seed=0)) == subset
 
 
 def test_a_modified_artifact_is_not_reused(entry, tmp_path):

@@ -401,4 +401,5 @@ def _cached(folder: Path, key: str) -> VariantRecord | None:
                 "%s: artifact %s missing or modified; redoing the variant", record.variant_id, name
             )
             return None
-    return record
+    # where the files are now (a moved cache keeps its variants)
+    return replace(record, artifact_dir=str(folder)) if record.artifact_dir else record

@@ -7,12 +7,11 @@ otherwise.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,7 +81,9 @@ class ZooCard:
     built_at: str
     build_duration_s: float
     classes: list[str] = field(default_factory=list)
-    n_test_split: int | None = None  # the whole test split, when ``n_test`` items of it were scored
+    n_test_split: int | None = None  # the whole test split, of which ``n_test`` items were scored
+    test_max_items: int | None = None  # how they were drawn (``ScoredItems``); None/None: not recorded
+    test_seed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -216,19 +217,32 @@ def build_zoo_model(
     manifest_dir: Path | None = None,
     test_subset: ScoredItems = ScoredItems(),
 ) -> ZooCard:
-    """Build (or reuse) ``entry`` in ``folder``: ``torch/`` and ``model.keras`` and ``card.json``."""
+    """Build (or reuse) ``entry`` in ``folder``: ``torch/`` and ``model.keras`` and ``card.json``.
+
+    A build whose training configuration, data and files are unchanged is reused; when only the
+    scored test items changed (``test_subset``), both frameworks are scored again on the new
+    items (and checked for parity), without training."""
     start_s = time.perf_counter()
     raw = load_dataset(entry.dataset, dataset_settings, manifest_dir)
     config_sha256 = entry.config_sha256(dataset_settings)
-    if test_subset.max_items is not None:  # whole splits keep the key they always had
-        config_sha256 = hashlib.sha256(f"{config_sha256}/{asdict(test_subset)}".encode()).hexdigest()
     cached = load_cached_card(folder, config_sha256, raw.manifest_sha256)
-    if cached is not None:
+    if cached is not None and (cached.test_max_items, cached.test_seed) == astuple(test_subset):
         logger.info("%s: reusing the build in %s", entry.model_id, folder)
         return cached
 
     family = get_family(entry.family)
     data = prepare_task_data(entry, raw, family)
+    if cached is not None:
+        logger.info(
+            "%s: reusing the build in %s, scoring other test items (%s)", entry.model_id, folder, test_subset
+        )
+        torch_model = artifacts.load_torch_model(folder / TORCH_DIR)
+        keras_model = artifacts.load_keras_model(folder / artifacts.KERAS_FILE)
+        scores = _score_test(entry, data, torch_model, keras_model, test_subset, tolerance)
+        card = replace(cached, **scores)
+        (folder / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2))
+        return card
+
     n_outputs = _n_outputs(entry, raw)
     torch_model = family.build_torch(entry.architecture, n_outputs)
     objective = "language_modeling" if entry.task == "language_modeling" else "classification"
@@ -237,31 +251,10 @@ def build_zoo_model(
 
     keras_model = family.build_keras(entry.architecture, n_outputs)
     family.port_weights(torch_model, keras_model)
-    scored = subset_indices(
-        len(data.test_x),
-        test_subset.max_items,
-        test_subset.seed,
-        data.test_y if entry.task == "classification" else None,
-    )
-    test = (
-        data.test_x[scored],
-        None if data.test_y is None else data.test_y[scored],
-        data.test_pairs,
-        scored if data.test_pairs is not None else None,
-    )
-    torch_scores, torch_outputs = score_items(entry.task, lambda x: predict_torch(torch_model, x), *test)
-    keras_scores, keras_outputs = score_items(entry.task, KerasPredictor(keras_model), *test)
-    torch_metrics, keras_metrics = _means(torch_scores), _means(keras_scores)
+    scores = _score_test(entry, data, torch_model, keras_model, test_subset, tolerance)
     val_metrics, _ = evaluate(
         entry.task, lambda x: predict_torch(torch_model, x), data.val_x, data.val_y, data.val_pairs
     )
-    max_diff, scale = _max_abs_diff(torch_outputs, keras_outputs)
-    bound = tolerance.atol + tolerance.rtol * scale
-    if not max_diff <= bound:
-        raise ParityError(
-            f"{entry.model_id}: Keras twin differs from PyTorch by {max_diff:.3g} > {bound:.3g} on the test set"
-        )
-
     artifacts.save_torch_model(torch_model, entry.family, entry.architecture, n_outputs, folder / TORCH_DIR)
     artifacts.save_keras_model(keras_model, folder / artifacts.KERAS_FILE)
     files = [
@@ -281,12 +274,7 @@ def build_zoo_model(
         n_parameters=sum(p.numel() for p in torch_model.parameters()),
         n_train=len(data.train_x),
         n_val=len(data.val_x),
-        n_test=len(scored),
-        torch_metrics=torch_metrics,
-        keras_metrics=keras_metrics,
         val_metrics=val_metrics,
-        parity_max_abs_diff=max_diff,
-        parity_bound=bound,
         training=asdict(report),
         size_on_disk_bytes={
             "torch": artifacts.directory_size_bytes(folder / TORCH_DIR),
@@ -298,18 +286,63 @@ def build_zoo_model(
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
         build_duration_s=time.perf_counter() - start_s,
         classes=list(raw.classes),
-        n_test_split=len(data.test_x),
+        **scores,
     )
     (folder / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2))
+    return card
+
+
+def _score_test(
+    entry: ZooEntry,
+    data: TaskData,
+    torch_model: Any,
+    keras_model: Any,
+    test_subset: ScoredItems,
+    tolerance: ParityTolerance,
+) -> dict[str, Any]:
+    """Both frameworks' metrics on the scored test items, refused beyond the parity tolerance;
+    the card's fields that depend on which items were scored."""
+    scored = subset_indices(
+        len(data.test_x),
+        test_subset.max_items,
+        test_subset.seed,
+        data.test_y if entry.task == "classification" else None,
+    )
+    test = (
+        data.test_x[scored],
+        None if data.test_y is None else data.test_y[scored],
+        data.test_pairs,
+        scored if data.test_pairs is not None else None,
+    )
+    torch_scores, torch_outputs = score_items(entry.task, lambda x: predict_torch(torch_model, x), *test)
+    keras_scores, keras_outputs = score_items(entry.task, KerasPredictor(keras_model), *test)
+    max_diff, scale = _max_abs_diff(torch_outputs, keras_outputs)
+    bound = tolerance.atol + tolerance.rtol * scale
+    if not max_diff <= bound:
+        raise ParityError(
+            f"{entry.model_id}: Keras twin differs from PyTorch by {max_diff:.3g} > {bound:.3g} on the test set"
+        )
+    torch_metrics, keras_metrics = _means(torch_scores), _means(keras_scores)
     logger.info(
-        "%s: %s %s (torch) / %s (keras), parity %.2g",
+        "%s: %s %s (torch) / %s (keras) on %d of %d test items, parity %.2g",
         entry.model_id,
         entry.metric,
         torch_metrics[entry.metric],
         keras_metrics[entry.metric],
+        len(scored),
+        len(data.test_x),
         max_diff,
     )
-    return card
+    return {
+        "torch_metrics": torch_metrics,
+        "keras_metrics": keras_metrics,
+        "n_test": len(scored),
+        "n_test_split": len(data.test_x),
+        "parity_max_abs_diff": max_diff,
+        "parity_bound": bound,
+        "test_max_items": test_subset.max_items,
+        "test_seed": test_subset.seed,
+    }
 
 
 def load_card(folder: Path) -> ZooCard:
