@@ -90,7 +90,7 @@ def main() -> None:
         f"applicable, with their reasons), {len(results)} cells measured; accuracy {accuracy_provenance(results)}.",
         *(["", args.note] if args.note else []),
         "",
-        "## Where the time went",
+        "## Where the time went, by pipeline",
         "",
         "Per pipeline (the sum of its nodes; the project's timing hook, also in MLflow as `time.<pipeline>_s`):",
         "",

@@ -107,7 +107,7 @@ def time_breakdown(log: Path, results: pd.DataFrame) -> list[str]:
     by_phase["total"] = by_phase.sum(axis=1)
     slowest = times[times.phase == "accuracy"].nlargest(8, "s")
     return [
-        "## Where the time went",
+        "## Where the evaluate time went",
         "",
         f"Seconds per phase over {times.groupby(['model_id', 'variant_id']).ngroups} variants (from the runner's "
         "log line per variant; the rest of the wall time is Kedro's start, loading the test splits and the tables):",
