@@ -142,3 +142,7 @@ def planned_variants(
         for variant_id, spec in variants.items()
         if variant_id in applied and model_id in applied[variant_id]
     }
+
+
+# The keys of ``optimize`` in parameters_optimize.yml.
+OPTIMIZE_KEYS = ("variants_dir", "only", "plan", "run", "variants")

@@ -8,9 +8,14 @@ PostgreSQL storage; with the default SQLite file, on one machine.
 
 from __future__ import annotations
 
+import fcntl
 import logging
-from collections.abc import Mapping
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +29,7 @@ from green_deploy.evaluate.study import StudySettings
 from green_deploy.evaluate.tracking import StudyTracker
 from green_deploy.optimize.runner import ModelOptimizer, RunSettings
 from green_deploy.search.space import suggest_variant
-from green_deploy.search.study import SearchSettings, WorkerOutcome, open_study, run_worker
+from green_deploy.search.study import SearchError, SearchSettings, WorkerOutcome, open_study, run_worker
 from green_deploy.search.trial import (
     SearchObjective,
     VariantMeasurer,
@@ -35,6 +40,8 @@ from green_deploy.search.trial import (
 from green_deploy.zoo.spec import ZooEntry
 
 logger = logging.getLogger(__name__)
+
+WORKER_LOCK = ".worker.lock"
 
 # What a trial's cells share with the study's (the protocol above all); the rest is the search's.
 SHARED_WITH_STUDY = (
@@ -67,6 +74,34 @@ def trial_study(settings: SearchSettings, evaluate: Mapping[str, Any] | None) ->
     )
 
 
+@contextmanager
+def machine_worker(folder: Path) -> Iterator[None]:
+    """This machine's one worker of a study (a lock in its work dir): a second process on the
+    same machine would share the cores it measures on and draw the first one's trials, so it is
+    refused with the first one's pid. Workers on other machines (a shared PostgreSQL storage)
+    have work dirs of their own."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / WORKER_LOCK).open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise SearchError(
+                f"this machine already runs a worker of search study {folder.name!r} ({holder}); one "
+                "worker per machine measures without sharing its cores: wait for it to finish (it stops at "
+                "search.n_trials), or stop it, then run again. To search with more workers, give each "
+                "machine its own process against a shared PostgreSQL search.storage"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(
+            f"pid {os.getpid()} on {socket.gethostname()}, started {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        )
+        handle.flush()
+        yield
+
+
 def search_model(
     entry: ZooEntry,
     dataset_settings: Mapping[str, Any],
@@ -79,6 +114,22 @@ def search_model(
 ) -> SearchOutcome:
     study_settings = trial_study(settings, evaluate)
     study_settings.check()
+    with machine_worker(Path(settings.work_dir) / settings.study):
+        return _search_model(
+            entry, dataset_settings, zoo_folder, settings, study_settings, deploy, run_settings, tracker
+        )
+
+
+def _search_model(
+    entry: ZooEntry,
+    dataset_settings: Mapping[str, Any],
+    zoo_folder: Path,
+    settings: SearchSettings,
+    study_settings: StudySettings,
+    deploy: Mapping[str, Any] | None,
+    run_settings: RunSettings,
+    tracker: StudyTracker | None,
+) -> SearchOutcome:
     folder = Path(settings.work_dir) / settings.study / entry.model_id
     monitor = EnergyMonitor(discover_sources())
     meter = RepetitionMeter.open(study_settings.protocol.idle_s) if settings.device != "cpu" else None

@@ -11,8 +11,10 @@ settings (``RetryHeartbeatStaleTrialCallback``). ``run_worker`` stops the study 
 from __future__ import annotations
 
 import logging
+import socket
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -125,15 +127,28 @@ class SearchSettings:
         return f"{self.study}-{model_id}"
 
 
-def make_sampler(settings: SearchSettings) -> Any:
+def sampler_seed(settings: SearchSettings, trials_so_far: int) -> int | None:
+    """The seed of a worker that joins a study holding ``trials_so_far`` trials: the configured
+    seed moved on by that count and this machine's name, so a worker resumed after a crash
+    continues the sequence instead of replaying it, and two machines joining at once draw
+    different trials; the same study resumed on the same machine draws the same ones again."""
+    if settings.seed is None:
+        return None
+    salt = zlib.crc32(socket.gethostname().encode())
+    return (settings.seed * 1_000_003 + trials_so_far * 7_919 + salt) % 2**32
+
+
+def make_sampler(settings: SearchSettings, trials_so_far: int = 0) -> Any:
     """The configured sampler; the accuracy-drop constraint reaches it through ``Trial.set_constraint``."""
     import optuna
 
-    seed = settings.seed
+    seed = sampler_seed(settings, trials_so_far)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if settings.sampler == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.n_startup_trials)
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=settings.n_startup_trials, constant_liar=True
+            )
         if settings.sampler == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(settings.n_startup_trials, 2))
         if settings.sampler == "gp":
@@ -177,16 +192,22 @@ def open_storage(settings: SearchSettings) -> Any:
 
 
 def open_study(settings: SearchSettings, model_id: str, storage: Any | None = None) -> Any:
-    """The model's study, created by the first worker and joined by the others."""
+    """The model's study, created by the first worker and joined by the others; its sampler is
+    seeded for where the study stands (``sampler_seed``)."""
     import optuna
 
-    return optuna.create_study(
+    study = optuna.create_study(
         storage=storage if storage is not None else open_storage(settings),
         sampler=make_sampler(settings),
         study_name=settings.study_name(model_id),
         directions=settings.directions,
         load_if_exists=True,
     )
+    study.sampler = make_sampler(settings, len(study.get_trials(deepcopy=False)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(settings.objectives))  # optuna-dashboard's axis names
+    return study
 
 
 @dataclass

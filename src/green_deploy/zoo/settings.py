@@ -4,7 +4,7 @@ silent default. Shared by dataset settings and architecture settings."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
@@ -28,6 +28,19 @@ def parse_settings(settings_class: type[_Settings], raw: Mapping[str, Any] | Non
         for key, value in raw.items()
     }
     return settings_class(**values)
+
+
+def check_keys(where: str, raw: Mapping[str, Any] | None, known: Collection[str]) -> dict[str, Any]:
+    """A configuration section as a dict, refused when it holds a key nobody reads (a misspelt
+    ``optimize.onlyy`` would otherwise be ignored without a word)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a mapping of settings, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return dict(raw)
 
 
 def parse_names(value: Any, where: str) -> tuple[str, ...]:

@@ -61,6 +61,10 @@ class ZooEntry:
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# The keys of ``zoo`` in parameters_zoo.yml.
+ZOO_KEYS = ("models_dir", "parity", "test_max_items", "test_seed", "datasets", "models", "hub")
+
+
 def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str], required: set[str]) -> None:
     unknown = sorted(set(given) - allowed)
     if unknown:

@@ -12,6 +12,7 @@ from green_deploy.estimate.counts import UncoveredModelError, example_input
 from green_deploy.estimate.horowitz import costs_from_config
 from green_deploy.estimate.study import count_variant, layer_rows, predict
 from green_deploy.evaluate.summary import markdown_table
+from green_deploy.zoo.settings import check_keys
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def estimate_energy(
     counts: dict[Any, Any], results: pd.DataFrame, estimate: dict[str, Any]
 ) -> tuple[pd.DataFrame, str, dict[str, Any]]:
     """Predictions beside the study's measurements, the summary, and the agreement as metrics."""
+    estimate = check_keys("estimate", estimate, ("costs", "layer_benchmarks", "device_label"))
     if results.empty:
         raise ConfigError("the results table is empty: run `kedro run --pipeline=evaluate` first")
     costs = costs_from_config(estimate.get("costs"))

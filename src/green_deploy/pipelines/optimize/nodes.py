@@ -10,7 +10,14 @@ import pandas as pd
 from green_deploy.energy import EnergyMonitor, discover_sources
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.runner import RunSettings, optimize_model
-from green_deploy.optimize.spec import VariantSpec, parse_variants, planned_variants, select_variants
+from green_deploy.optimize.spec import (
+    OPTIMIZE_KEYS,
+    VariantSpec,
+    parse_variants,
+    planned_variants,
+    select_variants,
+)
+from green_deploy.zoo.settings import check_keys, parse_settings
 from green_deploy.zoo.spec import dataset_settings, select_entry
 
 
@@ -23,6 +30,8 @@ def optimize_zoo_model(
     Variant artifacts go to ``<optimize.variants_dir>/<model_id>/<variant_id>/``, which is also
     the cache: unchanged variants are reused (and were logged by the run that built them).
     """
+    optimize = check_keys("optimize", optimize, OPTIMIZE_KEYS)
+    run = parse_settings(RunSettings, optimize.get("run"), "optimize.run")
     entry = select_entry(zoo["models"], model_id)
     monitor = EnergyMonitor(discover_sources())
     try:
@@ -33,7 +42,7 @@ def optimize_zoo_model(
             _variants_for(optimize, model_id, zoo["models"]),
             Path(optimize["variants_dir"]) / model_id,
             monitor,
-            RunSettings(**optimize.get("run", {})),
+            run,
         )
     finally:
         monitor.close()

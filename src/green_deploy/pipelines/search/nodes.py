@@ -11,6 +11,7 @@ from green_deploy.evaluate.tracking import active_run_tracker
 from green_deploy.optimize.runner import RunSettings
 from green_deploy.search.runner import search_model
 from green_deploy.search.study import SearchSettings
+from green_deploy.zoo.settings import parse_settings
 from green_deploy.zoo.spec import dataset_settings, select_entry
 
 
@@ -33,7 +34,7 @@ def search_zoo_model(
         settings,
         evaluate,
         deploy,
-        RunSettings(**optimize.get("run", {})),
+        parse_settings(RunSettings, optimize.get("run"), "optimize.run"),
         tracker=active_run_tracker(settings.study_name(model_id), search, kind="search"),
     )
     return outcome.trials.to_dict("records"), outcome.front

@@ -10,6 +10,7 @@ from green_deploy.errors import ConfigError
 from green_deploy.evaluate.summary import accuracy_provenance, energy_provenance
 from green_deploy.tradeoff.questions import answer_all, search_answer, simulation_answer
 from green_deploy.tradeoff.report import figures, render_html, render_markdown
+from green_deploy.zoo.settings import check_keys
 
 
 def report_study(
@@ -22,6 +23,7 @@ def report_study(
     """The answer to every research question (one row each), to the search and the simulation once
     they have run,
     the HTML report, its Markdown twin and the plots (PNG files, logged to MLflow with the reports)."""
+    tradeoff = check_keys("tradeoff", tradeoff, ("title",))
     if results.empty:
         raise ConfigError("the results table is empty: run `kedro run --pipeline=evaluate` first")
     extra = [search_answer(results, search_front), simulation_answer(simulate_energy, simulate_crossovers)]

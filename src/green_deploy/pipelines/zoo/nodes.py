@@ -9,7 +9,8 @@ from typing import Any
 import pandas as pd
 
 from green_deploy.zoo.builder import ParityTolerance, ScoredItems, build_zoo_model
-from green_deploy.zoo.spec import dataset_settings, select_entry
+from green_deploy.zoo.settings import check_keys, parse_settings
+from green_deploy.zoo.spec import ZOO_KEYS, dataset_settings, select_entry
 
 logger = logging.getLogger(__name__)
 
@@ -22,12 +23,13 @@ def build_model(zoo: dict[str, Any], model_id: str) -> tuple[dict[str, Any], dic
     The artifacts go to ``<zoo.models_dir>/<model_id>/``, which is also the build cache (the
     ``{model_id}.torch_model`` and ``{model_id}.keras_model`` catalog entries read them).
     """
+    zoo = check_keys("zoo", zoo, ZOO_KEYS)
     entry = select_entry(zoo["models"], model_id)
     card = build_zoo_model(
         entry,
         dataset_settings(zoo.get("datasets") or {}, entry),
         Path(zoo["models_dir"]) / model_id,
-        ParityTolerance(**zoo.get("parity", {})),
+        parse_settings(ParityTolerance, zoo.get("parity"), "zoo.parity"),
         test_subset=ScoredItems(zoo.get("test_max_items"), zoo.get("test_seed", 0)),
     )
     metrics = {
