@@ -36,6 +36,26 @@ class DeployHooks:
             )
 
 
+class ManifestHooks:
+    """Datasets are read through the manifests of the configuration in use (``--conf-source``,
+    ``--env``), not the repository's ``conf/base/manifests``."""
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        from pathlib import Path
+
+        from green_deploy.zoo.data.manifest import use_manifest_dir
+
+        source = Path(context.config_loader.conf_source)
+        env = getattr(context, "env", None) or ""
+        folders = (
+            [source / env / "manifests", source / "base" / "manifests"]
+            if env
+            else [source / "base" / "manifests"]
+        )
+        use_manifest_dir(next((folder for folder in folders if folder.is_dir()), folders[-1]))
+
+
 class RunTimingHooks:
     """Where a run's time goes: each node's wall time, and at the end the time per pipeline (a
     node's tag names its pipeline), logged and, when a run is active, sent to MLflow as

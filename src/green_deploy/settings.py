@@ -2,7 +2,7 @@
 
 from kedro.config import OmegaConfigLoader
 
-from green_deploy.hooks import DeployHooks, RunTimingHooks
+from green_deploy.hooks import DeployHooks, ManifestHooks, RunTimingHooks
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
@@ -13,8 +13,9 @@ CONFIG_LOADER_ARGS = {
 }
 
 # Cloud credentials for the deploy pipelines; a clear error when deploy runs before optimize;
-# the time of each node and pipeline.
-HOOKS = (DeployHooks(), RunTimingHooks())
+# datasets read through the manifests of the configuration in use; the time of each node and
+# pipeline.
+HOOKS = (DeployHooks(), ManifestHooks(), RunTimingHooks())
 
 # The project never sends usage data (see also .telemetry).
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)

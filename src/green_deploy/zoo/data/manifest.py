@@ -67,9 +67,24 @@ def freeze_command(name: str) -> str:
     return f"python -m green_deploy.zoo.data freeze {name}"
 
 
+# The manifests of the configuration in use, once a Kedro run has said which (``use_manifest_dir``).
+_IN_USE: dict[str, Path] = {}
+
+
+def use_manifest_dir(folder: Path | None) -> None:
+    """Read manifests from ``folder`` from now on (a Kedro run's ``<conf_source>/<env>/manifests``,
+    see ``green_deploy.hooks``); ``None``: the default again."""
+    _IN_USE.pop("manifests", None)
+    if folder is not None:
+        _IN_USE["manifests"] = Path(folder)
+
+
 def default_manifest_dir() -> Path:
-    """``<repo>/conf/base/manifests`` found from this file; the working directory's otherwise
-    (an installed, non-editable package has no repository above it)."""
+    """The configuration in use's manifests (``use_manifest_dir``); else ``<repo>/conf/base/manifests``
+    found from this file, or the working directory's (an installed, non-editable package has no
+    repository above it)."""
+    if "manifests" in _IN_USE:
+        return _IN_USE["manifests"]
     repo_dir = Path(__file__).resolve().parents[4] / "conf" / "base" / "manifests"
     return repo_dir if repo_dir.is_dir() else Path.cwd() / "conf" / "base" / "manifests"
 
