@@ -53,7 +53,7 @@ from green_deploy.evaluate.harness import (
     warm_up,
 )
 from green_deploy.evaluate.store import StudyStore
-from green_deploy.evaluate.study import Cell, StudySettings, protocol_hash
+from green_deploy.evaluate.study import Cell, StudySettings, protocol_hash, variant_hash
 from green_deploy.evaluate.tracking import StudyTracker
 from green_deploy.serving.model import serving_path
 
@@ -134,6 +134,32 @@ def artifact_hashes(row: Mapping[str, Any]) -> dict[str, str]:
         "recipe": str(row.get("config_sha256") or ""),
         "variant": f"{row['model_id']}/{row['variant_id']}",
     }
+
+
+def check_artifact_files(row: Mapping[str, Any]) -> None:
+    """Refuse a variant whose files differ from what the optimize pipeline recorded (truncated,
+    edited, rebuilt by hand): its measurements would be credited to the recorded variant."""
+    recorded = row.get("artifact_sha256")
+    if not isinstance(recorded, str) or not recorded:
+        return
+    from green_deploy.zoo.artifacts import file_sha256
+
+    folder = Path(str(row["artifact_dir"]))
+    name = f"{row['model_id']}/{row['variant_id']}"
+    rebuild = (
+        f"kedro run --pipeline=zoo --namespaces={row['model_id']}"
+        if str(row.get("technique")) == "baseline"
+        else f'kedro run --pipeline=optimize --namespaces={row["model_id"]} --params "optimize.only={row["variant_id"]}"'
+    )
+    for file, expected in json.loads(recorded).items():
+        path = folder / file
+        if not path.is_file():
+            raise ArtifactError(f"{name}: {path} is missing; rebuild it with `{rebuild}`")
+        if file_sha256(path) != expected:
+            raise ArtifactError(
+                f"{name}: {path} is not the file the optimize pipeline recorded (sha256 {expected[:12]}...): "
+                f"corrupt or changed by hand; rebuild it with `{rebuild}`"
+            )
 
 
 def plan(cells: Sequence[Cell], seed: int) -> list[Group]:
@@ -264,6 +290,8 @@ class StudyRunner:
         deployer = self.deployers[(group.target, group.device)]
         # a device other than the CPU is chosen for local and in-process targets only (settings check)
         meter = self.meter if group.device != "cpu" else None
+        if isinstance(deployer, InProcessDeployer | LocalDeployer):
+            check_artifact_files(row)
         variant = variant_of(row, data.x[:1])
         started = time.perf_counter()
         deployment, stop_after = self._acquire(deployer, group, variant)
@@ -468,9 +496,7 @@ def current_cells(
 ) -> list[dict[str, Any]]:
     """Every stored cell that still describes the variants and protocol of now (subsets measured
     in earlier runs included); a cell of a changed variant or protocol is left out."""
-    hashes = {
-        (str(r["model_id"]), str(r["variant_id"])): str(r.get("config_sha256") or "") for r in variant_rows
-    }
+    hashes = {(str(r["model_id"]), str(r["variant_id"])): variant_hash(r) for r in variant_rows}
     shared = protocol_hash(settings)
     kept, stale = [], 0
     for stored in store.cells():

@@ -1,8 +1,8 @@
 """A study as configuration: which cells (model x variant x target x batch size x device) to
 measure, and the protocol every cell is measured with.
 
-A cell's ``config_hash`` covers everything its numbers depend on: the variant's own hash from
-the optimize pipeline, the target, batch size, device and the protocol. A cell whose hash is
+A cell's ``config_hash`` covers everything its numbers depend on: the variant's recipe and the
+hashes of its files from the optimize pipeline, the target, batch size, device and the protocol. A cell whose hash is
 already in the study's store is not measured again (resume); a changed setting gives new hashes.
 """
 
@@ -166,6 +166,14 @@ class Cell:
         return _sha256(asdict(self))[:16]
 
 
+def variant_hash(row: Mapping[str, Any]) -> str:
+    """What a variant's cells depend on: its recipe (``config_sha256``) and the content of its
+    files (``artifact_sha256``, JSON), so a variant rebuilt with other files is measured anew."""
+    return _sha256(
+        {"recipe": str(row.get("config_sha256") or ""), "files": str(row.get("artifact_sha256") or "")}
+    )[:16]
+
+
 def protocol_hash(settings: StudySettings) -> str:
     """What every cell of a study shares: the protocol and how accuracy is scored."""
     return _sha256(
@@ -208,7 +216,7 @@ def expand_cells(variant_rows: Iterable[Mapping[str, Any]], settings: StudySetti
                             target=target,
                             batch_size=int(batch_size),
                             device=device,
-                            variant_hash=str(row.get("config_sha256") or ""),
+                            variant_hash=variant_hash(row),
                             protocol_hash=shared,
                         )
                     )
