@@ -109,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
+    from green_deploy.serving.http import JsonErrorHttpToolsProtocol
+
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -120,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(stop_signal, _after_graceful_stop)
     uvicorn.run(
         app,
+        http=JsonErrorHttpToolsProtocol,
         host=args.host,
         port=args.port,
         log_config=None,

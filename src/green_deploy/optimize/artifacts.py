@@ -222,21 +222,38 @@ def _replay_structure(model: Any, step: dict[str, Any]) -> Any:
 
 def load_variant(folder: Path, runtime: str) -> Any:
     """The variant's model object for ``runtime`` (module, Keras model, flatbuffer or ONNX bytes)."""
-    if runtime == "onnxruntime":
-        path = folder / ONNX_FILE
+    if runtime in ("onnxruntime", "tflite"):
+        path = folder / (ONNX_FILE if runtime == "onnxruntime" else TFLITE_FILE)
+        rebuild = f'rebuild it with `kedro run --pipeline=optimize --params "optimize.only={folder.name}"`'
         if not path.is_file():
-            raise ArtifactError(f"{path} is missing; re-run `kedro run --pipeline=optimize`")
-        return path.read_bytes()
-    if runtime == "tflite":
-        path = folder / TFLITE_FILE
-        if not path.is_file():
-            raise ArtifactError(f"{path} is missing; re-run `kedro run --pipeline=optimize`")
-        return path.read_bytes()
+            raise ArtifactError(f"{path} is missing; {rebuild}")
+        data = path.read_bytes()
+        try:
+            _parse_serialized(runtime, data)
+        except Exception as error:  # protobuf's DecodeError, LiteRT's ValueError: the file is damaged
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ArtifactError(
+                f"{path} is not a readable {runtime} model ({reason[:200]}); {rebuild}"
+            ) from error
+        return data
     if runtime == "keras":
         from green_deploy.zoo.artifacts import load_keras_model
 
         return load_keras_model(folder / KERAS_FILE)
     return load_torch_variant(folder)
+
+
+def _parse_serialized(runtime: str, data: bytes) -> None:
+    """Parse an ONNX graph or a TFLite flatbuffer as its runtime will, so a truncated or corrupt
+    file is named here rather than failing inside the runtime later."""
+    if runtime == "onnxruntime":
+        import onnx
+
+        onnx.load_model_from_string(data)
+    else:
+        from green_deploy.optimize.tflite_runtime import interpreter
+
+        interpreter(data)
 
 
 def deflated_size(data: bytes, parts: int = 2) -> int:

@@ -25,6 +25,7 @@ import numpy as np
 import uvicorn
 
 from green_deploy.serving.app import ServingLimits, create_app
+from green_deploy.serving.http import JsonErrorHttpToolsProtocol
 from green_deploy.serving.model import DEVICES, RUNTIMES, InputSpec, load_served_model
 from green_deploy.zoo.inference import KERAS_MODES
 
@@ -130,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = create_app(served, monitor, limits, warmup_example=_warmup_example(args.warmup_input, spec))
     config = uvicorn.Config(
         app,
+        http=JsonErrorHttpToolsProtocol,
         host=args.host,
         port=args.port,
         log_config=None,
