@@ -50,6 +50,7 @@ SERVING_PACKAGES = (
     "pydantic_core",
     "uvicorn",
     "h11",
+    "httptools",  # the HTTP parser the server uses (serving.http)
     "anyio",
     "click",
     "prometheus_client",
