@@ -46,6 +46,7 @@ PARAMS = (
     "variant_hash",
 )
 _MAX_PARAM_CHARS = 6000
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 class StudyTracker:
@@ -68,6 +69,8 @@ class StudyTracker:
             if experiment is not None
             else self.client.create_experiment(experiment_name)
         )
+        # MLflow 3's UI opens an experiment on its GenAI traces unless told it holds model runs
+        self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         self.study = study
         self.kind = kind  # "study", or "search" (the parent of a search's trials)
         self.parent_run_id = self._parent_run(params)
@@ -80,6 +83,8 @@ class StudyTracker:
             order_by=["attributes.start_time ASC"],
         )
         if found:
+            if found[0].info.status != "RUNNING":  # a resumed study: its parent runs again
+                self.client.update_run(found[0].info.run_id, status="RUNNING")
             return found[0].info.run_id
         run = self.client.create_run(
             self.experiment_id,
@@ -92,6 +97,11 @@ class StudyTracker:
             run.info.run_id, params=[Param(k, _param_text(v)) for k, v in sorted(params.items())]
         )
         return run.info.run_id
+
+    def finish(self, failed: bool = False) -> None:
+        """End the parent run (FINISHED, or FAILED when some cells could not be measured); a
+        later run of the same study opens it again."""
+        self.client.set_terminated(self.parent_run_id, status="FAILED" if failed else "FINISHED")
 
     def logged_cells(self) -> set[str]:
         """The cell hashes that already have a run under the study's parent."""
@@ -121,13 +131,18 @@ class StudyTracker:
     ) -> str:
         """A nested run for one cell (or a search trial, ``kind="trial"``, whose ``params`` are
         its choices): parameters, metrics, source tags, and the repetitions as an artifact; its
-        run id."""
+        run id. Whether its energy was measured or estimated is in its name, which the MLflow
+        UI's run table always shows, and in the ``energy`` parameter."""
         from mlflow.entities import Metric, Param, RunTag
 
+        provenance = cell_energy_provenance(row)
         run = self.client.create_run(
             self.experiment_id,
-            run_name=run_name
-            or f"{row['model_id']}/{row['variant_id']} {row['target']} bs{row['batch_size']} {row['device']}",
+            run_name=(
+                run_name
+                or f"{row['model_id']}/{row['variant_id']} {row['target']} bs{row['batch_size']} {row['device']}"
+            )
+            + f" · energy {provenance.split(':')[0]}",
             tags={
                 PARENT_TAG: self.parent_run_id,
                 STUDY_TAG: self.study,
@@ -140,6 +155,7 @@ class StudyTracker:
         now_ms = int(time.time() * 1000)
         logged_params = [Param(k, _param_text(row[k])) for k in PARAMS if row.get(k) not in (None, "")]
         logged_params += [Param(k, _param_text(v)) for k, v in (params or {}).items()]
+        logged_params.append(Param("energy", provenance))
         metrics = [
             Metric(k, float(v), now_ms, 0)
             for k, v in row.items()
@@ -174,6 +190,12 @@ def active_run_tracker(study: str, params: Mapping[str, Any], kind: str = "study
         return None
     experiment = mlflow.get_experiment(active.info.experiment_id)
     return StudyTracker(mlflow.get_tracking_uri(), experiment.name, study, params, kind=kind)
+
+
+def cell_energy_provenance(row: Mapping[str, Any]) -> str:
+    """``measured: <sources>`` or ``estimated: <sources>`` for a cell row."""
+    sources = sorted({str(v) for k, v in row.items() if k.endswith("_source") and v})
+    return f"{'measured' if row.get('energy_measured') else 'estimated'}: {', '.join(sources) or 'no source'}"
 
 
 def _param_text(value: Any) -> str:

@@ -57,22 +57,26 @@ def evaluate_study(
         return evaluation_set(entry, dataset_settings(zoo.get("datasets") or {}, entry))
 
     meter = RepetitionMeter.open(settings.protocol.idle_s) if set(settings.devices) - {"cpu"} else None
+    tracker = _tracker(settings, evaluate)
     runner = StudyRunner(
         settings,
         rows,
         study_deployers(settings, deploy, credentials, meter),
         load,
         store,
-        tracker=_tracker(settings, evaluate),
+        tracker=tracker,
         deploy_work_dir=DeploySettings.parse(deploy).work_dir,
         progress=_progress_bar(settings.study),
         meter=meter,
     )
+    outcome = None
     try:
         outcome = runner.run(cells)
     finally:
         if meter is not None:
             meter.close()
+        if tracker is not None:  # the study's parent run ends with the run (a resumed run reopens it)
+            tracker.finish(failed=outcome is None or bool(outcome.failures))
     kept = current_cells(store, rows, settings)
     results = pd.DataFrame([cell["row"] for cell in kept])
     repetitions = pd.DataFrame([r for cell in kept for r in cell["repetitions"]])

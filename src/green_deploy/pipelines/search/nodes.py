@@ -27,16 +27,23 @@ def search_zoo_model(
     Pareto set measured on the test split."""
     settings = SearchSettings.parse(search)
     entry = select_entry(zoo["models"], model_id)
-    outcome = search_model(
-        entry,
-        dataset_settings(zoo.get("datasets") or {}, entry),
-        Path(zoo["models_dir"]) / model_id,
-        settings,
-        evaluate,
-        deploy,
-        parse_settings(RunSettings, optimize.get("run"), "optimize.run"),
-        tracker=active_run_tracker(settings.study_name(model_id), search, kind="search"),
-    )
+    tracker = active_run_tracker(settings.study_name(model_id), search, kind="search")
+    finished = False
+    try:
+        outcome = search_model(
+            entry,
+            dataset_settings(zoo.get("datasets") or {}, entry),
+            Path(zoo["models_dir"]) / model_id,
+            settings,
+            evaluate,
+            deploy,
+            parse_settings(RunSettings, optimize.get("run"), "optimize.run"),
+            tracker=tracker,
+        )
+        finished = True
+    finally:
+        if tracker is not None:  # the search's parent run ends with this worker (another reopens it)
+            tracker.finish(failed=not finished)
     return outcome.trials.to_dict("records"), outcome.front
 
 
