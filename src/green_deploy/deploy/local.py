@@ -53,6 +53,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -72,7 +73,7 @@ from green_deploy.deploy.base import (
 from green_deploy.deploy.settings import check_positive, parse_target_settings
 from green_deploy.errors import ArtifactError, ConfigError
 from green_deploy.serving.model import DEVICES, serving_path
-from green_deploy.serving.zygote import PRELOADS
+from green_deploy.serving.zygote import PRELOADS, die_with_parent
 from green_deploy.zoo.inference import KERAS_MODES
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,9 @@ class LocalDeployer:
         settings: ``LocalSettings.parse(params["local"])``.
         work_dir: where state files and server logs go (``<model>/<variant>/local/``).
         dry_run: write the command a server would run (``command.json``), start nothing.
+        tied: the servers end with this process, however it ends (a study's, which stops them
+            itself when it finishes: one killed must leave none behind); untied servers outlive
+            it (the deploy pipeline's, stopped by ``undeploy``).
     """
 
     target = TARGET
@@ -218,12 +222,14 @@ class LocalDeployer:
         work_dir: Path | str = "data/07_model_output/deploy",
         *,
         dry_run: bool = False,
+        tied: bool = False,
     ) -> None:
         from green_deploy.energy.carbon import pue_for
 
         self.settings = settings or LocalSettings()
         self.work_dir = Path(work_dir)
         self.dry_run = dry_run
+        self.tied = tied
         self.pue = pue_for(TARGET, self.settings.pue)
 
     def __repr__(self) -> str:
@@ -468,7 +474,7 @@ class LocalDeployer:
         if self.settings.prefork and runtime in PRELOADS:
             zygote = _zygote(command[0], runtime, env, self.work_dir, self.settings.start_timeout_s)
             if zygote is not None:
-                pid = zygote.spawn(command[3:], log_file)
+                pid = zygote.spawn(command[3:], log_file, self.tied)
                 if pid is not None:
                     return _Forked(pid)
         with log_file.open("ab") as log:
@@ -479,6 +485,7 @@ class LocalDeployer:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
+                preexec_fn=partial(die_with_parent, signal.SIGTERM) if self.tied else None,  # noqa: PLW1509
             )
         _CHILDREN[process.pid] = process
         return process
@@ -700,9 +707,9 @@ class _Zygote:
         self.process = process
         self.timeout_s = timeout_s
 
-    def spawn(self, argv: list[str], log_file: Path) -> int | None:
+    def spawn(self, argv: list[str], log_file: Path, tied: bool) -> int | None:
         """The pid of a new server, or ``None`` when the zygote cannot fork one (logged)."""
-        reply = self.ask({"argv": argv, "log": str(log_file)})
+        reply = self.ask({"argv": argv, "log": str(log_file), "tied": tied})
         if reply is None or "pid" not in reply:
             logger.warning("the server zygote did not fork (%s); starting a new interpreter", reply)
             return None

@@ -534,7 +534,7 @@ def study_deployers(
         )
         for target in settings.targets:
             if target == "local":
-                deployers[(target, device)] = LocalDeployer(on_device, deploy_settings.work_dir)
+                deployers[(target, device)] = LocalDeployer(on_device, deploy_settings.work_dir, tied=True)
             elif target == "inprocess":
                 deployers[(target, device)] = InProcessDeployer(
                     threads=on_device.threads,

@@ -14,11 +14,13 @@ server's. It never runs an operation of the runtime, so no thread pool exists wh
 each child starts its own, as a new process would.
 
 Protocol, one JSON line each way: the zygote first prints ``{"ready": true, "pid": ...}``; then
-for each request ``{"argv": [...], "log": "<file>", "env": {...}}`` (the arguments of
-``python -m green_deploy.serving``) it forks and prints ``{"pid": <child>}`` (or
-``{"error": "..."}``). The child runs in a session of its own (it outlives the zygote, like a
-server started by ``subprocess`` with ``start_new_session``), with its output appended to the
-log. The zygote exits when its standard input closes; the kernel reaps its children.
+for each request ``{"argv": [...], "log": "<file>", "env": {...}, "tied": bool}`` (the arguments
+of ``python -m green_deploy.serving``) it forks and prints ``{"pid": <child>}`` (or
+``{"error": "..."}``). The child runs in a session of its own, with its output appended to the
+log. A child that is not ``tied`` outlives the zygote (a deployed server, like one started by
+``subprocess`` with ``start_new_session``); a ``tied`` one is sent SIGTERM when the zygote ends
+(a study's server: it must not outlive a study that was killed). The zygote ends when its
+standard input closes (its parent ended, however it ended); the kernel reaps its children.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ SERVING_MODULES = (
     "green_deploy.optimize.artifacts",
     "green_deploy.zoo.artifacts",
 )
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PRELOADS = {
     "pytorch": ("torch",),
     "keras": ("tensorflow", "tf_keras", "green_deploy.zoo.families.keras_layers"),
@@ -56,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for module in (*SERVING_MODULES, *PRELOADS[arguments[0]]):
         importlib.import_module(module)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the study: it exits when its input closes
+    # Ctrl-C or kill -9 on the study: its end of the pipe closes, and the loop below ends
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _reply({"ready": True, "pid": os.getpid()})
     for line in sys.stdin:
         if not line.strip():
@@ -75,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _reply({"error": f"fork failed: {error}"})
             continue
         if pid == 0:
-            _serve(argv_, log, request.get("env") or {})
+            _serve(argv_, log, request.get("env") or {}, bool(request.get("tied")))
         _reply({"pid": pid})
     return 0
 
@@ -85,11 +89,30 @@ def _reply(message: Mapping[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _serve(argv: list[str], log: str, env: Mapping[str, str]) -> None:
+def die_with_parent(signum: int) -> None:
+    """Ask Linux to send ``signum`` to this process when its parent ends (``PR_SET_PDEATHSIG``:
+    when the parent's thread that forked it ends); a parent already gone sends it now. Elsewhere
+    nothing is done."""
+    import ctypes
+    import ctypes.util
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signum)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signum)
+
+
+def _serve(argv: list[str], log: str, env: Mapping[str, str], tied: bool) -> None:
     """The child: detach, send its output to ``log``, serve, and exit with the server's code."""
     code = 1
     try:
         os.setsid()
+        if tied:
+            die_with_parent(signal.SIGTERM)  # graceful: requests in flight finish
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # its own subprocesses are waited for
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         output = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
