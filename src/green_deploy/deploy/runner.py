@@ -36,7 +36,7 @@ from green_deploy.deploy.base import (
 from green_deploy.deploy.credentials import Credentials
 from green_deploy.deploy.local import LocalDeployer, LocalSettings, rss_bytes, teardown_all
 from green_deploy.errors import ArtifactError, ConfigError
-from green_deploy.serving.model import RUNTIMES, InputSpec
+from green_deploy.serving.model import RUNTIMES, InputSpec, check_devices_here
 from green_deploy.zoo.settings import parse_names
 
 logger = logging.getLogger(__name__)
@@ -166,9 +166,10 @@ def build_deployers(
     deployers: dict[str, Deployer] = {}
     for target in settings.targets:
         if target == "local":
-            deployers[target] = LocalDeployer(
-                LocalSettings.parse(raw.get("local")), settings.work_dir, dry_run=settings.dry_run
-            )
+            local = LocalSettings.parse(raw.get("local"))
+            if not settings.dry_run:
+                check_devices_here([local.device], "deploy.local.device")
+            deployers[target] = LocalDeployer(local, settings.work_dir, dry_run=settings.dry_run)
             continue
         if not raw.get(target):
             raise ConfigError(

@@ -55,7 +55,7 @@ from green_deploy.evaluate.harness import (
 from green_deploy.evaluate.store import StudyStore
 from green_deploy.evaluate.study import Cell, StudySettings, protocol_hash, variant_hash
 from green_deploy.evaluate.tracking import StudyTracker
-from green_deploy.serving.model import serving_path
+from green_deploy.serving.model import check_devices_here, serving_path
 
 logger = logging.getLogger(__name__)
 
@@ -522,6 +522,7 @@ def study_deployers(
     (``parameters_deploy.yml``); local servers and the in-process worker measure the protocol's
     idle baseline first. On a GPU whose counter the harness reads (``meter``) they leave NVML
     closed, so the GPU is counted once and requests do not pay for counter reads."""
+    check_devices_here(settings.devices, "evaluate.devices (search.device in a search)")
     local = replace(LocalSettings.parse((deploy or {}).get("local")), idle_s=settings.protocol.idle_s)
     clouds = [t for t in settings.targets if t in _CLOUD_PROVIDERS]
     deploy_settings = DeploySettings.parse(

@@ -9,7 +9,7 @@ written by the optimize pipeline; frameworks are imported there, only for the ru
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,29 @@ def predictor(
         model.to(device)
         return lambda x: predict_torch(model, x, device=device)
     raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+
+
+def available_devices() -> tuple[str, ...]:
+    """Where this machine can serve: the CPU, and CUDA where PyTorch finds a GPU and its driver."""
+    try:
+        import torch
+    except ImportError:
+        return ("cpu",)
+    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+
+
+def check_devices_here(devices: Sequence[str], where: str) -> None:
+    """Refuse, before anything starts, a device this machine does not have (a server placed
+    there would die while loading, its reason only in its log)."""
+    missing = [device for device in devices if device not in available_devices()]
+    if missing:
+        from green_deploy.errors import ConfigError
+
+        raise ConfigError(
+            f"{where} names {missing}, which this machine does not have (PyTorch finds no CUDA GPU and "
+            f"driver here: torch.cuda.is_available() is False); run it on a machine with a GPU, or set {where} "
+            "to cpu"
+        )
 
 
 def check_device(runtime: str, device: str) -> None:
