@@ -155,11 +155,7 @@ def technique_effect(results: pd.DataFrame, metric: str, question: str, label: s
     table = pd.DataFrame(rows).sort_values(change_column)
     lowered = [t for t, c in tests.items() if c.significant and (c.difference or 0) < 0]
     raised = [t for t, c in tests.items() if c.significant and (c.difference or 0) > 0]
-    sentence = (
-        f"Against their own baseline, {label} was significantly lower for {_names(lowered)} and higher for "
-        f"{_names(raised)}; no significant change for the other {len(tests) - len(lowered) - len(raised)} "
-        "technique(s) (paired tests per technique, p < 0.05)."
-    )
+    sentence = f"Against their own baseline, {_changes(label, lowered, raised, len(tests))} (paired tests per technique, p < 0.05)."
     return Answer(question, title, sentence, table, tests)
 
 
@@ -249,8 +245,26 @@ def _verdict(test: Comparison | GroupComparison, claim: str) -> str:
     return f"no significant difference ({test.test}, p = {test.p_value:.2g})"
 
 
+def _changes(label: str, lowered: list[str], raised: list[str], tested: int) -> str:
+    """What the techniques did to ``label``, in words: who lowered it, who raised it, how many
+    changed nothing significant."""
+    unchanged = tested - len(lowered) - len(raised)
+    if not lowered and not raised:
+        return f"no technique changed {label} significantly ({tested} tested)"
+    parts = []
+    if lowered:
+        parts.append(f"{_names(lowered)} lowered {label} significantly")
+    if raised:
+        parts.append(f"{_names(raised)} raised it")
+    if unchanged:
+        parts.append(
+            f"the other {unchanged} technique{'s' if unchanged > 1 else ''} changed it by no significant amount"
+        )
+    return "; ".join(parts)
+
+
 def _names(techniques: list[str]) -> str:
-    return ", ".join(techniques) if techniques else "none"
+    return techniques[0] if len(techniques) == 1 else f"{', '.join(techniques[:-1])} and {techniques[-1]}"
 
 
 def _measured_share(table: pd.DataFrame) -> str:

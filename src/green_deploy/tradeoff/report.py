@@ -89,6 +89,18 @@ def _figure(name: str, title: str, figure: Any) -> Figure:
     return Figure(name, title, figure, buffer.getvalue())
 
 
+def _log_x(ax: Any) -> None:
+    """A log x axis whose labels fit a small panel: at most 1-2-5 steps, plain numbers, no minor
+    tick labels (matplotlib labels every minor tick of a range under a decade, overlapping)."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=6))
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(labelsize=7)
+
+
 def _energy_accuracy(results: pd.DataFrame) -> Figure | None:
     import matplotlib.pyplot as plt
 
@@ -114,7 +126,7 @@ def _energy_accuracy(results: pd.DataFrame) -> Figure | None:
             )
         front = subset[subset.on_front].sort_values("energy_per_item_j")
         ax.step(front.energy_per_item_j * 1e3, front.accuracy, where="post", color="black", lw=1)
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_title(model, fontsize=9)
         ax.set_xlabel("mJ / inference", fontsize=8)
         ax.set_ylabel(str(subset.metric.iloc[0]) if "metric" in subset else "accuracy", fontsize=8)
@@ -241,7 +253,7 @@ def _search_fronts(results: pd.DataFrame, front: pd.DataFrame) -> Figure | None:
         ax.scatter(
             base.energy_per_item_j * 1e3, base.accuracy, marker="D", s=30, color="black", label="baseline"
         )
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_title(f"{model} (batch {int(mine.batch_size.iloc[0])})", fontsize=9)
         ax.set_xlabel("mJ / inference", fontsize=8)
         ax.set_ylabel(str(mine.metric.iloc[0]), fontsize=8)
