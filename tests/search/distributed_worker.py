@@ -12,7 +12,18 @@ from green_deploy.search.space import suggest_variant
 from green_deploy.search.study import SearchSettings, open_study, run_worker
 
 
-def main(storage: str, n_trials: int, marks: Path, trial_s: float) -> None:
+def main(storage: str, n_trials: int, marks: Path, trial_s: float, work_dir: Path | None = None) -> None:
+    """The worker; with ``work_dir``, as ``search_model`` runs it: this machine's one worker."""
+    if work_dir is not None:
+        from green_deploy.search.runner import machine_worker
+
+        with machine_worker(work_dir):
+            _work(storage, n_trials, marks, trial_s)
+    else:
+        _work(storage, n_trials, marks, trial_s)
+
+
+def _work(storage: str, n_trials: int, marks: Path, trial_s: float) -> None:
     settings = SearchSettings.parse(
         {
             "storage": storage,
@@ -39,4 +50,10 @@ def main(storage: str, n_trials: int, marks: Path, trial_s: float) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]))
+    main(
+        sys.argv[1],
+        int(sys.argv[2]),
+        Path(sys.argv[3]),
+        float(sys.argv[4]),
+        Path(sys.argv[5]) if len(sys.argv) > 5 else None,
+    )

@@ -85,3 +85,44 @@ def test_four_workers_complete_exactly_n_trials_when_one_dies_mid_trial(postgres
     surplus = by_state[TrialState.PRUNED]
     assert all(t.user_attrs.get(SURPLUS_ATTR) for t in surplus)
     assert optuna.__version__.startswith("5.")
+
+
+def test_a_second_worker_on_the_same_machine_is_refused_and_the_first_finishes_alone(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    marks, work_dir = tmp_path / "marks", tmp_path / "work"
+    marks.mkdir()
+
+    def worker() -> subprocess.Popen:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.search.distributed_worker",
+                storage,
+                "4",
+                str(marks),
+                "0.3",
+                str(work_dir),
+            ],
+            cwd=PROJECT,
+            env={**os.environ, "PYTHONPATH": f"{PROJECT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    first = worker()
+    deadline = time.monotonic() + 60
+    while not _numbers(marks, "started") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = worker()
+    _, refusal = second.communicate(timeout=120)
+    assert second.returncode != 0
+    assert f"already runs a worker of search study 'work' (pid {first.pid} " in refusal
+    assert "Check search.space" not in refusal and "ConnectionRefused" not in refusal
+    _, errors = first.communicate(timeout=120)
+    assert first.returncode == 0, errors[-2000:]
+    study = optuna.load_study(study_name="default-distributed", storage=storage)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == 4

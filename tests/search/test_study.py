@@ -77,3 +77,44 @@ def test_a_study_whose_trials_all_fail_stops_with_the_last_error(tmp_path):
     with pytest.raises(SearchError, match="no layer to prune"):
         run_worker(study, objective, n_trials=2, poll_s=0.01)
     assert len(study.trials) == 6
+
+
+def _draws(settings, n_trials):
+    """The choices of a worker that runs the real space until the study has ``n_trials``."""
+    from green_deploy.search.space import suggest_variant
+
+    study = open_study(settings, "m")
+
+    def objective(trial):
+        spec = suggest_variant(trial, settings.space)
+        return [
+            float(len(spec.steps)) + trial.params.get("amount", 0.0),
+            1.0 - trial.params.get("amount", 0.0),
+        ]
+
+    run_worker(study, objective, n_trials=n_trials, poll_s=0.01)
+    return [tuple(sorted(t.params.items())) for t in study.trials]
+
+
+def test_a_resumed_worker_continues_the_sequence_instead_of_replaying_it(tmp_path):
+    settings = _settings(tmp_path, seed=0, n_startup_trials=20)
+    first = _draws(settings, 3)  # the worker is stopped (or killed) after 3 trials
+    resumed = _draws(settings, 6)  # a new process resumes the study
+    assert resumed[:3] == first
+    assert len(set(resumed)) == 6, "a resumed trial repeated an earlier one"
+    # the same study resumed again from the same state on this machine draws the same trials
+    again = _draws(_settings(tmp_path / "again", seed=0, n_startup_trials=20), 3)
+    assert again == first
+
+
+def test_a_second_worker_of_a_study_on_one_machine_is_refused_naming_the_first(tmp_path):
+    import os
+
+    from green_deploy.search.runner import machine_worker
+
+    with machine_worker(tmp_path / "default"):
+        with pytest.raises(SearchError, match=rf"already runs a worker .*pid {os.getpid()}"):
+            with machine_worker(tmp_path / "default"):
+                pass
+    with machine_worker(tmp_path / "default"):  # free again once the first has finished
+        pass
