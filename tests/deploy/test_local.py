@@ -292,3 +292,49 @@ def test_a_keras_variant_is_forked_safely_and_served_as_a_graph(tmp_path):
     finally:
         for deployment in deployments:
             local.teardown(deployment)
+
+
+_STUDY = """
+import sys, time
+from pathlib import Path
+from green_deploy.deploy import Variant
+from green_deploy.deploy.local import LocalDeployer, LocalSettings
+from green_deploy.serving.model import InputSpec
+folder, work, tied, prefork = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "tied", sys.argv[4] == "prefork"
+variant = Variant.from_folder(folder, InputSpec("float32", (1, 28, 28)))
+deployment = LocalDeployer(LocalSettings(gpu_energy=False, prefork=prefork), work, tied=tied).deploy(variant)
+print(deployment.resources["pid"], flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("prefork", [True, False])
+def test_a_killed_studys_servers_end_with_it_and_deployed_ones_stay(tiny, tmp_path, prefork):
+    import subprocess
+    import sys
+
+    servers = {}
+    for mode in ("tied", "untied"):
+        study = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _STUDY,
+                str(tiny.variant.folder),
+                str(tmp_path / mode),
+                mode,
+                "prefork" if prefork else "new",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        servers[mode] = int(study.stdout.readline())
+        assert process_alive(servers[mode])
+        study.kill()  # kill -9: nothing of the study runs after this
+        study.wait()
+    try:
+        assert wait_dead(servers["tied"], 15.0), "a study's server outlived the study"
+        time.sleep(1.0)
+        assert process_alive(servers["untied"]), "a deployed server ended with the process that deployed it"
+    finally:
+        teardown_all(tmp_path / "untied")

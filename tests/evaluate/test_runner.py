@@ -223,3 +223,54 @@ def test_accuracy_is_scored_on_the_seeded_subset_with_its_interval(study, tmp_pa
     assert cell["accuracy_interval"] == "wilson"
     assert cell["accuracy_ci_low"] <= cell["accuracy"] <= cell["accuracy_ci_high"]
     assert cell["serving_path"] == "PyTorch eager (inference_mode)"
+
+
+def test_a_variant_whose_files_changed_is_refused_and_a_rebuilt_one_is_measured_anew(study, tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from green_deploy.zoo.artifacts import file_sha256
+
+    row, data, _ = study
+    folder = tmp_path / "tiny_vit" / "pt_prune50"
+    shutil.copytree(row["artifact_dir"], folder)
+    hashes = {name: file_sha256(folder / name) for name in ("model.safetensors", "variant_config.json")}
+    recorded = {**row, "artifact_dir": str(folder), "artifact_sha256": json.dumps(hashes)}
+    settings = StudySettings.parse({"targets": ["inprocess"], "batch_sizes": [1], "protocol": PROTOCOL})
+    (cell,) = expand_cells([recorded], settings)
+    weights = Path(folder / "model.safetensors")
+    weights.write_bytes(weights.read_bytes()[:200])  # truncated after optimize recorded it
+    store = StudyStore(tmp_path / "study")
+    outcome = _runner(settings, recorded, data, InProcessDeployer(), store).run([cell])
+    assert outcome.measured == 0 and store.cells() == []
+    (failure,) = outcome.failures
+    assert "is not the file the optimize pipeline recorded" in failure.reason
+    assert "kedro run --pipeline=optimize --namespaces=tiny_vit" in failure.reason
+    rebuilt = {**recorded, "artifact_sha256": json.dumps({**hashes, "model.safetensors": "0" * 64})}
+    assert expand_cells([rebuilt], settings)[0].config_hash != cell.config_hash
+
+
+def test_the_parent_run_ends_with_the_study_and_reopens_when_it_resumes(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = StudyTracker(uri, "evaluate-test", "s1", {})
+    client = tracker.client
+    assert (
+        client.get_experiment(tracker.experiment_id).tags["mlflow.experimentKind"]
+        == "custom_model_development"
+    )
+    run_id = tracker.log_cell(
+        {"model_id": "m", "variant_id": "v", "target": "local", "batch_size": 1, "device": "cpu",
+         "config_hash": "c1", "energy_measured": False, "cpu_source": "cpu_time_tdp_estimate(5 W/thread)"},
+        [],
+    )  # fmt: skip
+    cell = client.get_run(run_id)
+    assert cell.info.run_name.endswith("· energy estimated")
+    assert cell.data.params["energy"] == "estimated: cpu_time_tdp_estimate(5 W/thread)"
+    tracker.finish()
+    assert client.get_run(tracker.parent_run_id).info.status == "FINISHED"
+    resumed = StudyTracker(uri, "evaluate-test", "s1", {})
+    assert resumed.parent_run_id == tracker.parent_run_id
+    assert client.get_run(tracker.parent_run_id).info.status == "RUNNING"
+    resumed.finish(failed=True)
+    assert client.get_run(tracker.parent_run_id).info.status == "FAILED"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +57,14 @@ def test_the_cli_serves_a_saved_variant_and_stops_cleanly_on_sigterm(tmp_path):
         energy = reply.json()["energy"]
         assert energy["measured"] is False and energy["joules"] > 0  # a CPU machine: estimates, labelled
         assert client.predict_json(x[:, 0]).status == 422
+        # a request the HTTP parser itself refuses still gets the documented JSON error
+        host, port = ready["url"].removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            raw.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+            answer = raw.recv(65536).decode()
+        head, _, body = answer.partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.1 400") and "content-type: application/json" in head.lower()
+        assert json.loads(body)["error"]["code"] == "malformed_http"
     finally:
         process.send_signal(signal.SIGTERM)
         try:

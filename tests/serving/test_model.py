@@ -112,3 +112,19 @@ def test_a_device_the_runtime_cannot_use_is_refused_before_loading():
         predictor("onnxruntime", b"not a model", device="cuda")
     with pytest.raises(ValueError, match="unknown device"):
         predictor("pytorch", object(), device="tpu")
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_starts():
+    import torch
+
+    from green_deploy.errors import ConfigError
+    from green_deploy.serving.model import available_devices, check_devices_here
+
+    assert "cpu" in available_devices()
+    check_devices_here(["cpu"], "evaluate.devices")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(
+        ConfigError, match=r"evaluate.devices names \['cuda'\], which this machine does not have"
+    ):
+        check_devices_here(["cpu", "cuda"], "evaluate.devices")

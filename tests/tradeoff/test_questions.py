@@ -230,3 +230,14 @@ def test_the_simulation_is_answered_with_its_decision_rules_once_it_has_run():
         "learners_per_round"
     ]
     assert simulation_answer(pd.DataFrame(), pd.DataFrame()) is None
+
+
+def test_what_the_techniques_did_reads_as_a_sentence():
+    from green_deploy.tradeoff.questions import _changes
+
+    assert _changes("accuracy", [], [], 4) == "no technique changed accuracy significantly (4 tested)"
+    assert _changes("J/inference", ["tflite", "onnx"], [], 3) == (
+        "tflite and onnx lowered J/inference significantly; the other technique changed it by no significant amount"
+    )
+    assert _changes("accuracy", [], ["qat"], 1) == "qat raised it"
+    assert "none" not in _changes("accuracy", ["a"], [], 5)
