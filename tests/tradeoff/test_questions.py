@@ -239,5 +239,6 @@ def test_what_the_techniques_did_reads_as_a_sentence():
     assert _changes("J/inference", ["tflite", "onnx"], [], 3) == (
         "tflite and onnx lowered J/inference significantly; the other technique changed it by no significant amount"
     )
-    assert _changes("accuracy", [], ["qat"], 1) == "qat raised it"
+    assert _changes("accuracy", [], ["qat"], 1) == "qat raised accuracy significantly"
+    assert _changes("accuracy", ["a"], ["b"], 2) == "a lowered accuracy significantly; b raised it"
     assert "none" not in _changes("accuracy", ["a"], [], 5)

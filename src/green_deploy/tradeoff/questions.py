@@ -255,7 +255,7 @@ def _changes(label: str, lowered: list[str], raised: list[str], tested: int) -> 
     if lowered:
         parts.append(f"{_names(lowered)} lowered {label} significantly")
     if raised:
-        parts.append(f"{_names(raised)} raised it")
+        parts.append(f"{_names(raised)} raised {'it' if lowered else label + ' significantly'}")
     if unchanged:
         parts.append(
             f"the other {unchanged} technique{'s' if unchanged > 1 else ''} changed it by no significant amount"
