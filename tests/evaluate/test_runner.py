@@ -3,6 +3,9 @@ server: cells, intervals, accuracy, the store, MLflow, and resuming after a cras
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
@@ -13,6 +16,7 @@ from green_deploy.evaluate.runner import StudyRunner, current_cells, plan
 from green_deploy.evaluate.store import StudyStore
 from green_deploy.evaluate.study import StudySettings, expand_cells
 from green_deploy.evaluate.tracking import CELL_TAG, PARENT_TAG, StudyTracker
+from green_deploy.zoo.artifacts import file_sha256
 
 PROTOCOL = {
     "idle_s": 0.05,
@@ -201,8 +205,13 @@ def test_accuracy_is_scored_once_per_artifact_across_targets_batch_sizes_and_stu
     cells = [c["row"] for c in first.cells() + second.cells()]
     assert len(cells) == 5 and len(passes) == 1 and len(list(shared.glob("*.json"))) == 1
     assert [c["accuracy"] for c in cells] == pytest.approx([expected_accuracy] * 5)
-    # a changed artifact is scored anew
-    changed = {**row, "artifact_sha256": '{"model.safetensors": "0000"}'}
+    # a rebuilt artifact (other file contents) is scored anew
+    rebuilt = tmp_path / "rebuilt" / "pt_prune50"
+    shutil.copytree(row["artifact_dir"], rebuilt)
+    with (rebuilt / "variant_config.json").open("a") as config:
+        config.write("\n")
+    hashes = {file.name: file_sha256(file) for file in rebuilt.iterdir() if file.is_file()}
+    changed = {**row, "artifact_dir": str(rebuilt), "artifact_sha256": json.dumps(hashes)}
     StudyRunner(other, [changed], deployers, lambda _: data, StudyStore(tmp_path / "s3", shared)).run(
         expand_cells([changed], other)
     )
@@ -226,12 +235,6 @@ def test_accuracy_is_scored_on_the_seeded_subset_with_its_interval(study, tmp_pa
 
 
 def test_a_variant_whose_files_changed_is_refused_and_a_rebuilt_one_is_measured_anew(study, tmp_path):
-    import json
-    import shutil
-    from pathlib import Path
-
-    from green_deploy.zoo.artifacts import file_sha256
-
     row, data, _ = study
     folder = tmp_path / "tiny_vit" / "pt_prune50"
     shutil.copytree(row["artifact_dir"], folder)
@@ -239,7 +242,7 @@ def test_a_variant_whose_files_changed_is_refused_and_a_rebuilt_one_is_measured_
     recorded = {**row, "artifact_dir": str(folder), "artifact_sha256": json.dumps(hashes)}
     settings = StudySettings.parse({"targets": ["inprocess"], "batch_sizes": [1], "protocol": PROTOCOL})
     (cell,) = expand_cells([recorded], settings)
-    weights = Path(folder / "model.safetensors")
+    weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:200])  # truncated after optimize recorded it
     store = StudyStore(tmp_path / "study")
     outcome = _runner(settings, recorded, data, InProcessDeployer(), store).run([cell])

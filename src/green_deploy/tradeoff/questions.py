@@ -257,9 +257,8 @@ def _changes(label: str, lowered: list[str], raised: list[str], tested: int) -> 
     if raised:
         parts.append(f"{_names(raised)} raised {'it' if lowered else label + ' significantly'}")
     if unchanged:
-        parts.append(
-            f"the other {unchanged} technique{'s' if unchanged > 1 else ''} changed it by no significant amount"
-        )
+        others = "the other technique" if unchanged == 1 else f"the other {unchanged} techniques"
+        parts.append(f"{others} changed it by no significant amount")
     return "; ".join(parts)
 
 

@@ -24,12 +24,13 @@ def build_model(zoo: dict[str, Any], model_id: str) -> tuple[dict[str, Any], dic
     ``{model_id}.torch_model`` and ``{model_id}.keras_model`` catalog entries read them).
     """
     zoo = check_keys("zoo", zoo, ZOO_KEYS)
+    parity = parse_settings(ParityTolerance, zoo.get("parity"), "zoo.parity")
     entry = select_entry(zoo["models"], model_id)
     card = build_zoo_model(
         entry,
         dataset_settings(zoo.get("datasets") or {}, entry),
         Path(zoo["models_dir"]) / model_id,
-        parse_settings(ParityTolerance, zoo.get("parity"), "zoo.parity"),
+        parity,
         test_subset=ScoredItems(zoo.get("test_max_items"), zoo.get("test_seed", 0)),
     )
     metrics = {
