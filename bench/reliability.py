@@ -37,7 +37,14 @@ def probe(kind: str, case: str, test: str) -> Callable[[Callable[[], str]], None
             seen = function()
         except Exception as error:  # noqa: BLE001 - the message is what is recorded
             seen = f"{type(error).__name__}: {error}"
-        ROWS.append({"kind": kind, "case": case, "what the user sees": " ".join(str(seen).split())[:400], "test": test})
+        ROWS.append(
+            {
+                "kind": kind,
+                "case": case,
+                "what the user sees": " ".join(str(seen).split())[:400],
+                "test": test,
+            }
+        )
 
     return run
 
@@ -69,11 +76,19 @@ def configuration() -> None:
         "optimize: a misspelt top-level key (optimize.onlyy)": lambda: optimize_zoo_model(
             {}, {"onlyy": "pt_fp16", "variants": {}}, "m"
         ),
-        "optimize.run: an unknown key": lambda: optimize_zoo_model({}, {"run": {"check_exampels": 5}, "variants": {}}, "m"),
+        "optimize.run: an unknown key": lambda: optimize_zoo_model(
+            {}, {"run": {"check_exampels": 5}, "variants": {}}, "m"
+        ),
         "optimize.only: an undeclared variant": lambda: select_variants(variants, "pt_fp8"),
-        "optimize.plan: an undeclared variant": lambda: planned_variants(variants, {"pt_fp8": "all"}, "m", ["m"]),
-        "optimize.plan: an unknown model": lambda: planned_variants(variants, {"pt_bf16": ["resnet"]}, "m", ["m"]),
-        "optimize.variants: an unknown technique": lambda: parse_variant("x", {"framework": "torch", "technique": "fp8"}),
+        "optimize.plan: an undeclared variant": lambda: planned_variants(
+            variants, {"pt_fp8": "all"}, "m", ["m"]
+        ),
+        "optimize.plan: an unknown model": lambda: planned_variants(
+            variants, {"pt_bf16": ["resnet"]}, "m", ["m"]
+        ),
+        "optimize.variants: an unknown technique": lambda: parse_variant(
+            "x", {"framework": "torch", "technique": "fp8"}
+        ),
         "optimize.variants: a TensorFlow technique under torch": lambda: parse_variant(
             "x", {"framework": "torch", "technique": "tflite"}
         ),
@@ -85,11 +100,15 @@ def configuration() -> None:
         "zoo: a model id that is not in the zoo": lambda: select_entry({"resnet_fmnist": {}}, "resnet"),
         "zoo.datasets: an unknown dataset setting": lambda: load_dataset("fashion_mnist", {"max_trian": 5}),
         "evaluate: an unknown key": lambda: StudySettings.parse({"batch_size": [1]}),
-        "evaluate.protocol: a CI target out of range": lambda: StudySettings.parse({"protocol": {"ci_target": 5}}),
+        "evaluate.protocol: a CI target out of range": lambda: StudySettings.parse(
+            {"protocol": {"ci_target": 5}}
+        ),
         "evaluate.targets: an unknown target": lambda: StudySettings.parse({"targets": ["gcp"]}),
         "evaluate.batch_sizes: zero": lambda: StudySettings.parse({"batch_sizes": [0]}),
         "evaluate.accuracy_max_items: zero": lambda: StudySettings.parse({"accuracy_max_items": 0}),
-        "evaluate.devices: cuda on a machine without one": lambda: check_devices_here(["cuda"], "evaluate.devices"),
+        "evaluate.devices: cuda on a machine without one": lambda: check_devices_here(
+            ["cuda"], "evaluate.devices"
+        ),
         "deploy: an unknown key": lambda: DeploySettings.parse({"target": ["local"]}),
         "deploy.local.keras_mode: an unknown mode": lambda: build_deployers(
             DeploySettings.parse({"targets": ["local"]}), {"local": {"keras_mode": "jit"}}
@@ -98,7 +117,9 @@ def configuration() -> None:
             DeploySettings.parse({"targets": ["sagemaker"]}), {}
         ),
         "search: an unknown key": lambda: SearchSettings.parse({"samplr": "tpe"}),
-        "search.storage: a path instead of a URL": lambda: SearchSettings.parse({"storage": "data/optuna.db"}),
+        "search.storage: a path instead of a URL": lambda: SearchSettings.parse(
+            {"storage": "data/optuna.db"}
+        ),
         "tradeoff: an unknown key": lambda: report_study(
             pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {"titel": "x"}
         ),
@@ -116,7 +137,7 @@ def artifacts(work: Path) -> None:
     from green_deploy.zoo.artifacts import load_keras_model, load_torch_model
 
     tiny = _tiny_vit_variant(work)
-    folder = work / "broken" / "pt_prune50"
+    folder = work / "broken" / "tiny_vit" / "pt_prune50"
     shutil.copytree(tiny, folder)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:200])
@@ -124,10 +145,15 @@ def artifacts(work: Path) -> None:
         lambda: expect_error(lambda: load_variant(folder, "pytorch"))
     )
     probe("artifact", "a variant's files missing", "tests/optimize/test_artifacts.py")(
-        lambda: expect_error(lambda: load_variant(work / "nowhere" / "pt_onnx_fp32", "onnxruntime"))
+        lambda: expect_error(
+            lambda: load_variant(work / "missing" / "tiny_vit" / "pt_onnx_fp32", "onnxruntime")
+        )
     )
-    for runtime, file, data in (("onnxruntime", "model.onnx", _onnx_bytes()), ("tflite", "model.tflite", _tflite_bytes())):
-        target = work / runtime / "pt_onnx_fp32"
+    for runtime, variant, file, data in (
+        ("onnxruntime", "pt_onnx_fp32", "model.onnx", _onnx_bytes()),
+        ("tflite", "tf_tflite_fp32", "model.tflite", _tflite_bytes()),
+    ):
+        target = work / "truncated" / "tiny_model" / variant
         target.mkdir(parents=True)
         (target / file).write_bytes(data[: len(data) // 2])
         probe("artifact", f"a truncated {file}", "tests/optimize/test_artifacts.py")(
@@ -162,7 +188,11 @@ def requests(work: Path) -> None:
     good = np.zeros((1, 1, 28, 28), np.float32)
     cases = {
         "a body that is not JSON": (b"POST /v1/predict", {"Content-Type": "application/json"}, b"{inputs: ]"),
-        'JSON without "inputs"': (b"POST /v1/predict", {"Content-Type": "application/json"}, b'{"input": []}'),
+        'JSON without "inputs"': (
+            b"POST /v1/predict",
+            {"Content-Type": "application/json"},
+            b'{"input": []}',
+        ),
         "items of the wrong shape": (
             b"POST /v1/predict",
             {"Content-Type": "application/json"},
@@ -178,7 +208,11 @@ def requests(work: Path) -> None:
             {"Content-Type": "application/x-npy"},
             _npy(np.zeros((300, 1, 28, 28), np.float32)),
         ),
-        "a .npy of another dtype": (b"POST /v1/predict", {"Content-Type": "application/x-npy"}, _npy(good.astype(np.int64))),
+        "a .npy of another dtype": (
+            b"POST /v1/predict",
+            {"Content-Type": "application/x-npy"},
+            _npy(good.astype(np.int64)),
+        ),
         "a pickled .npy (object array)": (
             b"POST /v1/predict",
             {"Content-Type": "application/x-npy"},
@@ -192,16 +226,24 @@ def requests(work: Path) -> None:
         ),
         "an unknown route": (b"GET /v2/predict", {}, b""),
         "Content-Length: abc": (b"POST /v1/predict", {"Content-Length": "abc"}, None),
-        "a body larger than Content-Length says": (b"POST /v1/predict", {"Content-Type": "application/json", "Content-Length": "3"}, b'{"inputs": []}'),
+        "a body larger than Content-Length says": (
+            b"POST /v1/predict",
+            {"Content-Type": "application/json", "Content-Length": "3"},
+            b'{"inputs": []}',
+        ),
     }
     try:
         for case, (request_line, headers, body) in cases.items():
-            probe("request", case, "tests/serving/test_app.py, tests/serving/test_validation.py, tests/serving/test_cli.py")(
-                lambda r=request_line, h=headers, b=body: _raw(host, int(port), r, h, b)
-            )
+            probe(
+                "request",
+                case,
+                "tests/serving/test_app.py, tests/serving/test_validation.py, tests/serving/test_cli.py",
+            )(lambda r=request_line, h=headers, b=body: _raw(host, int(port), r, h, b))
         probe("request", "the server after all of them", "tests/serving/test_app.py")(
-            lambda: f"/health {local.health(deployment)['status']}; a good request: "
-            f"{local.predict(deployment, good)[0].shape} outputs"
+            lambda: (
+                f"/health {local.health(deployment)['status']}; a good request: "
+                f"{local.predict(deployment, good)[0].shape} outputs"
+            )
         )
     finally:
         local.teardown(deployment)
@@ -209,21 +251,25 @@ def requests(work: Path) -> None:
 
 def faults(work: Path) -> None:
     from green_deploy.search.runner import machine_worker
-    from green_deploy.search.study import SearchSettings, open_study, run_worker
     from green_deploy.search.space import suggest_variant
+    from green_deploy.search.study import SearchSettings, open_study, run_worker
 
     def second_worker() -> str:
         with machine_worker(work / "search" / "default"):
             return expect_error(lambda: machine_worker(work / "search" / "default").__enter__())
 
-    probe("fault", "a second search worker of one study on one machine", "tests/search/test_distributed.py")(second_worker)
+    probe("fault", "a second search worker of one study on one machine", "tests/search/test_distributed.py")(
+        second_worker
+    )
 
     def resumed() -> str:
         settings = SearchSettings.parse({"storage": f"sqlite:///{work}/optuna.db", "n_startup_trials": 20})
         draws = []
         for n_trials in (3, 6):  # a worker stopped after 3 trials, then a new process resumes
             study = open_study(settings, "m")
-            run_worker(study, lambda t: [len(suggest_variant(t, settings.space).steps), 0.0], n_trials, poll_s=0.01)
+            run_worker(
+                study, lambda t: [len(suggest_variant(t, settings.space).steps), 0.0], n_trials, poll_s=0.01
+            )
             draws = [tuple(sorted(t.params.items())) for t in study.trials]
         return f"{len(draws)} trials, {len(set(draws))} distinct configurations (a resumed worker continues its sequence)"
 
@@ -244,7 +290,13 @@ def _changed_after_optimize(tiny: Path, work: Path) -> str:
     shutil.copytree(tiny, folder)
     recorded = json.dumps({"model.safetensors": file_sha256(folder / "model.safetensors")})
     (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:500])
-    row = {"model_id": "tiny_vit", "variant_id": "pt_prune50", "technique": "magnitude_pruning", "artifact_dir": str(folder), "artifact_sha256": recorded}
+    row = {
+        "model_id": "tiny_vit",
+        "variant_id": "pt_prune50",
+        "technique": "magnitude_pruning",
+        "artifact_dir": str(folder),
+        "artifact_sha256": recorded,
+    }
     return expect_error(lambda: check_artifact_files(row))
 
 
@@ -274,14 +326,20 @@ def _killed_study(work: Path) -> str:
         "d = LocalDeployer(LocalSettings(gpu_energy=False), Path(sys.argv[2]), tied=True).deploy(v)\n"
         "print(d.resources['pid'], flush=True)\ntime.sleep(600)\n"
     )
-    study = subprocess.Popen([sys.executable, "-c", script, str(tiny), str(work / "killed")], stdout=subprocess.PIPE, text=True)
+    study = subprocess.Popen(
+        [sys.executable, "-c", script, str(tiny), str(work / "killed")], stdout=subprocess.PIPE, text=True
+    )
     pid = int(study.stdout.readline())
     study.send_signal(signal.SIGKILL)
     study.wait()
     deadline = time.monotonic() + 15
     while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return "its server ended with it (SIGTERM from the kernel)" if not process_alive(pid) else "ITS SERVER KEPT RUNNING"
+    return (
+        "its server ended with it (SIGTERM from the kernel)"
+        if not process_alive(pid)
+        else "ITS SERVER KEPT RUNNING"
+    )
 
 
 def _kedro_error(work: Path) -> str:
@@ -290,10 +348,21 @@ def _kedro_error(work: Path) -> str:
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy(PROJECT / name, project / name)
     shutil.copytree(PROJECT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    shutil.copytree(PROJECT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(
+        PROJECT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
     (project / "conf" / "local").mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--pipeline=optimize", "--namespaces=ngram_codelang", "--params", "optimize.onlyy=pt_fp16"],
+        [
+            sys.executable,
+            "-m",
+            "kedro",
+            "run",
+            "--pipeline=optimize",
+            "--namespaces=ngram_codelang",
+            "--params",
+            "optimize.onlyy=pt_fp16",
+        ],
         cwd=project,
         env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "200"},
         capture_output=True,
@@ -317,7 +386,14 @@ def _raw(host: str, port: int, request_line: bytes, headers: dict[str, str], bod
             reply += chunk
     head, _, payload = reply.partition(b"\r\n\r\n")
     status = head.split(b"\r\n")[0].decode()
-    kind = next((h.split(b":", 1)[1].strip().decode() for h in head.split(b"\r\n") if h.lower().startswith(b"content-type")), "?")
+    kind = next(
+        (
+            h.split(b":", 1)[1].strip().decode()
+            for h in head.split(b"\r\n")
+            if h.lower().startswith(b"content-type")
+        ),
+        "?",
+    )
     return f"{status} ({kind}): {payload.decode(errors='replace')[:300]}"
 
 
@@ -343,8 +419,12 @@ def _tiny_vit_variant(work: Path) -> Path:
     family = get_family("vit")
     batch = family.encode((np.random.default_rng(0).random((4, 28, 28)) * 255).astype(np.uint8), arch)
     context = OptimizationContext("tiny_vit", "vit", "classification", arch, 10, batch, batch, np.arange(4))
-    spec = parse_variant("pt_prune50", {"framework": "torch", "technique": "magnitude_pruning", "settings": {"amount": 0.5}})
-    optimized = get_technique("magnitude_pruning").apply(family.build_torch(arch, 10).eval(), spec.steps[0].settings, context)
+    spec = parse_variant(
+        "pt_prune50", {"framework": "torch", "technique": "magnitude_pruning", "settings": {"amount": 0.5}}
+    )
+    optimized = get_technique("magnitude_pruning").apply(
+        family.build_torch(arch, 10).eval(), spec.steps[0].settings, context
+    )
     save_variant(optimized, spec, {"family": "vit", "architecture": arch, "n_outputs": 10}, folder)
     return folder
 
@@ -359,7 +439,9 @@ def _onnx_bytes() -> bytes:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 20])],
         [numpy_helper.from_array(np.ones((20, 20), np.float32), "w")],
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9
+    ).SerializeToString()
 
 
 def _tflite_bytes() -> bytes:
@@ -367,7 +449,9 @@ def _tflite_bytes() -> bytes:
     import tf_keras
 
     inputs = tf_keras.Input((20,))
-    return tf.lite.TFLiteConverter.from_keras_model(tf_keras.Model(inputs, tf_keras.layers.Dense(20)(inputs))).convert()
+    return tf.lite.TFLiteConverter.from_keras_model(
+        tf_keras.Model(inputs, tf_keras.layers.Dense(20)(inputs))
+    ).convert()
 
 
 def main() -> None:

@@ -39,14 +39,15 @@ def _tflite_bytes() -> bytes:
     [("onnxruntime", ONNX_FILE, _onnx_bytes), ("tflite", TFLITE_FILE, _tflite_bytes)],
 )
 def test_a_whole_file_loads_and_a_truncated_one_is_named_with_its_rebuild(tmp_path, runtime, file, make):
-    folder = tmp_path / "pt_onnx_fp32"
-    folder.mkdir()
+    folder = tmp_path / "tiny_model" / "pt_onnx_fp32"
+    folder.mkdir(parents=True)
     data = make()
     (folder / file).write_bytes(data)
     assert load_variant(folder, runtime) == data
     (folder / file).write_bytes(data[: len(data) // 2])
     with pytest.raises(
-        ArtifactError, match=rf"{file} is not a readable {runtime} model .*optimize.only=pt_onnx_fp32"
+        ArtifactError,
+        match=rf"{file} is not a readable {runtime} model .*--namespaces=tiny_model --params \"optimize.only=pt_onnx_fp32\"",
     ):
         load_variant(folder, runtime)
 

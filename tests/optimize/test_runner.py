@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -120,8 +121,9 @@ def test_a_damaged_variant_is_a_clear_error(optimized, tmp_path):
     import shutil
 
     root, _, _ = optimized
-    broken = tmp_path / "broken"
+    broken = tmp_path / "tiny_model" / "pruned"
     shutil.copytree(root / "variants" / "pruned", broken)
     (broken / artifacts.TORCH_FILE).write_bytes(b"garbage")
-    with pytest.raises(ArtifactError, match="corrupt"):
+    rebuild = 'rebuild it with `kedro run --pipeline=optimize --namespaces=tiny_model --params "optimize.only=pruned"`'
+    with pytest.raises(ArtifactError, match=f"corrupt .*{re.escape(rebuild)}"):
         artifacts.load_torch_variant(broken)

@@ -151,6 +151,14 @@ def _take(names: list[str], stored: dict[str, Any], used: set[str], folder: Path
     return [stored[name] for name in names]
 
 
+def rebuild_command(folder: Path) -> str:
+    """The command that rebuilds the variant saved in ``<variants_dir>/<model_id>/<variant_id>``."""
+    return (
+        f"rebuild it with `kedro run --pipeline=optimize --namespaces={folder.parent.name} "
+        f'--params "optimize.only={folder.name}"`'
+    )
+
+
 def load_torch_variant(folder: Path) -> Any:
     """Rebuild a PyTorch variant: baseline structure, each step's structural change, stored tensors."""
     from safetensors import SafetensorError
@@ -161,17 +169,19 @@ def load_torch_variant(folder: Path) -> Any:
     for required in (folder / TORCH_FILE, folder / CONFIG_FILE):
         if not required.is_file():
             raise ArtifactError(
-                f"variant artifact incomplete: {required} is missing; re-run `kedro run --pipeline=optimize`"
+                f"variant artifact incomplete: {required} is missing; {rebuild_command(folder)}"
             )
     try:
         config = json.loads((folder / CONFIG_FILE).read_text())
         tensors = load_file(str(folder / TORCH_FILE))
     except (SafetensorError, json.JSONDecodeError, OSError) as error:
-        raise ArtifactError(f"variant artifact {folder} is corrupt: {error}") from error
+        raise ArtifactError(
+            f"variant artifact {folder} is corrupt ({error}); {rebuild_command(folder)}"
+        ) from error
     if config.get("format") != FORMAT_VERSION:
         raise ArtifactError(
             f"variant artifact {folder} has format {config.get('format')}, this code reads "
-            f"{FORMAT_VERSION}; re-run `kedro run --pipeline=optimize`"
+            f"{FORMAT_VERSION}; {rebuild_command(folder)}"
         )
     model = get_family(config["family"]).build_torch(config["architecture"], config["n_outputs"]).eval()
     for step in config["steps"]:
@@ -224,7 +234,7 @@ def load_variant(folder: Path, runtime: str) -> Any:
     """The variant's model object for ``runtime`` (module, Keras model, flatbuffer or ONNX bytes)."""
     if runtime in ("onnxruntime", "tflite"):
         path = folder / (ONNX_FILE if runtime == "onnxruntime" else TFLITE_FILE)
-        rebuild = f'rebuild it with `kedro run --pipeline=optimize --params "optimize.only={folder.name}"`'
+        rebuild = rebuild_command(folder)
         if not path.is_file():
             raise ArtifactError(f"{path} is missing; {rebuild}")
         data = path.read_bytes()
@@ -239,7 +249,7 @@ def load_variant(folder: Path, runtime: str) -> Any:
     if runtime == "keras":
         from green_deploy.zoo.artifacts import load_keras_model
 
-        return load_keras_model(folder / KERAS_FILE)
+        return load_keras_model(folder / KERAS_FILE, rebuild_command(folder))
     return load_torch_variant(folder)
 
 

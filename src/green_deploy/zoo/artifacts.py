@@ -70,7 +70,8 @@ def load_torch_model(folder: Path) -> Any:
         load_model(model, str(weights), strict=True)
     except (SafetensorError, json.JSONDecodeError, KeyError, RuntimeError, OSError) as error:
         raise ArtifactError(
-            f"PyTorch model artifact {folder} is corrupt or does not match its config: {error}"
+            f"PyTorch model artifact {folder} is corrupt or does not match its config ({error}); "
+            "rebuild it with `kedro run --pipeline=zoo`"
         ) from error
     model.zoo_config = config  # lets a changed model be saved again with what rebuilds it
     return model.eval()
@@ -82,15 +83,15 @@ def save_keras_model(model: Any, path: Path) -> Path:
     return path
 
 
-def load_keras_model(path: Path) -> Any:
+def load_keras_model(path: Path, rebuild: str = "rebuild it with `kedro run --pipeline=zoo`") -> Any:
+    """The Keras model of ``path``; a missing or damaged file is named with ``rebuild``, the
+    command that makes it again (the zoo's by default, a variant's from optimize)."""
     import tf_keras
 
     import green_deploy.zoo.families.keras_layers  # noqa: F401  (registers the custom layers)
 
     if not path.is_file():
-        raise ArtifactError(
-            f"Keras model artifact {path} is missing; rebuild it with `kedro run --pipeline=zoo`"
-        )
+        raise ArtifactError(f"Keras model artifact {path} is missing; {rebuild}")
     try:
         # The same archive ``load_model`` reads, but with its weights file extracted first:
         # ``load_model`` reads the HDF5 file inside the zip through ``tf.io.gfile`` in thousands of
@@ -103,4 +104,4 @@ def load_keras_model(path: Path) -> Any:
             model.load_weights(weights)
             return model
     except Exception as error:  # Keras raises many unrelated types for a damaged archive
-        raise ArtifactError(f"Keras model artifact {path} is corrupt: {error}") from error
+        raise ArtifactError(f"Keras model artifact {path} is corrupt ({error}); {rebuild}") from error
