@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -255,7 +257,7 @@ def test_a_saved_variant_reloads_onto_a_fresh_baseline_with_identical_outputs(
     )
 
 
-def test_a_variant_of_an_older_format_asks_for_a_rerun(tmp_path):
+def test_a_variant_of_an_older_format_asks_for_a_rebuild(tmp_path):
     import json
 
     from green_deploy.errors import ArtifactError
@@ -265,8 +267,12 @@ def test_a_variant_of_an_older_format_asks_for_a_rerun(tmp_path):
     model, _, context = _setup("vit")
     result = get_technique("half_precision").apply(model, {}, context)
     spec = parse_variant("v", {"framework": "torch", "technique": "half_precision"})
-    save_variant(result, spec, {"family": "vit", "architecture": CASES["vit"][0], "n_outputs": 10}, tmp_path)
-    config = json.loads((tmp_path / CONFIG_FILE).read_text())
-    (tmp_path / CONFIG_FILE).write_text(json.dumps({**config, "format": 1}))
-    with pytest.raises(ArtifactError, match="re-run"):
-        load_torch_variant(tmp_path)
+    folder = tmp_path / "tiny_vit" / "v"
+    save_variant(result, spec, {"family": "vit", "architecture": CASES["vit"][0], "n_outputs": 10}, folder)
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    (folder / CONFIG_FILE).write_text(json.dumps({**config, "format": 1}))
+    rebuild = (
+        'rebuild it with `kedro run --pipeline=optimize --namespaces=tiny_vit --params "optimize.only=v"`'
+    )
+    with pytest.raises(ArtifactError, match=r"has format 1, this code reads \d+; " + re.escape(rebuild)):
+        load_torch_variant(folder)
