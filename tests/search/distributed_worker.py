@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
+from green_deploy.search.runner import machine_worker
 from green_deploy.search.space import suggest_variant
 from green_deploy.search.study import SearchSettings, open_study, run_worker
 
 
 def main(storage: str, n_trials: int, marks: Path, trial_s: float, work_dir: Path | None = None) -> None:
     """The worker; with ``work_dir``, as ``search_model`` runs it: this machine's one worker."""
-    if work_dir is not None:
-        from green_deploy.search.runner import machine_worker
-
-        with machine_worker(work_dir):
-            _work(storage, n_trials, marks, trial_s)
-    else:
+    with machine_worker(work_dir) if work_dir is not None else nullcontext():
         _work(storage, n_trials, marks, trial_s)
 
 

@@ -24,16 +24,20 @@ N_TRIALS = 10
 pytestmark = pytest.mark.timeout(300)
 
 
-def _worker(url: str, marks: Path, trial_s: float) -> subprocess.Popen:
+def _worker(
+    url: str, marks: Path, trial_s: float, n_trials: int = N_TRIALS, work_dir: Path | None = None
+) -> subprocess.Popen:
+    """A worker process; with ``work_dir``, holding this machine's worker lock as search_model does."""
     return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "tests.search.distributed_worker",
             url,
-            str(N_TRIALS),
+            str(n_trials),
             str(marks),
             str(trial_s),
+            *([str(work_dir)] if work_dir is not None else []),
         ],
         cwd=PROJECT,
         env={**os.environ, "PYTHONPATH": f"{PROJECT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
@@ -92,30 +96,11 @@ def test_a_second_worker_on_the_same_machine_is_refused_and_the_first_finishes_a
     marks, work_dir = tmp_path / "marks", tmp_path / "work"
     marks.mkdir()
 
-    def worker() -> subprocess.Popen:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.search.distributed_worker",
-                storage,
-                "4",
-                str(marks),
-                "0.3",
-                str(work_dir),
-            ],
-            cwd=PROJECT,
-            env={**os.environ, "PYTHONPATH": f"{PROJECT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    first = worker()
+    first = _worker(storage, marks, 0.3, n_trials=4, work_dir=work_dir)
     deadline = time.monotonic() + 60
     while not _numbers(marks, "started") and time.monotonic() < deadline:
         time.sleep(0.05)
-    second = worker()
+    second = _worker(storage, marks, 0.3, n_trials=4, work_dir=work_dir)
     _, refusal = second.communicate(timeout=120)
     assert second.returncode != 0
     assert f"already runs a worker of search study 'work' (pid {first.pid} " in refusal
