@@ -142,23 +142,24 @@ def check_artifact_files(row: Mapping[str, Any]) -> None:
     recorded = row.get("artifact_sha256")
     if not isinstance(recorded, str) or not recorded:
         return
+    from green_deploy.optimize.artifacts import rebuild_command
     from green_deploy.zoo.artifacts import file_sha256
 
     folder = Path(str(row["artifact_dir"]))
     name = f"{row['model_id']}/{row['variant_id']}"
     rebuild = (
-        f"kedro run --pipeline=zoo --namespaces={row['model_id']}"
+        f"rebuild it with `kedro run --pipeline=zoo --namespaces={row['model_id']}`"
         if str(row.get("technique")) == "baseline"
-        else f'kedro run --pipeline=optimize --namespaces={row["model_id"]} --params "optimize.only={row["variant_id"]}"'
+        else rebuild_command(folder)
     )
     for file, expected in json.loads(recorded).items():
         path = folder / file
         if not path.is_file():
-            raise ArtifactError(f"{name}: {path} is missing; rebuild it with `{rebuild}`")
+            raise ArtifactError(f"{name}: {path} is missing; {rebuild}")
         if file_sha256(path) != expected:
             raise ArtifactError(
                 f"{name}: {path} is not the file the optimize pipeline recorded (sha256 {expected[:12]}...): "
-                f"corrupt or changed by hand; rebuild it with `{rebuild}`"
+                f"corrupt or changed by hand; {rebuild}"
             )
 
 
