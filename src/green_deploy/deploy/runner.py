@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from green_deploy.config import check_keys, parse_names, parse_settings
 from green_deploy.deploy.base import (
     STATUS_DRY_RUN,
     STATUS_IN_SERVICE,
@@ -37,7 +38,6 @@ from green_deploy.deploy.credentials import Credentials
 from green_deploy.deploy.local import LocalDeployer, LocalSettings, rss_bytes, teardown_all
 from green_deploy.errors import ArtifactError, ConfigError
 from green_deploy.serving.model import RUNTIMES, InputSpec, check_devices_here
-from green_deploy.zoo.settings import parse_names
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +83,9 @@ class DeploySettings:
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> DeploySettings:
-        raw = dict(raw or {})
-        known = {"targets", "work_dir", "dry_run", "models", "only", "check", *TARGETS}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"deploy: unknown setting(s) {unknown}; known: {sorted(known)}")
+        raw = check_keys(
+            "deploy", raw, {"targets", "work_dir", "dry_run", "models", "only", "check", *TARGETS}
+        )
         targets = parse_names(raw.get("targets"), "deploy.targets") or ("local",)
         bad = sorted(set(targets) - set(TARGETS))
         if bad:
@@ -101,19 +99,13 @@ class DeploySettings:
         dry_run = raw.get("dry_run", False)
         if not isinstance(dry_run, bool):
             raise ConfigError(f"deploy.dry_run must be true or false, got {dry_run!r}")
-        check = raw.get("check") or {}
-        unknown = sorted(set(check) - {"examples", "atol", "rtol"})
-        if unknown:
-            raise ConfigError(
-                f"deploy.check: unknown setting(s) {unknown}; known: ['atol', 'examples', 'rtol']"
-            )
         settings = cls(
             targets=tuple(dict.fromkeys(targets)),
             work_dir=str(raw.get("work_dir") or cls.work_dir),
             dry_run=dry_run,
             models=models,
             only=only,
-            check=CheckSettings(**check),
+            check=parse_settings(CheckSettings, raw.get("check"), "deploy.check"),
         )
         if settings.check.examples < 1 or settings.check.atol < 0 or settings.check.rtol < 0:
             raise ConfigError(

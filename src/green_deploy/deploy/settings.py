@@ -1,7 +1,7 @@
 """Typed target settings from ``conf/base/parameters_deploy.yml``, checked like every other setting.
 
 Each target declares a frozen dataclass; ``parse_target_settings`` builds it with
-``green_deploy.zoo.settings.parse_settings`` (unknown keys and wrong kinds are errors) and adds
+``green_deploy.config.parse_settings`` (unknown keys and wrong kinds are errors) and adds
 what that helper leaves out: required keys that are missing are named in one error.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
+from green_deploy.config import parse_settings
 from green_deploy.errors import ConfigError
-from green_deploy.zoo.settings import parse_settings
 
 _Settings = TypeVar("_Settings")
 

@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from green_deploy.config import parse_names, parse_settings
 from green_deploy.errors import ConfigError
 from green_deploy.serving.model import DEVICE_RUNTIMES, DEVICES
-from green_deploy.zoo.settings import parse_names, parse_settings
 
 logger = logging.getLogger(__name__)
 

@@ -51,10 +51,10 @@ from typing import Any
 
 import pandas as pd
 
+from green_deploy.config import parse_settings
 from green_deploy.energy.carbon import intensity_for_country
 from green_deploy.energy.record import JOULES_PER_KWH
 from green_deploy.errors import ConfigError
-from green_deploy.zoo.settings import parse_settings
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from green_deploy.config import parse_settings
 from green_deploy.errors import ConfigError
 from green_deploy.simulate.model import BOUNDS, Scenario, comparison, is_integer, numeric_parameters
-from green_deploy.zoo.settings import parse_settings
 
 SWITCHES = ("iid", "upload_only_new_data")
 _BISECTION_STEPS = 200

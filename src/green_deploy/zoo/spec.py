@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from green_deploy.config import check_keys, parse_settings
 from green_deploy.errors import ConfigError, ModelNotFoundError
 
 Task = Literal["classification", "retrieval", "language_modeling"]
-TrainingMode = Literal["scratch", "head", "none"]
+TRAINING_MODES = ("scratch", "head", "none")
 
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy",),
@@ -29,7 +30,7 @@ class TrainingSettings:
     """How a zoo model is trained: ``scratch`` (all weights), ``head`` (frozen pretrained
     backbone, head trained on precomputed features) or ``none`` (used as shipped)."""
 
-    mode: TrainingMode = "scratch"
+    mode: str = "scratch"  # one of TRAINING_MODES
     epochs: int = 1
     batch_size: int = 128
     learning_rate: float = 1e-3
@@ -65,26 +66,15 @@ class ZooEntry:
 ZOO_KEYS = ("models_dir", "parity", "test_max_items", "test_seed", "datasets", "models", "hub")
 
 
-def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str], required: set[str]) -> None:
-    unknown = sorted(set(given) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-    missing = sorted(required - set(given))
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {missing}")
-
-
 def parse_entry(model_id: str, raw: Mapping[str, Any]) -> ZooEntry:
     """Validate one entry of ``zoo.models`` from configuration."""
     where = f"zoo.models.{model_id}"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where} must be a mapping, got {type(raw).__name__}")
     entry_fields = {f.name for f in fields(ZooEntry)} - {"model_id"}
-    _check_keys(where, raw, entry_fields, {"domain", "family", "source", "task", "dataset", "metric"})
-    training_raw = raw.get("training") or {}
-    _check_keys(f"{where}.training", training_raw, {f.name for f in fields(TrainingSettings)}, set())
-    training = TrainingSettings(**training_raw)
-    if training.mode not in ("scratch", "head", "none"):
+    check_keys(where, raw, entry_fields, {"domain", "family", "source", "task", "dataset", "metric"})
+    training = parse_settings(TrainingSettings, raw.get("training"), f"{where}.training")
+    if training.mode not in TRAINING_MODES:
         raise ConfigError(f"{where}.training.mode must be scratch, head or none, got {training.mode!r}")
     task = raw["task"]
     if task not in TASK_METRICS:

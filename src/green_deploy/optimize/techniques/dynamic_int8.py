@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from green_deploy.config import parse_settings
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
-from green_deploy.zoo.settings import parse_settings
 
 
 @dataclass(frozen=True)

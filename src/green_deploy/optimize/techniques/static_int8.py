@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from green_deploy.config import parse_settings
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel, first_line
-from green_deploy.zoo.settings import parse_settings
 
 _BACKEND_CONFIG = {"fbgemm": "x86", "x86": "x86", "qnnpack": "qnnpack"}
 

@@ -39,11 +39,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from green_deploy.config import parse_settings
 from green_deploy.errors import ArtifactError, ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
 from green_deploy.optimize.finetune import device_of, finetune
 from green_deploy.optimize.macs import count_macs
-from green_deploy.zoo.settings import parse_settings
 
 if TYPE_CHECKING:
     import torch

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from green_deploy.config import parse_settings
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
 from green_deploy.optimize.keras_finetune import (
@@ -26,7 +27,6 @@ from green_deploy.optimize.keras_finetune import (
     freeze_batch_norm,
     require_labelled_finetune,
 )
-from green_deploy.zoo.settings import parse_settings
 
 logger = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from green_deploy.config import parse_settings
 from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
 from green_deploy.optimize.keras_finetune import (
     check_finetune_settings,
@@ -39,7 +40,6 @@ from green_deploy.optimize.keras_finetune import (
     require_labelled_finetune,
 )
 from green_deploy.optimize.techniques.tflite import converter_reason
-from green_deploy.zoo.settings import parse_settings
 
 logger = logging.getLogger(__name__)
 

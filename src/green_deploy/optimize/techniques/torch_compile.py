@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from green_deploy.config import parse_settings
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel, first_line
 from green_deploy.optimize.finetune import device_of
-from green_deploy.zoo.settings import parse_settings
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 

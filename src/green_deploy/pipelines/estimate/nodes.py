@@ -7,12 +7,12 @@ from typing import Any
 
 import pandas as pd
 
+from green_deploy.config import check_keys
 from green_deploy.errors import ConfigError
 from green_deploy.estimate.counts import UncoveredModelError, example_input
 from green_deploy.estimate.horowitz import costs_from_config
 from green_deploy.estimate.study import count_variant, layer_rows, predict
 from green_deploy.evaluate.summary import markdown_table
-from green_deploy.zoo.settings import check_keys
 
 logger = logging.getLogger(__name__)
 

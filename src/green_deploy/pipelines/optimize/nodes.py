@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from green_deploy.config import check_keys, parse_settings
 from green_deploy.energy import EnergyMonitor, discover_sources
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.runner import RunSettings, optimize_model
@@ -17,7 +18,6 @@ from green_deploy.optimize.spec import (
     planned_variants,
     select_variants,
 )
-from green_deploy.zoo.settings import check_keys, parse_settings
 from green_deploy.zoo.spec import dataset_settings, select_entry
 
 

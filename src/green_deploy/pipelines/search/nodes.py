@@ -7,11 +7,11 @@ from typing import Any
 
 import pandas as pd
 
+from green_deploy.config import parse_settings
 from green_deploy.evaluate.tracking import active_run_tracker
 from green_deploy.optimize.runner import RunSettings
 from green_deploy.search.runner import search_model
 from green_deploy.search.study import SearchSettings
-from green_deploy.zoo.settings import parse_settings
 from green_deploy.zoo.spec import dataset_settings, select_entry
 
 

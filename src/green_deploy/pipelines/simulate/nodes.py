@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from green_deploy.config import parse_settings
 from green_deploy.simulate.model import (
     CalibrationSettings,
     Provenance,
@@ -25,7 +26,6 @@ from green_deploy.simulate.sensitivity import (
     parse_sensitivity,
     tornado,
 )
-from green_deploy.zoo.settings import parse_settings
 
 logger = logging.getLogger(__name__)
 

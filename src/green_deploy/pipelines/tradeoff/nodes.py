@@ -6,11 +6,11 @@ from typing import Any
 
 import pandas as pd
 
+from green_deploy.config import check_keys
 from green_deploy.errors import ConfigError
 from green_deploy.evaluate.summary import accuracy_provenance, energy_provenance
 from green_deploy.tradeoff.questions import answer_all, search_answer, simulation_answer
 from green_deploy.tradeoff.report import figures, render_html, render_markdown
-from green_deploy.zoo.settings import check_keys
 
 
 def report_study(

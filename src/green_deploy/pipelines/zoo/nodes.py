@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from green_deploy.config import check_keys, parse_settings
 from green_deploy.zoo.builder import ParityTolerance, ScoredItems, build_zoo_model
-from green_deploy.zoo.settings import check_keys, parse_settings
 from green_deploy.zoo.spec import ZOO_KEYS, dataset_settings, select_entry
 
 logger = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from green_deploy.config import parse_settings
 from green_deploy.errors import ConfigError
-from green_deploy.zoo.settings import parse_settings
 
 _Settings = TypeVar("_Settings")
 
@@ -14,7 +14,7 @@ _Settings = TypeVar("_Settings")
 def parse_dataset_settings(
     settings_class: type[_Settings], raw: Mapping[str, Any] | None, dataset: str
 ) -> _Settings:
-    """Typed settings of ``dataset`` (see ``green_deploy.zoo.settings.parse_settings``)."""
+    """Typed settings of ``dataset`` (see ``green_deploy.config.parse_settings``)."""
     return parse_settings(settings_class, raw, f"dataset {dataset!r}")
 
 

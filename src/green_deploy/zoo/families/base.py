@@ -55,8 +55,8 @@ def to_keras_layout(inputs: np.ndarray) -> np.ndarray:
 
 
 def parse_architecture(settings_class: type[_Settings], arch: Mapping[str, Any], family: str) -> _Settings:
-    """Typed architecture settings from config (see ``green_deploy.zoo.settings.parse_settings``)."""
-    from green_deploy.zoo.settings import parse_settings
+    """Typed architecture settings from config (see ``green_deploy.config.parse_settings``)."""
+    from green_deploy.config import parse_settings
 
     return parse_settings(settings_class, arch, f"family {family!r}")
 

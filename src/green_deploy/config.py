@@ -1,5 +1,7 @@
-"""Typed settings from YAML: a misspelt key or a value of the wrong kind is an error, never a
-silent default. Shared by dataset settings and architecture settings."""
+"""The one settings parser: typed settings from YAML, where a misspelt key or a value of the wrong
+kind is an error naming the section and what it knows, never a silent default. Every section of
+the parameters (zoo, optimize, deploy, evaluate, search, tradeoff, estimate, simulate) and every
+setting of a dataset, architecture, technique or target goes through it."""
 
 from __future__ import annotations
 
@@ -30,16 +32,21 @@ def parse_settings(settings_class: type[_Settings], raw: Mapping[str, Any] | Non
     return settings_class(**values)
 
 
-def check_keys(where: str, raw: Mapping[str, Any] | None, known: Collection[str]) -> dict[str, Any]:
+def check_keys(
+    where: str, raw: Mapping[str, Any] | None, known: Collection[str], required: Collection[str] = ()
+) -> dict[str, Any]:
     """A configuration section as a dict, refused when it holds a key nobody reads (a misspelt
-    ``optimize.onlyy`` would otherwise be ignored without a word)."""
+    ``optimize.onlyy`` would otherwise be ignored without a word) or lacks a ``required`` one."""
     if raw is None:
-        return {}
+        raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where} must be a mapping of settings, got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    missing = sorted(set(required) - set(raw))
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
     return dict(raw)
 
 
