@@ -316,7 +316,7 @@ def _changed_dataset(work: Path) -> str:
 
 
 def _killed_study(work: Path) -> str:
-    from green_deploy.deploy.local import process_alive
+    from green_deploy.deploy.processes import process_alive
 
     tiny = _tiny_vit_variant(work)
     script = (

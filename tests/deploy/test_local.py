@@ -21,11 +21,10 @@ from green_deploy.deploy.local import (
     LocalDeployer,
     LocalSettings,
     ServerState,
-    process_alive,
     read_state,
-    rss_bytes,
     teardown_all,
 )
+from green_deploy.deploy.processes import process_alive, rss_bytes
 from green_deploy.serving.model import InputSpec, load_model_files, predictor
 
 pytestmark = pytest.mark.timeout(300)

@@ -11,8 +11,9 @@ so importing this package costs no SDK import.
     deployer.teardown(deployment)
 
 Modules: ``base`` (``Variant``, ``Deployment``, ``Deployer``, ``ServerEnergy``), ``local`` (a
-server process per variant, its state file, ``teardown_all``), ``inprocess`` (the metered worker
-without HTTP), ``compare`` (latency and energy per request of two deployments), ``packaging``
+server process per variant, its state file, ``teardown_all``), ``processes`` (``/proc`` reads,
+starting and stopping servers, locks, atomic writes), ``http_client`` (the local target's
+requests), ``inprocess`` (the metered worker without HTTP), ``compare`` (latency and energy per request of two deployments), ``packaging``
 (code folder, pinned requirements, reproducible archives), ``credentials`` (masking),
 ``settings``, ``sagemaker`` + ``sagemaker_entry`` (the container's ``/ping``/``/invocations``),
 ``azureml`` + ``azureml_score`` (``init``/``run``).

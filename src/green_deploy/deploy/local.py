@@ -36,27 +36,20 @@ trusted.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import fcntl
 import hashlib
 import http.client
 import io
 import json
 import logging
 import os
-import select
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any
 
 import numpy as np
 
@@ -70,10 +63,23 @@ from green_deploy.deploy.base import (
     ServerEnergy,
     Variant,
 )
+from green_deploy.deploy.http_client import error_text, http_request
+from green_deploy.deploy.processes import (
+    ForkedProcess,
+    Process,
+    folder_lock,
+    process_alive,
+    process_start_of,
+    start_process,
+    stop_process,
+    write_json_atomically,
+    zygote_for,
+)
 from green_deploy.deploy.settings import check_positive, parse_target_settings
 from green_deploy.errors import ArtifactError, ConfigError
 from green_deploy.serving.model import DEVICES, serving_path
-from green_deploy.serving.zygote import PRELOADS, die_with_parent
+from green_deploy.serving.validation import encode_npy
+from green_deploy.serving.zygote import PRELOADS
 from green_deploy.zoo.inference import KERAS_MODES
 
 logger = logging.getLogger(__name__)
@@ -84,7 +90,6 @@ LOG_FILE = "server.log"
 READY_FILE = "ready.json"
 COMMAND_FILE = "command.json"
 WARMUP_FILE = "warmup.npy"
-_LOCK_FILE = ".lock"
 STATE_FORMAT = 1
 NPY_TYPE = "application/x-npy"
 _LOG_TAIL_CHARS = 3000
@@ -198,10 +203,6 @@ class ServerState:
         return cls(**values)
 
 
-# Servers this process started, by PID: waited for when stopped, so none is left a zombie.
-_CHILDREN: dict[int, subprocess.Popen] = {}
-
-
 class LocalDeployer:
     """Serves variants from local processes on loopback; see the module docstring.
 
@@ -244,7 +245,7 @@ class LocalDeployer:
         fingerprint = variant_fingerprint(variant, self._server_options())
         if self.dry_run:
             command = self._command(variant, folder / READY_FILE)
-            _write_json(folder / COMMAND_FILE, {"command": command, "fingerprint": fingerprint})
+            write_json_atomically(folder / COMMAND_FILE, {"command": command, "fingerprint": fingerprint})
             logger.info(
                 "dry run: %s/%s would be served by %s",
                 variant.model_id,
@@ -252,12 +253,12 @@ class LocalDeployer:
                 " ".join(command),
             )
             return self._record(variant, STATUS_DRY_RUN, "", {"command_file": str(folder / COMMAND_FILE)})
-        with _locked(folder):
+        with folder_lock(folder):
             state = read_state(folder / STATE_FILE)
             if state is not None:
                 if self._still_serves(state, variant, fingerprint):
                     reused = _replace_state(state, deployed_at_s=time.time(), reused=True)
-                    _write_json(folder / STATE_FILE, reused.to_dict())
+                    write_json_atomically(folder / STATE_FILE, reused.to_dict())
                     logger.info(
                         "%s/%s: reusing the server at %s (pid %d)",
                         variant.model_id,
@@ -273,19 +274,19 @@ class LocalDeployer:
                     state.pid,
                     "variant changed" if state.fingerprint != fingerprint else "not serving any more",
                 )
-                _stop(state.pid, state.process_start, self.settings.stop_timeout_s)
+                stop_process(state.pid, state.process_start, self.settings.stop_timeout_s)
                 (folder / STATE_FILE).unlink(missing_ok=True)
             self._make_room(keep=(variant.model_id, variant.variant_id))
             state = self._start(variant, folder, fingerprint)
-            _write_json(folder / STATE_FILE, state.to_dict())
+            write_json_atomically(folder / STATE_FILE, state.to_dict())
         return state.deployment
 
     def predict(self, deployment: Deployment, inputs: np.ndarray) -> tuple[np.ndarray, ServerEnergy]:
         """POST ``inputs`` as ``.npy``; the outputs (``.npy``) and the energy the server measured."""
         if deployment.dry_run:
             raise DeploymentError(f"{deployment.endpoint_name} is a dry run: nothing serves it")
-        body = _encode_npy(np.asarray(inputs))
-        status, headers, payload = _http(
+        body = encode_npy(np.asarray(inputs))
+        status, headers, payload = http_request(
             "POST",
             deployment.endpoint_url,
             body,
@@ -294,7 +295,7 @@ class LocalDeployer:
         )
         if status != 200:
             raise DeploymentError(
-                f"{deployment.endpoint_name} refused the request ({status}): {_error_text(payload)}"
+                f"{deployment.endpoint_name} refused the request ({status}): {error_text(payload)}"
             )
         try:
             outputs = np.load(io.BytesIO(payload), allow_pickle=False)
@@ -321,8 +322,8 @@ class LocalDeployer:
             return
         folder = self.folder(deployment.model_id, deployment.variant_id)
         pid = int(deployment.resources["pid"])
-        with _locked(folder):
-            _stop(pid, deployment.resources.get("process_start") or None, self.settings.stop_timeout_s)
+        with folder_lock(folder):
+            stop_process(pid, deployment.resources.get("process_start") or None, self.settings.stop_timeout_s)
             state = read_state(folder / STATE_FILE)
             if state is not None and state.pid == pid:
                 (folder / STATE_FILE).unlink(missing_ok=True)
@@ -349,10 +350,10 @@ class LocalDeployer:
 
     def health(self, deployment: Deployment) -> dict[str, Any]:
         """``GET /health`` of the deployment's server (its JSON body); an error when it does not answer 200."""
-        status, _, payload = _http("GET", deployment.resources["health_url"], timeout_s=10.0)
+        status, _, payload = http_request("GET", deployment.resources["health_url"], timeout_s=10.0)
         if status != 200:
             raise DeploymentError(
-                f"{deployment.endpoint_name}: /health answered {status}: {_error_text(payload)}"
+                f"{deployment.endpoint_name}: /health answered {status}: {error_text(payload)}"
             )
         return json.loads(payload)
 
@@ -428,13 +429,13 @@ class LocalDeployer:
         try:
             ready = self._wait_until_ready(process, ready_file, log_file, variant)
         except BaseException:
-            _stop(process.pid, None, self.settings.stop_timeout_s)
+            stop_process(process.pid, None, self.settings.stop_timeout_s)
             raise
         startup_s = time.perf_counter() - started
         base_url = ready["url"]
         resources = {
             "pid": str(process.pid),
-            "process_start": _process_start(process.pid) or "",
+            "process_start": process_start_of(process.pid) or "",
             "base_url": base_url,
             "health_url": f"{base_url}/health",
             "state_file": str(folder / STATE_FILE),
@@ -467,31 +468,20 @@ class LocalDeployer:
             deployed_at_s=time.time(),
         )
 
-    def _spawn(self, runtime: str, command: list[str], log_file: Path, env: dict[str, str]) -> _Process:
+    def _spawn(self, runtime: str, command: list[str], log_file: Path, env: dict[str, str]) -> Process:
         """The server process: forked by the runtime's zygote (``prefork``), else a new interpreter;
         either way in a session of its own, so it outlives this process (stopped by teardown or
         undeploy)."""
         if self.settings.prefork and runtime in PRELOADS:
-            zygote = _zygote(command[0], runtime, env, self.work_dir, self.settings.start_timeout_s)
+            zygote = zygote_for(command[0], runtime, env, self.work_dir, self.settings.start_timeout_s)
             if zygote is not None:
                 pid = zygote.spawn(command[3:], log_file, self.tied)
                 if pid is not None:
-                    return _Forked(pid)
-        with log_file.open("ab") as log:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-                preexec_fn=partial(die_with_parent, signal.SIGTERM) if self.tied else None,  # noqa: PLW1509
-            )
-        _CHILDREN[process.pid] = process
-        return process
+                    return ForkedProcess(pid)
+        return start_process(command, log_file, env, tied=self.tied)
 
     def _wait_until_ready(
-        self, process: _Process, ready_file: Path, log_file: Path, variant: Variant
+        self, process: Process, ready_file: Path, log_file: Path, variant: Variant
     ) -> dict[str, Any]:
         name = f"{variant.model_id}/{variant.variant_id}"
         deadline = time.monotonic() + self.settings.start_timeout_s
@@ -510,7 +500,7 @@ class LocalDeployer:
                     ready = json.loads(ready_file.read_text())
             if ready is not None:
                 with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
-                    status, _, payload = _http("GET", f"{ready['url']}/health", timeout_s=5.0)
+                    status, _, payload = http_request("GET", f"{ready['url']}/health", timeout_s=5.0)
                     if status == 200 and _health_matches(json.loads(payload), variant):
                         return ready
                     if status == 200:
@@ -527,7 +517,7 @@ class LocalDeployer:
         if state.fingerprint != fingerprint or not process_alive(state.pid, state.process_start):
             return False
         try:
-            status, _, payload = _http("GET", f"{state.base_url}/health", timeout_s=5.0)
+            status, _, payload = http_request("GET", f"{state.base_url}/health", timeout_s=5.0)
             return status == 200 and _health_matches(json.loads(payload), variant)
         except (OSError, http.client.HTTPException, json.JSONDecodeError):
             return False
@@ -541,7 +531,7 @@ class LocalDeployer:
         while len(others) >= limit:
             oldest = others.pop(0)
             folder = self.folder(oldest.deployment.model_id, oldest.deployment.variant_id)
-            with _locked(folder, wait=False) as locked:
+            with folder_lock(folder, wait=False) as locked:
                 if not locked:  # another process is deploying or stopping it right now
                     continue
                 logger.info(
@@ -550,7 +540,7 @@ class LocalDeployer:
                     oldest.pid,
                     limit,
                 )
-                _stop(oldest.pid, oldest.process_start, self.settings.stop_timeout_s)
+                stop_process(oldest.pid, oldest.process_start, self.settings.stop_timeout_s)
                 (folder / STATE_FILE).unlink(missing_ok=True)
 
     def _record(self, variant: Variant, status: str, url: str, resources: dict[str, str]) -> Deployment:
@@ -575,10 +565,10 @@ def teardown_all(work_dir: Path | str, stop_timeout_s: float = 20.0) -> list[Dep
     that were recorded (those already gone included: their state files are cleaned up too)."""
     stopped = []
     for state_file in sorted(Path(work_dir).glob(f"*/*/{TARGET}/{STATE_FILE}")):
-        with _locked(state_file.parent):
+        with folder_lock(state_file.parent):
             state = read_state(state_file)
             if state is not None:
-                if _stop(state.pid, state.process_start, stop_timeout_s):
+                if stop_process(state.pid, state.process_start, stop_timeout_s):
                     logger.info("stopped %s (pid %d)", state.deployment.endpoint_name, state.pid)
                 stopped.append(state.deployment)
             state_file.unlink(missing_ok=True)
@@ -617,36 +607,6 @@ def variant_fingerprint(variant: Variant, server_options: list[str] | tuple[str,
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def process_alive(pid: int, process_start: str | None = None) -> bool:
-    """Whether ``pid`` runs and is the process recorded (same start time, when known); a zombie is dead."""
-    stat = _proc_stat(pid)
-    if stat is None:
-        if Path("/proc/self/stat").exists():
-            return False
-        try:  # no /proc: a live PID is trusted
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    state, start = stat
-    if state in ("Z", "X"):
-        return False
-    return process_start is None or start == process_start
-
-
-def rss_bytes(pid: int) -> int | None:
-    """Resident memory of ``pid`` (``VmRSS``), or ``None`` when unknown."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 # ---- helpers ---------------------------------------------------------------------------------------
 def _model_files(folder: Path, runtime: str) -> tuple[str, ...]:
     for names in _MODEL_FILES[runtime]:
@@ -667,215 +627,10 @@ def _health_matches(body: Mapping[str, Any], variant: Variant) -> bool:
     )
 
 
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state letter, start time in clock ticks) from ``/proc/<pid>/stat``."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces and ')'
-    return fields[0], fields[19]
-
-
-def _process_start(pid: int) -> str | None:
-    stat = _proc_stat(pid)
-    return None if stat is None else stat[1]
-
-
-class _Process(Protocol):
-    pid: int
-
-    def poll(self) -> int | None: ...
-
-
-class _Forked:
-    """A server forked by a zygote: not this process's child, so its exit is seen in ``/proc``
-    (the zygote's kernel reaps it; its exit code is not known here)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self._start = _process_start(pid)
-
-    def poll(self) -> int | None:
-        return None if process_alive(self.pid, self._start) else -1
-
-
-class _Zygote:
-    """One ``python -m green_deploy.serving.zygote RUNTIME`` process and its request pipe."""
-
-    def __init__(self, process: subprocess.Popen, timeout_s: float) -> None:
-        self.process = process
-        self.timeout_s = timeout_s
-
-    def spawn(self, argv: list[str], log_file: Path, tied: bool) -> int | None:
-        """The pid of a new server, or ``None`` when the zygote cannot fork one (logged)."""
-        reply = self.ask({"argv": argv, "log": str(log_file), "tied": tied})
-        if reply is None or "pid" not in reply:
-            logger.warning("the server zygote did not fork (%s); starting a new interpreter", reply)
-            return None
-        return int(reply["pid"])
-
-    def ask(self, request: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Send ``request`` (``None``: nothing) and read one reply line within the timeout."""
-        stdin, stdout = self.process.stdin, self.process.stdout
-        assert stdin is not None and stdout is not None
-        try:
-            if request is not None:
-                stdin.write(json.dumps(request) + "\n")
-                stdin.flush()
-            if not select.select([stdout], [], [], self.timeout_s)[0]:
-                return None
-            line = stdout.readline()
-            return json.loads(line) if line else None
-        except (OSError, ValueError):
-            return None
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            if self.process.stdin is not None:
-                self.process.stdin.close()
-        try:
-            self.process.wait(5.0)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
-# The zygotes this process started (``None``: one that failed to start); closed at exit.
-_ZYGOTES: dict[tuple[str, str, str], _Zygote | None] = {}
-
-
-def _zygote(
-    python: str, runtime: str, env: dict[str, str], work_dir: Path, timeout_s: float
-) -> _Zygote | None:
-    """The running zygote for ``runtime`` and this environment (started on first use; ``None``
-    when it could not start, after which servers start as new interpreters)."""
-    key = (python, runtime, hashlib.sha256(json.dumps(sorted(env.items())).encode()).hexdigest())
-    if key in _ZYGOTES:
-        zygote = _ZYGOTES[key]
-        if zygote is None or zygote.process.poll() is None:
-            return zygote
-    work_dir.mkdir(parents=True, exist_ok=True)
-    log_file = work_dir / f"zygote-{runtime}.log"
-    with log_file.open("ab") as log:
-        process = subprocess.Popen(
-            [python, "-m", "green_deploy.serving.zygote", runtime],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env=env,
-            text=True,
-        )
-    zygote = _Zygote(process, timeout_s)
-    ready = zygote.ask(None)
-    if not ready or not ready.get("ready"):
-        logger.warning("the %s server zygote did not start (see %s); servers start anew", runtime, log_file)
-        zygote.close()
-        _ZYGOTES[key] = None
-        return None
-    _ZYGOTES[key] = zygote
-    return zygote
-
-
-@atexit.register
-def _close_zygotes() -> None:
-    for zygote in _ZYGOTES.values():
-        if zygote is not None:
-            zygote.close()
-    _ZYGOTES.clear()
-
-
-def _stop(pid: int, process_start: str | None, timeout_s: float) -> bool:
-    """SIGTERM ``pid`` if it is still the recorded process, SIGKILL after ``timeout_s``; True when
-    it was running."""
-    child = _CHILDREN.pop(pid, None)
-    if child is not None and child.poll() is not None:
-        return False
-    if child is None and not process_alive(pid, process_start):
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if _wait_gone(pid, process_start, child, timeout_s):
-        return True
-    logger.warning("pid %d did not stop within %.0f s of SIGTERM; killing it", pid, timeout_s)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    _wait_gone(pid, process_start, child, 10.0)
-    return True
-
-
-def _wait_gone(pid: int, process_start: str | None, child: subprocess.Popen | None, timeout_s: float) -> bool:
-    if child is not None:
-        try:
-            child.wait(timeout_s)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not process_alive(pid, process_start):
-            return True
-        time.sleep(0.05)
-    return False
-
-
-@contextlib.contextmanager
-def _locked(folder: Path, *, wait: bool = True) -> Iterator[bool]:
-    """An exclusive lock on ``folder`` (a lock file, released when the process ends in any way)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / _LOCK_FILE).open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True))
-    temporary.replace(path)
-
-
 def _replace_state(state: ServerState, **changes: Any) -> ServerState:
     from dataclasses import replace
 
     return replace(state, **changes)
-
-
-def _http(
-    method: str,
-    url: str,
-    body: bytes | None = None,
-    headers: Mapping[str, str] | None = None,
-    *,
-    timeout_s: float,
-) -> tuple[int, dict[str, str], bytes]:
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout_s)
-    try:
-        connection.request(method, parts.path or "/", body=body, headers=dict(headers or {}))
-        response = connection.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        connection.close()
-
-
-def _encode_npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _error_text(payload: bytes) -> str:
-    try:
-        error = json.loads(payload)["error"]
-        return f"{error['code']}: {error['message']}"
-    except (ValueError, KeyError, TypeError):
-        return payload[:300].decode(errors="replace")
 
 
 def _tail(path: Path) -> str:

@@ -35,7 +35,8 @@ from green_deploy.deploy.base import (
     Variant,
 )
 from green_deploy.deploy.credentials import Credentials
-from green_deploy.deploy.local import LocalDeployer, LocalSettings, rss_bytes, teardown_all
+from green_deploy.deploy.local import LocalDeployer, LocalSettings, teardown_all
+from green_deploy.deploy.processes import rss_bytes, write_json_atomically
 from green_deploy.errors import ArtifactError, ConfigError
 from green_deploy.serving.model import RUNTIMES, InputSpec, check_devices_here
 
@@ -440,9 +441,7 @@ def record_deployment(work_dir: Path | str, deployment: Deployment) -> Path:
     folder = Path(work_dir) / deployment.model_id / deployment.variant_id / deployment.target
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / RECORD_FILE
-    temporary = folder / f".{RECORD_FILE}.tmp"
-    temporary.write_text(json.dumps(deployment.to_dict(), indent=2, sort_keys=True))
-    temporary.replace(path)
+    write_json_atomically(path, deployment.to_dict())
     return path
 
 

@@ -42,7 +42,7 @@ GROUPS = {
         kind: "elementwise"
         for kind in ("ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "Softmax", "Hardswish", "ReLU6")
     },
-    # kernels a container launches between layers (counts.py's glue), and Keras' layers for them
+    # kernels a container launches between layers (the glue ``counts.torch_trace`` records), and Keras' layers for them
     **{kind: "elementwise" for kind in (*GLUE_KINDS, "Add", "Concatenate")},
     **{kind: "normalization" for kind in ("LayerNorm", "BatchNorm1d", "BatchNorm2d", "GroupNorm")},
     **{

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from green_deploy.deploy.local import STATE_FILE, process_alive, teardown_all
+from green_deploy.deploy.local import STATE_FILE, teardown_all
+from green_deploy.deploy.processes import process_alive
 from tests.pipelines.conftest import PROJECT, kedro
 
 MODEL_IDS = sorted(yaml.safe_load((PROJECT / "conf/base/parameters_zoo.yml").read_text())["zoo"]["models"])
