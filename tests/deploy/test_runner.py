@@ -24,6 +24,7 @@ from green_deploy.deploy.runner import (
     skip_reason,
     undeploy_all,
 )
+from green_deploy.deploy.targets import get_target
 from green_deploy.errors import ArtifactError, ConfigError
 from tests.deploy.conftest import sagemaker_settings
 
@@ -179,11 +180,12 @@ def test_cloud_credentials_stay_masked_and_in_process():
     assert list(credentials) == ["aws"] and secret not in repr(credentials) and secret not in str(credentials)
     with pytest.raises(TypeError, match="not picklable"):
         pickle.dumps(credentials)
-    checked = deploy_runner._credentials_for("sagemaker", credentials)
+    sagemaker, azureml = get_target("sagemaker"), get_target("azureml")
+    checked = sagemaker.credentials_from(credentials)
     assert isinstance(checked, Credentials) and checked.get("aws_secret_access_key") == secret
     with pytest.raises(ConfigError, match=r"unknown credential key\(s\) \['aws_secret_key'\]"):
-        deploy_runner._credentials_for("sagemaker", CloudCredentials({"aws": {"aws_secret_key": secret}}))
-    assert deploy_runner._credentials_for("azureml", credentials) is None  # the SDK's default chain
+        sagemaker.credentials_from(CloudCredentials({"aws": {"aws_secret_key": secret}}))
+    assert azureml.credentials_from(credentials) is None  # the SDK's default chain
 
 
 def test_a_default_kedro_run_neither_deploys_nor_undeploys():

@@ -10,7 +10,8 @@ so importing this package costs no SDK import.
     outputs, energy = deployer.predict(deployment, batch)   # energy: the provider-side joules
     deployer.teardown(deployment)
 
-Modules: ``base`` (``Variant``, ``Deployment``, ``Deployer``, ``ServerEnergy``), ``local`` (a
+Modules: ``targets`` (the registry: each target's name, settings, deployer, credentials and
+provider), ``base`` (``Variant``, ``Deployment``, ``Deployer``, ``ServerEnergy``), ``local`` (a
 server process per variant, its state file, ``teardown_all``), ``processes`` (``/proc`` reads,
 starting and stopping servers, locks, atomic writes), ``http_client`` (the local target's
 requests), ``inprocess`` (the metered worker without HTTP), ``compare`` (latency and energy per request of two deployments), ``packaging``

@@ -34,16 +34,24 @@ from green_deploy.deploy.base import (
     DeploymentError,
     Variant,
 )
-from green_deploy.deploy.credentials import Credentials
+from green_deploy.deploy.local import TARGET as LOCAL_TARGET
 from green_deploy.deploy.local import LocalDeployer, LocalSettings, teardown_all
 from green_deploy.deploy.processes import rss_bytes, write_json_atomically
+from green_deploy.deploy.targets import (
+    DEFAULT_TARGET,
+    DeployerOptions,
+    cloud_targets,
+    credential_entries,
+    get_target,
+    pipeline_targets,
+    settings_sections,
+    target_names,
+)
 from green_deploy.errors import ArtifactError, ConfigError
 from green_deploy.serving.model import RUNTIMES, InputSpec, check_devices_here
 
 logger = logging.getLogger(__name__)
 
-TARGETS = ("local", "sagemaker", "azureml")
-CLOUD_CREDENTIALS = {"sagemaker": "aws", "azureml": "azure"}
 RECORD_FILE = "deployment.json"
 BASELINE_FOLDERS = {"torch_baseline": "torch", "tensorflow_baseline": ""}
 
@@ -75,7 +83,7 @@ class CheckSettings:
 class DeploySettings:
     """``deploy`` in ``parameters_deploy.yml`` (the targets' own sections are parsed by them)."""
 
-    targets: tuple[str, ...] = ("local",)
+    targets: tuple[str, ...] = (DEFAULT_TARGET,)
     work_dir: str = "data/07_model_output/deploy"
     dry_run: bool = False
     models: tuple[str, ...] = ()
@@ -85,17 +93,15 @@ class DeploySettings:
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> DeploySettings:
         raw = check_keys(
-            "deploy", raw, {"targets", "work_dir", "dry_run", "models", "only", "check", *TARGETS}
+            "deploy", raw, {"targets", "work_dir", "dry_run", "models", "only", "check", *settings_sections()}
         )
-        targets = parse_names(raw.get("targets"), "deploy.targets") or ("local",)
-        bad = sorted(set(targets) - set(TARGETS))
+        targets = parse_names(raw.get("targets"), "deploy.targets") or (DEFAULT_TARGET,)
+        known = pipeline_targets()
+        bad = sorted(set(targets) - set(known))
         if bad:
-            hint = (
-                " (the in-process target is for measurements inside one process)"
-                if "inprocess" in bad
-                else ""
-            )
-            raise ConfigError(f"deploy.targets names unknown target(s) {bad}{hint}; known: {list(TARGETS)}")
+            reasons = [get_target(name).not_in_deploy_pipeline for name in bad if name in target_names()]
+            hint = f" ({'; '.join(reasons)})" if reasons else ""
+            raise ConfigError(f"deploy.targets names unknown target(s) {bad}{hint}; known: {list(known)}")
         only, models = (parse_names(raw.get(key), f"deploy.{key}") for key in ("only", "models"))
         dry_run = raw.get("dry_run", False)
         if not isinstance(dry_run, bool):
@@ -153,38 +159,20 @@ COLUMNS = tuple(DeploymentRow.__dataclass_fields__)
 def build_deployers(
     settings: DeploySettings, raw: Mapping[str, Any], credentials: Mapping[str, Any] | None = None
 ) -> dict[str, Deployer]:
-    """One deployer per configured target; cloud credentials from ``credentials['aws'|'azure']``
-    (``None``: the SDK's default chain)."""
+    """One deployer per target of ``settings`` (built as its entry in ``deploy.targets`` says);
+    each cloud target's credentials from its entry of ``credentials`` (absent: the SDK's default
+    chain). A target on this machine must name a device this machine has (unless a dry run)."""
     credentials = credentials or {}
     deployers: dict[str, Deployer] = {}
-    for target in settings.targets:
-        if target == "local":
-            local = LocalSettings.parse(raw.get("local"))
-            if not settings.dry_run:
-                check_devices_here([local.device], "deploy.local.device")
-            deployers[target] = LocalDeployer(local, settings.work_dir, dry_run=settings.dry_run)
-            continue
-        if not raw.get(target):
-            raise ConfigError(
-                f"deploy.targets names {target!r} but deploy.{target} is not configured; "
-                f"see the commented section in conf/base/parameters_deploy.yml"
-            )
-        secrets = _credentials_for(target, credentials)
-        if target == "sagemaker":
-            from green_deploy.deploy.sagemaker import SageMakerDeployer, SageMakerSettings
-
-            deployers[target] = SageMakerDeployer(
-                SageMakerSettings.parse(raw[target]), settings.work_dir, secrets, dry_run=settings.dry_run
-            )
-        else:
-            from green_deploy.deploy.azureml import AzureMLDeployer, AzureMLSettings
-
-            deployers[target] = AzureMLDeployer(
-                AzureMLSettings.parse(raw[target]),
-                settings.work_dir,
-                credentials=secrets,
-                dry_run=settings.dry_run,
-            )
+    for name in settings.targets:
+        target = get_target(name)
+        target_settings = target.settings_from(raw)
+        if target.local and not settings.dry_run:
+            check_devices_here([target_settings.device], f"deploy.{target.section}.device")
+        options = DeployerOptions(
+            settings.work_dir, dry_run=settings.dry_run, credentials=target.credentials_from(credentials)
+        )
+        deployers[name] = target.build(target_settings, options)
     return deployers
 
 
@@ -193,11 +181,9 @@ class CloudCredentials(Mapping[str, Any]):
     way to the deployers: ``repr`` names the entries only, and they cannot be pickled (so never
     copied into a log, a record or another process). Each target checks its keys when built."""
 
-    ENTRIES = ("aws", "azure")
-
     def __init__(self, conf_creds: Mapping[str, Any] | None) -> None:
         conf_creds = conf_creds or {}
-        self._entries = {key: conf_creds[key] for key in self.ENTRIES if conf_creds.get(key)}
+        self._entries = {key: conf_creds[key] for key in credential_entries() if conf_creds.get(key)}
 
     def __getitem__(self, key: str) -> Any:
         return self._entries[key]
@@ -215,20 +201,6 @@ class CloudCredentials(Mapping[str, Any]):
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("credentials are not picklable: they would leave the process unmasked")
-
-
-def _credentials_for(target: str, credentials: Mapping[str, Any]) -> Credentials | None:
-    from green_deploy.deploy.azureml import AZURE_CREDENTIAL_KEYS
-    from green_deploy.deploy.sagemaker import AWS_CREDENTIAL_KEYS
-
-    key = CLOUD_CREDENTIALS[target]
-    values = credentials.get(key)
-    if not values:
-        return None
-    if isinstance(values, Credentials):
-        values = values.as_kwargs()
-    allowed = AWS_CREDENTIAL_KEYS if key == "aws" else AZURE_CREDENTIAL_KEYS
-    return Credentials(values, allowed, f"credentials {key!r} (conf/local/credentials.yml)")
 
 
 def validation_examples(entry: Any, dataset_settings: Mapping[str, Any], n_examples: int) -> np.ndarray:
@@ -390,7 +362,7 @@ def _deploy_one(
     row.check_items, row.check_max_abs_diff, row.check_tolerance = len(examples), diff, tolerance
     row.check_energy_j, row.check_energy_measured = energy.energy_j, energy.measured
     row.check_energy_source = "; ".join(f"{c.get('component')}={c.get('source')}" for c in energy.components)
-    if target in CLOUD_CREDENTIALS:
+    if target in cloud_targets():
         record_deployment(deployer.work_dir, deployment)
     logger.info("%s: answered %d examples, max |server - in-process| = %.3g", name, len(examples), diff)
     return row
@@ -463,9 +435,9 @@ def undeploy_all(
 ) -> list[Deployment]:
     """Stop every local server recorded under the work dir and delete every recorded cloud
     deployment of the configured cloud targets; what was removed."""
-    local = LocalSettings.parse(raw.get("local"))
-    removed = teardown_all(settings.work_dir, local.stop_timeout_s)
-    clouds = [t for t in settings.targets if t != "local"]
+    servers = LocalSettings.parse(raw.get(LOCAL_TARGET))
+    removed = teardown_all(settings.work_dir, servers.stop_timeout_s)
+    clouds = [t for t in settings.targets if t in cloud_targets()]
     if clouds:
         deployers = build_deployers(
             DeploySettings(targets=tuple(clouds), work_dir=settings.work_dir), raw, credentials
@@ -475,7 +447,7 @@ def undeploy_all(
                 deployer.teardown(deployment)
                 path.unlink(missing_ok=True)
                 removed.append(deployment)
-    for target in sorted({t for t in TARGETS if t != "local"} - set(clouds)):
+    for target in sorted(set(cloud_targets()) - set(clouds)):
         left = recorded_deployments(settings.work_dir, target)
         if left:
             logger.warning(

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from green_deploy.deploy.base import Deployer, Deployment
-from green_deploy.deploy.inprocess import InProcessDeployer
-from green_deploy.deploy.local import LocalDeployer, LocalSettings, teardown_all
+from green_deploy.deploy.local import LocalDeployer, teardown_all
 from green_deploy.deploy.runner import DeploySettings, build_deployers, recorded_deployments, variant_of
+from green_deploy.deploy.targets import DEFAULT_TARGET, DeployerOptions, cloud_targets, get_target
 from green_deploy.energy.carbon import (
     CarbonIntensity,
     footprint_per_1000,
@@ -77,7 +77,6 @@ VARIANT_COLUMNS = (
     "optimization_measured",
     "optimization_duration_s",
 )
-_CLOUD_PROVIDERS = {"sagemaker": "aws", "azureml": "azure"}
 
 
 class EvaluationError(GreenDeployError):
@@ -289,9 +288,9 @@ class StudyRunner:
         row = self.rows[(group.model_id, group.variant_id)]
         data = self._evaluation_set(group.model_id)
         deployer = self.deployers[(group.target, group.device)]
-        # a device other than the CPU is chosen for local and in-process targets only (settings check)
+        # a device other than the CPU is chosen for targets on this machine only (settings check)
         meter = self.meter if group.device != "cpu" else None
-        if isinstance(deployer, InProcessDeployer | LocalDeployer):
+        if get_target(group.target).local:
             check_artifact_files(row)
         variant = variant_of(row, data.x[:1])
         started = time.perf_counter()
@@ -363,7 +362,7 @@ class StudyRunner:
         """The deployment to measure, and whether to stop it afterwards: a local server and the
         in-process worker are stopped when their cells are done, so a study leaves no process
         behind; a cloud endpoint is the deploy pipeline's to remove."""
-        if isinstance(deployer, InProcessDeployer | LocalDeployer):
+        if get_target(group.target).local:
             return deployer.deploy(variant), True
         for _, deployment in recorded_deployments(self.deploy_work_dir, group.target):
             if (deployment.model_id, deployment.variant_id) == (group.model_id, group.variant_id):
@@ -398,9 +397,10 @@ class StudyRunner:
         )
         return accuracy
 
-    def _intensity(self, target: str, deployment: Deployment) -> CarbonIntensity:
-        if target in _CLOUD_PROVIDERS:
-            return intensity_for_cloud(_CLOUD_PROVIDERS[target], deployment.region)
+    def _intensity(self, name: str, deployment: Deployment) -> CarbonIntensity:
+        target = get_target(name)
+        if not target.local:
+            return intensity_for_cloud(target.provider, deployment.region)
         return intensity_for_country(self.settings.country_iso)
 
     def _cell_row(
@@ -520,34 +520,29 @@ def study_deployers(
     meter: RepetitionMeter | None = None,
 ) -> dict[tuple[str, str], Deployer]:
     """One deployer per target and device of the study, configured by ``deploy``
-    (``parameters_deploy.yml``); local servers and the in-process worker measure the protocol's
-    idle baseline first. On a GPU whose counter the harness reads (``meter``) they leave NVML
-    closed, so the GPU is counted once and requests do not pay for counter reads."""
+    (``parameters_deploy.yml``); the targets on this machine (local servers, the in-process
+    worker) measure the protocol's idle baseline first. On a GPU whose counter the harness reads
+    (``meter``) they leave NVML closed, so the GPU is counted once and requests do not pay for
+    counter reads. Cloud targets are built as the deploy pipeline builds them."""
     check_devices_here(settings.devices, "evaluate.devices (search.device in a search)")
-    local = replace(LocalSettings.parse((deploy or {}).get("local")), idle_s=settings.protocol.idle_s)
-    clouds = [t for t in settings.targets if t in _CLOUD_PROVIDERS]
+    deploy = deploy or {}
+    clouds = [t for t in settings.targets if t in cloud_targets()]
     deploy_settings = DeploySettings.parse(
-        {**(deploy or {}), "targets": clouds or ["local"], "dry_run": False}
+        {**deploy, "targets": clouds or [DEFAULT_TARGET], "dry_run": False}
     )
+    on_machine = {
+        target: replace(target.settings_from(deploy), idle_s=settings.protocol.idle_s)
+        for target in map(get_target, settings.targets)
+        if target.local
+    }
+    options = DeployerOptions(deploy_settings.work_dir, tied=True)
     deployers: dict[tuple[str, str], Deployer] = {}
     for device in settings.devices:
-        on_device = replace(
-            local, device=device, gpu_energy=local.gpu_energy and (device == "cpu" or meter is None)
-        )
-        for target in settings.targets:
-            if target == "local":
-                deployers[(target, device)] = LocalDeployer(on_device, deploy_settings.work_dir, tied=True)
-            elif target == "inprocess":
-                deployers[(target, device)] = InProcessDeployer(
-                    threads=on_device.threads,
-                    device=device,
-                    gpu_energy=on_device.gpu_energy,
-                    max_items=on_device.max_items,
-                    cost_per_hour_usd=on_device.cost_per_hour_usd,
-                    pue=on_device.pue,
-                    idle_s=settings.protocol.idle_s,
-                    keras_mode=on_device.keras_mode,
-                )
+        for target, own in on_machine.items():
+            on_device = replace(
+                own, device=device, gpu_energy=own.gpu_energy and (device == "cpu" or meter is None)
+            )
+            deployers[(target.name, device)] = target.build(on_device, options)
     if clouds:
         deployers.update(
             {

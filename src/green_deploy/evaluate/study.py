@@ -17,14 +17,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from green_deploy.config import parse_names, parse_settings
+from green_deploy.deploy.targets import DEFAULT_TARGET, local_targets, target_names
 from green_deploy.errors import ConfigError
 from green_deploy.serving.model import DEVICE_RUNTIMES, DEVICES
 
 logger = logging.getLogger(__name__)
 
-TARGETS = ("local", "inprocess", "sagemaker", "azureml")
-# targets whose device the study chooses (a cloud endpoint runs on its instance type's)
-DEVICE_TARGETS = ("local", "inprocess")
 # PyTorch's int8 kernels (x86/fbgemm, qnnpack) exist for the CPU only
 CPU_ONLY_TECHNIQUES = frozenset({"dynamic_int8", "static_int8"})
 
@@ -93,7 +91,7 @@ class StudySettings:
     study: str = "default"
     models: tuple[str, ...] = ()
     variants: tuple[str, ...] = ()
-    targets: tuple[str, ...] = ("local",)
+    targets: tuple[str, ...] = (DEFAULT_TARGET,)
     batch_sizes: tuple[int, ...] = (1, 32)
     devices: tuple[str, ...] = ("cpu",)
     accuracy_batch_size: int = 256
@@ -119,16 +117,19 @@ class StudySettings:
         return settings
 
     def check(self) -> None:
-        for key, allowed in (("targets", TARGETS), ("devices", DEVICES)):
+        for key, allowed in (("targets", target_names()), ("devices", DEVICES)):
             unknown = sorted(set(getattr(self, key)) - set(allowed))
             if unknown or not getattr(self, key):
                 raise ConfigError(
                     f"evaluate.{key} must name some of {list(allowed)}; got {list(getattr(self, key))}"
                 )
-        clouds = sorted(set(self.targets) - set(DEVICE_TARGETS))
+        # the study chooses the device of a target on this machine; a cloud endpoint runs on its
+        # instance type's
+        on_machine = local_targets()
+        clouds = sorted(set(self.targets) - set(on_machine))
         if clouds and set(self.devices) != {"cpu"}:
             raise ConfigError(
-                f"evaluate.devices applies to the {' and '.join(DEVICE_TARGETS)} targets; {clouds} run on "
+                f"evaluate.devices applies to the {' and '.join(on_machine)} targets; {clouds} run on "
                 f"their instance type (deploy.<target>.instance_type): evaluate them in a study with devices [cpu]"
             )
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):

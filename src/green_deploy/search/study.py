@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from green_deploy.deploy.targets import DEFAULT_TARGET, local_targets
 from green_deploy.errors import ConfigError, GreenDeployError
 from green_deploy.search.space import SearchSpace
 
@@ -56,7 +57,7 @@ class SearchSettings:
     objectives: tuple[str, ...] = ("energy", "accuracy")
     max_accuracy_drop: float = 0.02
     batch_size: int = 32
-    target: str = "local"
+    target: str = DEFAULT_TARGET
     device: str = "cpu"
     heartbeat_interval_s: int = 30
     grace_period_s: int = 120
@@ -103,8 +104,8 @@ class SearchSettings:
             problems.append(
                 f"max_accuracy_drop is a fraction of the metric in [0, 1], got {self.max_accuracy_drop}"
             )
-        if self.target not in ("local", "inprocess"):
-            problems.append(f"target must be local or inprocess, got {self.target!r}")
+        if self.target not in local_targets():
+            problems.append(f"target must be {' or '.join(local_targets())}, got {self.target!r}")
         if self.batch_size < 1:
             problems.append(f"batch_size must be >= 1, got {self.batch_size}")
         if self.heartbeat_interval_s < 1 or self.grace_period_s <= self.heartbeat_interval_s:
