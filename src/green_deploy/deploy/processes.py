@@ -75,11 +75,15 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
 
 
 def process_start_of(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, from ``/proc``): with the PID, what
+    identifies a recorded server; ``None`` when unknown."""
     stat = _proc_stat(pid)
     return None if stat is None else stat[1]
 
 
 class Process(Protocol):
+    """A started server: a ``subprocess.Popen`` or a ``ForkedProcess``."""
+
     pid: int
 
     def poll(self) -> int | None: ...
