@@ -162,7 +162,9 @@ class FakeEndpoint:
             "joules_per_item": 0.01,
             "active_joules": 0.01 * items,
             "measured": True,
-            "components": [{"component": "cpu", "source": "provider", "measured": True}],
+            "components": [
+                {"component": "cpu", "source": "provider", "measured": True, "energy_j": 0.01 * items}
+            ],
         }
         return np.zeros((items, 10), np.float32), ServerEnergy.from_response(energy)
 
