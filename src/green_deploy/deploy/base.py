@@ -19,17 +19,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from green_deploy.errors import ArtifactError, GreenDeployError
-from green_deploy.serving.model import RUNTIMES, InputSpec
+from green_deploy.runtimes import get_runtime, runtime_of_folder
+from green_deploy.serving.model import InputSpec
 
 RECORD_FILE = "record.json"
-# Files the optimize pipeline writes per runtime; the first one found names the runtime when
-# ``record.json`` is absent.
-_RUNTIME_FILES = (
-    ("model.onnx", "onnxruntime"),
-    ("model.tflite", "tflite"),
-    ("model.keras", "keras"),
-    ("model.safetensors", "pytorch"),
-)
 
 STATUS_IN_SERVICE = "in_service"
 STATUS_DRY_RUN = "dry_run"
@@ -63,8 +56,7 @@ class Variant:
     example: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.runtime not in RUNTIMES:
-            raise ValueError(f"unknown runtime {self.runtime!r}; known: {', '.join(RUNTIMES)}")
+        get_runtime(self.runtime)  # an unknown runtime is refused here, not when served
         object.__setattr__(self, "folder", Path(self.folder))
 
     @classmethod
@@ -79,7 +71,7 @@ class Variant:
         record: dict[str, Any] = {}
         if (folder / RECORD_FILE).is_file():
             record = json.loads((folder / RECORD_FILE).read_text())
-        runtime = runtime or record.get("runtime") or _runtime_from_files(folder)
+        runtime = runtime or record.get("runtime") or runtime_of_folder(folder)
         return cls(
             model_id=str(record.get("model_id") or folder.parent.name),
             variant_id=str(record.get("variant_id") or folder.name),
@@ -87,15 +79,6 @@ class Variant:
             runtime=runtime,
             input_spec=input_spec,
         )
-
-
-def _runtime_from_files(folder: Path) -> str:
-    for name, runtime in _RUNTIME_FILES:
-        if (folder / name).is_file():
-            return runtime
-    raise ArtifactError(
-        f"{folder} holds no model file ({', '.join(n for n, _ in _RUNTIME_FILES)}); is it a variant folder?"
-    )
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ from green_deploy.deploy.processes import (
 )
 from green_deploy.deploy.settings import check_positive, parse_target_settings
 from green_deploy.errors import ArtifactError, ConfigError
+from green_deploy.runtimes import get_runtime
 from green_deploy.serving.model import DEVICES, serving_path
 from green_deploy.serving.validation import encode_npy
 from green_deploy.serving.zygote import PRELOADS
@@ -93,14 +94,6 @@ WARMUP_FILE = "warmup.npy"
 STATE_FORMAT = 1
 NPY_TYPE = "application/x-npy"
 _LOG_TAIL_CHARS = 3000
-# The model files each runtime loads; their hashes are the variant's fingerprint.
-_MODEL_FILES = {
-    "onnxruntime": (("model.onnx",),),
-    "tflite": (("model.tflite",),),
-    "keras": (("model.keras",),),
-    # a variant folder, or a zoo model's torch/ folder (the torch baseline)
-    "pytorch": (("model.safetensors", "variant_config.json"), ("model.safetensors", "model_config.json")),
-}
 
 
 @dataclass(frozen=True)
@@ -609,10 +602,11 @@ def variant_fingerprint(variant: Variant, server_options: list[str] | tuple[str,
 
 # ---- helpers ---------------------------------------------------------------------------------------
 def _model_files(folder: Path, runtime: str) -> tuple[str, ...]:
-    for names in _MODEL_FILES[runtime]:
+    """The files the runtime loads (``Runtime.model_files``); their hashes are the variant's fingerprint."""
+    for names in get_runtime(runtime).model_files:
         if all((folder / name).is_file() for name in names):
             return names
-    expected = " or ".join(" + ".join(names) for names in _MODEL_FILES[runtime])
+    expected = " or ".join(" + ".join(names) for names in get_runtime(runtime).model_files)
     raise ArtifactError(
         f"{folder} holds no {runtime} model ({expected}); run `kedro run --pipeline=optimize` first"
     )

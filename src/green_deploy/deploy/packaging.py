@@ -29,6 +29,7 @@ from typing import Any
 import green_deploy
 from green_deploy.deploy.base import Variant
 from green_deploy.errors import ConfigError
+from green_deploy.runtimes import get_runtime
 
 CODE_DIR = "code"
 SERVING_CONFIG = "serving.json"
@@ -55,19 +56,12 @@ SERVING_PACKAGES = (
     "click",
     "prometheus_client",
 )
-RUNTIME_PACKAGES: dict[str, tuple[str, ...]] = {
-    "pytorch": ("torch", "safetensors"),
-    "keras": ("tensorflow", "tf_keras"),
-    "tflite": ("tensorflow",),
-    "onnxruntime": ("onnxruntime",),
-}
-# Families whose model structure is built by a third-party package (PyTorch and Keras runtimes
-# rebuild the structure; TFLite and ONNX files carry it).
+# Families whose model structure is built by a third-party package (needed where the runtime
+# rebuilds the structure, ``Runtime.rebuilds_structure``; TFLite and ONNX files carry it).
 FAMILY_PACKAGES: dict[str, tuple[str, ...]] = {
     "minilm": ("transformers",),
     "efficientnet_lite": ("efficientnet-lite-pytorch",),
 }
-_STRUCTURE_RUNTIMES = {"pytorch", "keras"}
 _PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
@@ -149,10 +143,9 @@ def runtime_requirements(runtime: str, family: str | None, constraints: Mapping[
     A package without a pin is an error: an unpinned package in a cloud image resolves to whatever
     is newest on the day the image is built.
     """
-    if runtime not in RUNTIME_PACKAGES:
-        raise ConfigError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIME_PACKAGES)}")
-    names = [*SERVING_PACKAGES, *RUNTIME_PACKAGES[runtime]]
-    if family and runtime in _STRUCTURE_RUNTIMES:
+    served = get_runtime(runtime)
+    names = [*SERVING_PACKAGES, *served.image_packages]
+    if family and served.rebuilds_structure:
         names.extend(FAMILY_PACKAGES.get(family, ()))
     missing = [name for name in names if _normalize(name) not in constraints]
     if missing:

@@ -25,11 +25,11 @@ from green_deploy.estimate.counts import ModelCount, UncoveredModelError, count_
 from green_deploy.estimate.horowitz import OperationCosts
 from green_deploy.estimate.predictor import LayerPredictor
 from green_deploy.estimate.theoretical import FitErrors, apply_scales, errors, estimate_model, fit_scales
+from green_deploy.optimize.runner import BASELINES
+from green_deploy.runtimes import get_runtime
 
 logger = logging.getLogger(__name__)
 
-# A converted graph is counted on its source: (its framework's baseline, runtime of that source)
-SOURCES = {"tflite": ("tensorflow_baseline", "keras"), "onnxruntime": ("torch_baseline", "pytorch")}
 # Widths a converted graph's quantization sets: (weight, activation, compute) bits
 QUANTIZED_BITS = {
     "none": (32, 32, 32),
@@ -45,9 +45,11 @@ def count_variant(
 ) -> ModelCount:
     """A variant's layer counts; a converted graph's are its source model's at the graph's widths."""
     runtime = str(row["runtime"])
-    if runtime not in SOURCES:
+    # A converted graph is counted on its source: its framework's baseline, in the source's runtime
+    source_runtime = get_runtime(runtime).converted_from
+    if source_runtime is None:
         return count_artifact(Path(row["artifact_dir"]), runtime, example)
-    baseline_id, source_runtime = SOURCES[runtime]
+    baseline_id = BASELINES[get_runtime(source_runtime).framework]
     source = next(r for r in rows if r["model_id"] == row["model_id"] and r["variant_id"] == baseline_id)
     steps = json.loads(str(row.get("steps") or "[]"))
     quantization = (steps[-1].get("settings") or {}).get("quantization", "none") if steps else "none"

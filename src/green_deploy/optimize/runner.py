@@ -25,11 +25,12 @@ from green_deploy.optimize.base import NotApplicable, OptimizationContext, Optim
 from green_deploy.optimize.macs import count_macs
 from green_deploy.optimize.spec import VariantSpec
 from green_deploy.optimize.techniques import get_technique
+from green_deploy.runtimes import get_runtime, pytorch
+from green_deploy.runtimes.base import in_batches
 from green_deploy.zoo import artifacts as zoo_artifacts
 from green_deploy.zoo.builder import TaskData, ZooCard, evaluate, load_card, prepare_task_data
 from green_deploy.zoo.data import load_dataset
 from green_deploy.zoo.families import get_family
-from green_deploy.zoo.inference import KerasPredictor, predict_torch
 from green_deploy.zoo.spec import ZooEntry
 
 logger = logging.getLogger(__name__)
@@ -113,17 +114,9 @@ class _Baselines:
 
 
 def _predictor(runtime: str, model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    if runtime == "tflite":
-        from green_deploy.optimize.tflite_runtime import predict_tflite
-
-        return lambda x: predict_tflite(model, x)
-    if runtime == "onnxruntime":
-        from green_deploy.optimize.onnx_runtime import predict_onnx
-
-        return lambda x: predict_onnx(model, x)
-    if runtime == "keras":
-        return KerasPredictor(model)  # as it is served: a tf.function graph
-    return lambda x: predict_torch(model, x)
+    """As the variant is served (a Keras model as a ``tf.function`` graph), in batches of 256."""
+    predict = get_runtime(runtime).predictor(model)
+    return lambda x: in_batches(predict, x)
 
 
 def _prepare(
@@ -380,7 +373,7 @@ def _variant_key(base_sha256: Mapping[str, str], spec: VariantSpec, settings: Ru
         "base": dict(base_sha256),
         "variant": spec.config_sha256(),
         "run": asdict(settings),
-        "format": artifacts.FORMAT_VERSION,
+        "format": pytorch.FORMAT_VERSION,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

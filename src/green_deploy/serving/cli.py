@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import uvicorn
 
+from green_deploy.runtimes import DEVICES, RUNTIMES
+from green_deploy.runtimes.keras import KERAS_MODES
 from green_deploy.serving.app import ServingLimits, create_app
 from green_deploy.serving.http import JsonErrorHttpToolsProtocol
-from green_deploy.serving.model import DEVICES, RUNTIMES, InputSpec, load_served_model
-from green_deploy.zoo.inference import KERAS_MODES
+from green_deploy.serving.model import InputSpec, load_served_model
 
 logger = logging.getLogger("green_deploy.serving")
 

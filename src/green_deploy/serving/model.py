@@ -3,29 +3,35 @@
 The serving core knows nothing of families or techniques. A ``ServedModel`` is any callable from
 a numpy batch (PyTorch layout, as the zoo encodes it) to a numpy batch, plus the ``InputSpec``
 every request is validated against. ``load_served_model`` builds one from a variant folder
-written by the optimize pipeline; frameworks are imported there, only for the runtime served.
+written by the optimize pipeline through its runtime (``green_deploy.runtimes``); frameworks are
+imported there, only for the runtime served.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from green_deploy.errors import ConfigError
+from green_deploy.optimize.structure import replay_structure
+from green_deploy.runtimes import (
+    DEVICES,
+    RUNTIMES,  # noqa: F401  (deploy.runner reads it here)
+    Predict,
+    check_device,
+    get_runtime,
+    runtimes_on,
+)
+
 logger = logging.getLogger(__name__)
 
-RUNTIMES = ("pytorch", "keras", "tflite", "onnxruntime")
-# Where each runtime can place a model here: PyTorch on CUDA too; TensorFlow is not installed on
-# the GPU machines and the ONNX Runtime and LiteRT builds here are CPU builds.
-DEVICES = ("cpu", "cuda")
-DEVICE_RUNTIMES = {"cpu": RUNTIMES, "cuda": ("pytorch",)}
+DEVICE_RUNTIMES = {device: runtimes_on(device) for device in DEVICES}
 _ALLOWED_KINDS = {"f": "floating point", "i": "signed integer", "u": "unsigned integer"}
-
-Predict = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -99,15 +105,7 @@ class ServedModel:
 def serving_path(runtime: str, keras_mode: str = "graph") -> str:
     """How a runtime's variants are called when served: stated beside every measurement, since
     the framework comparison (RQ1.2) depends on it."""
-    if runtime == "keras":
-        return {"graph": "tf.function graph", "xla": "tf.function graph, XLA", "eager": "Keras eager"}[
-            keras_mode
-        ]
-    return {
-        "pytorch": "PyTorch eager (inference_mode)",
-        "tflite": "LiteRT interpreter",
-        "onnxruntime": "ONNX Runtime session",
-    }[runtime]
+    return get_runtime(runtime).serving_path(keras_mode)
 
 
 def predictor(
@@ -117,41 +115,10 @@ def predictor(
     device: str = "cpu",
     keras_mode: str = "graph",
 ) -> Predict:
-    """The batch predict function of a loaded variant (see ``optimize.artifacts.load_variant``).
-
-    Not thread-safe: a TFLite interpreter is kept between calls (building one per call would be
-    metered as inference), so call it from one thread.
-
-    Args:
-        runtime: ``pytorch``, ``keras``, ``tflite`` or ``onnxruntime``.
-        model: the ``nn.Module``, Keras model, flatbuffer bytes or ONNX bytes.
-        num_threads: intra-op threads for ONNX Runtime and TFLite; ``None`` lets them decide.
-            (PyTorch's is process-wide: ``torch.set_num_threads``; TensorFlow's is fixed when
-            it starts.)
-        device: ``cpu``, or ``cuda`` for a PyTorch model (moved there once, here).
-        keras_mode: how a Keras model is called (``zoo.inference.KERAS_MODES``): a traced
-            ``tf.function`` graph (default; checked against eager outputs on its first call),
-            the graph compiled by XLA, or eagerly.
-    """
+    """The batch predict function of a loaded variant (see ``load_model_files``); ``Runtime.predictor``
+    of ``runtime`` after the device is checked."""
     check_device(runtime, device)
-    if runtime == "tflite":
-        from green_deploy.optimize.tflite_runtime import TflitePredictor
-
-        return TflitePredictor(model, num_threads)
-    if runtime == "onnxruntime":
-        from green_deploy.optimize.onnx_runtime import predict_onnx
-
-        return lambda x: predict_onnx(model, x, num_threads=num_threads)
-    if runtime == "keras":
-        from green_deploy.zoo.inference import KerasPredictor
-
-        return KerasPredictor(model, keras_mode)
-    if runtime == "pytorch":
-        from green_deploy.zoo.inference import predict_torch
-
-        model.to(device)
-        return lambda x: predict_torch(model, x, device=device)
-    raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+    return get_runtime(runtime).predictor(model, num_threads, device, keras_mode)
 
 
 def available_devices() -> tuple[str, ...]:
@@ -171,8 +138,6 @@ def check_devices_here(devices: Sequence[str], where: str) -> None:
     here = available_devices()
     missing = [device for device in devices if device not in here]
     if missing:
-        from green_deploy.errors import ConfigError
-
         raise ConfigError(
             f"{where} names {missing}, which this machine does not have (PyTorch finds no CUDA GPU and "
             f"driver here: torch.cuda.is_available() is False); run it on a machine with a GPU, or set {where} "
@@ -180,27 +145,15 @@ def check_devices_here(devices: Sequence[str], where: str) -> None:
         )
 
 
-def check_device(runtime: str, device: str) -> None:
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
-    if runtime not in DEVICE_RUNTIMES[device]:
-        raise ValueError(f"the {runtime} runtime serves on the CPU only here, not on {device}")
-
-
 def load_model_files(folder: Path, runtime: str) -> Any:
     """The model object in ``folder`` for ``runtime`` (module, Keras model, flatbuffer or ONNX bytes).
 
     ``folder`` is a variant folder the optimize pipeline wrote, or a zoo model's build folder:
     the baselines are the zoo models as built (``torch_baseline``: ``<zoo>/<model>/torch/`` with
-    ``model_config.json``; ``tensorflow_baseline``: ``<zoo>/<model>/`` with ``model.keras``).
+    ``model_config.json``; ``tensorflow_baseline``: ``<zoo>/<model>/`` with ``model.keras``). A
+    PyTorch variant's structure is rebuilt by the techniques that made it (``optimize.structure``).
     """
-    from green_deploy.optimize.artifacts import CONFIG_FILE, load_variant
-    from green_deploy.zoo.artifacts import TORCH_CONFIG, load_torch_model
-
-    folder = Path(folder)
-    if runtime == "pytorch" and not (folder / CONFIG_FILE).is_file() and (folder / TORCH_CONFIG).is_file():
-        return load_torch_model(folder)
-    return load_variant(folder, runtime)
+    return get_runtime(runtime).load(Path(folder), replay_structure)
 
 
 def load_served_model(
@@ -217,13 +170,8 @@ def load_served_model(
 
     ``name`` defaults to the folder's name (the variant id).
     """
-    if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     check_device(runtime, device)
-    if runtime == "pytorch" and num_threads is not None:
-        import torch
-
-        torch.set_num_threads(num_threads)
+    get_runtime(runtime).use_threads(num_threads)
     model = load_model_files(Path(variant_dir), runtime)
     served = ServedModel(
         name or Path(variant_dir).name,

@@ -35,20 +35,13 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from green_deploy.runtimes import RUNTIMES
+
 # What a new server of each runtime imports before it serves (``serving.cli``: uvicorn, the app,
-# the worker and the energy core; the loaders and the runtime itself).
-SERVING_MODULES = (
-    "green_deploy.serving.cli",
-    "green_deploy.optimize.artifacts",
-    "green_deploy.zoo.artifacts",
-)
+# the worker, the energy core and the runtimes' loaders; then the runtime itself).
+SERVING_MODULES = ("green_deploy.serving.cli",)
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
-PRELOADS = {
-    "pytorch": ("torch",),
-    "keras": ("tensorflow", "tf_keras", "green_deploy.zoo.families.keras_layers"),
-    "tflite": ("ai_edge_litert.interpreter",),
-    "onnxruntime": ("onnxruntime",),
-}
+PRELOADS = {name: runtime.preload_modules for name, runtime in RUNTIMES.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -157,7 +157,7 @@ class OnnxRuntimeConversion:
     def apply(self, model: Any, settings: Mapping[str, Any], context: OptimizationContext) -> OptimizedModel:
         from torch import nn
 
-        from green_deploy.optimize.onnx_runtime import ExportError, export_onnx, first_line
+        from green_deploy.optimize.onnx_export import ExportError, export_onnx, first_line
 
         s = self.settings(settings)
         if not isinstance(model, nn.Module):
@@ -218,7 +218,7 @@ class OnnxRuntimeConversion:
     ) -> tuple[bytes, list[str], dict[str, Any]]:
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-        from green_deploy.optimize.onnx_runtime import onnx_tensor_stats
+        from green_deploy.runtimes.onnxruntime import onnx_tensor_stats
 
         quiet = _QuietQuantizer()
         root = logging.getLogger()
@@ -282,7 +282,8 @@ class OnnxRuntimeConversion:
 
     def _check_runs(self, model_bytes: bytes, context: OptimizationContext, quantization: str) -> None:
         """Loads and runs the model on two calibration inputs; NotApplicable when ORT cannot."""
-        from green_deploy.optimize.onnx_runtime import first_line, predict_onnx
+        from green_deploy.optimize.onnx_export import first_line
+        from green_deploy.runtimes.onnxruntime import predict_onnx
 
         try:
             outputs = predict_onnx(model_bytes, np.asarray(context.calibration_x[:2]))
@@ -301,7 +302,7 @@ class _CalibrationReader:
         self._batches = self._iterate()
 
     def _iterate(self) -> Iterator[dict[str, np.ndarray]]:
-        from green_deploy.optimize.onnx_runtime import INPUT_NAME
+        from green_deploy.runtimes.onnxruntime import INPUT_NAME
 
         dtype = np.float32 if np.issubdtype(self._samples.dtype, np.floating) else np.int64
         for start in range(0, len(self._samples), CALIBRATION_BATCH):
@@ -319,7 +320,7 @@ def _preprocess(source: Path, target: Path) -> tuple[Path, str]:
     the model to quantize and what was done."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from green_deploy.optimize.onnx_runtime import first_line
+    from green_deploy.optimize.onnx_export import first_line
 
     try:
         quant_pre_process(str(source), str(target))

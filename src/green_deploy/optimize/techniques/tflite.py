@@ -1,7 +1,7 @@
 """TFLite conversion of a Keras model, in fp32 or with one of TFLite's post-training quantizations.
 
 The converter is TensorFlow's own ``TFLiteConverter.from_keras_model``; the result is the
-flatbuffer bytes that a device would ship, run with ``green_deploy.optimize.tflite_runtime``.
+flatbuffer bytes that a device would ship, run with ``green_deploy.runtimes.tflite``.
 """
 
 from __future__ import annotations

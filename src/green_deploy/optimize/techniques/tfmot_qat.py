@@ -219,7 +219,7 @@ class TfmotQuantizationAwareTraining:
         import tensorflow as tf
         import tf_keras
 
-        from green_deploy.optimize.tflite_runtime import tflite_tensor_stats
+        from green_deploy.runtimes.tflite import tflite_tensor_stats
 
         # A clone with copied weights: freezing and fitting never touch the baseline.
         clone = tf_keras.models.clone_model(model)

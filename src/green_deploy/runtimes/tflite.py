@@ -1,25 +1,69 @@
-"""Running a TFLite flatbuffer on numpy inputs, and counting the weights stored in it.
+"""TFLite flatbuffers, run by LiteRT's interpreter, and the weights stored in them.
 
 The flatbuffer is the deployed artifact, so accuracy and sparsity are measured on it rather than
-on the Keras model it came from. The interpreter is LiteRT's (``ai-edge-litert``, the runtime
-TensorFlow's own ``tf.lite.Interpreter`` now forwards to): it imports in 0.1 s where TensorFlow
-takes seconds, which every TFLite server start and accuracy check would otherwise pay.
+on the Keras model it came from (``optimize.techniques.tflite`` converts it). The interpreter is
+LiteRT's (``ai-edge-litert``, the runtime TensorFlow's own ``tf.lite.Interpreter`` now forwards
+to): it imports in 0.1 s where TensorFlow takes seconds, which every TFLite server start and
+accuracy check would otherwise pay.
 """
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from green_deploy.runtimes.base import (
+    Predict,
+    ReplayStructure,
+    Runtime,
+    WeightCounts,
+    in_batches,
+    keep_structure,
+    read_checked_bytes,
+)
 from green_deploy.zoo.families.base import to_keras_layout
 
-logger = logging.getLogger(__name__)
-
+TFLITE_FILE = "model.tflite"
 # Constant tensors of these types hold weights; constant int32/int64/bool tensors without
 # quantization parameters are shapes, axes and permutations, not parameters.
 _FLOAT_TYPES = (np.float32, np.float16, np.float64)
+
+
+class TfliteRuntime(Runtime):
+    name = "tflite"
+    framework = "tensorflow"
+    model_files = ((TFLITE_FILE,),)
+    converted_from = "keras"
+    preload_modules = ("ai_edge_litert.interpreter",)
+    image_packages = ("tensorflow",)
+
+    def save(self, model: Any, folder: Path, config: Mapping[str, Any]) -> list[str]:
+        (folder / TFLITE_FILE).write_bytes(model)
+        return [TFLITE_FILE]
+
+    def load(self, folder: Path, replay: ReplayStructure = keep_structure) -> bytes:
+        return read_checked_bytes(folder / TFLITE_FILE, self.name, interpreter)
+
+    def predictor(
+        self, model: Any, num_threads: int | None = None, device: str = "cpu", keras_mode: str = "graph"
+    ) -> Predict:
+        return TflitePredictor(model, num_threads)
+
+    def weight_counts(self, folder: Path) -> WeightCounts:
+        stats = tflite_tensor_stats((folder / TFLITE_FILE).read_bytes())
+        # a flatbuffer's constants are counted whole: no matrix/vector split
+        return WeightCounts(
+            n_parameters=stats["n_parameters"],
+            n_nonzero_parameters=stats["n_parameters"] - stats["n_zeros"],
+            n_matrix_parameters=stats["n_parameters"],
+            n_matrix_zeros=stats["n_zeros"],
+        )
+
+    def serving_path(self, keras_mode: str = "graph") -> str:
+        return "LiteRT interpreter"
 
 
 def interpreter(flatbuffer: bytes, num_threads: int | None = None) -> Any:
@@ -91,11 +135,7 @@ def predict_tflite(
     """The flatbuffer's outputs on ``inputs`` (PyTorch layout, as the zoo stores them), as numpy,
     in batches of ``batch_size`` through one ``TflitePredictor``; nothing is cached between
     calls, so a flatbuffer is freed with its caller."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    predict = TflitePredictor(flatbuffer, num_threads)
-    outputs = [predict(inputs[start : start + batch_size]) for start in range(0, len(inputs), batch_size)]
-    return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
+    return in_batches(TflitePredictor(flatbuffer, num_threads), inputs, batch_size)
 
 
 def _constant_tensor_indices(tflite: Any) -> set[int]:

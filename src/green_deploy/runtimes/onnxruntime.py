@@ -1,26 +1,32 @@
-"""Exporting a PyTorch model to ONNX, running it in ONNX Runtime, and counting its weights.
+"""ONNX graphs, run in ONNX Runtime, and the weights stored in them.
 
 The ``.onnx`` bytes are the deployed artifact, so accuracy and sparsity are measured on them
-rather than on the module they came from. The exporter is ``torch.onnx.export(dynamo=True)``
-(``torch.export`` graph translated by onnxscript); ``green_deploy.optimize.techniques.onnx_runtime``
-says why. torch, onnx and onnxruntime are imported inside the functions.
+rather than on the module they came from (``optimize.onnx_export`` writes them). onnx and
+onnxruntime are imported inside the functions.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
-import re
-import warnings
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from green_deploy.runtimes.base import (
+    Predict,
+    ReplayStructure,
+    Runtime,
+    WeightCounts,
+    in_batches,
+    keep_structure,
+    read_checked_bytes,
+)
 
+ONNX_FILE = "model.onnx"
 INPUT_NAME = "x"
 OUTPUT_NAME = "y"
-_EXPORT_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
 
 # ONNX TensorProto data types (onnx.TensorProto.DataType) of stored weights: floats, and the
 # integer types quantizers store weights in. INT32 counts only as a quantized bias (it feeds a
@@ -49,85 +55,43 @@ _QUANTIZATION_PARAMETER_INPUTS: dict[str, tuple[int, ...]] = {
 }
 
 
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-_SUMMARY = "## Exception summary"
-_CLASS_PREFIX = re.compile(r"<class '(?:[\w.]*\.)?(?P<name>\w+)'>: (?P<message>.*)")
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+    framework = "torch"
+    model_files = ((ONNX_FILE,),)
+    converted_from = "pytorch"
+    preload_modules = ("onnxruntime",)
+    image_packages = ("onnxruntime",)
+
+    def save(self, model: Any, folder: Path, config: Mapping[str, Any]) -> list[str]:
+        (folder / ONNX_FILE).write_bytes(model)
+        return [ONNX_FILE]
+
+    def load(self, folder: Path, replay: ReplayStructure = keep_structure) -> bytes:
+        return read_checked_bytes(folder / ONNX_FILE, self.name, _parse)
+
+    def predictor(
+        self, model: Any, num_threads: int | None = None, device: str = "cpu", keras_mode: str = "graph"
+    ) -> Predict:
+        return lambda x: predict_onnx(model, x, num_threads=num_threads)
+
+    def weight_counts(self, folder: Path) -> WeightCounts:
+        stats = onnx_tensor_stats((folder / ONNX_FILE).read_bytes())
+        return WeightCounts(
+            n_parameters=stats["n_parameters"],
+            n_nonzero_parameters=stats["n_parameters"] - stats["n_zeros"],
+            n_matrix_parameters=stats["n_matrix_parameters"],
+            n_matrix_zeros=stats["n_matrix_zeros"],
+        )
+
+    def serving_path(self, keras_mode: str = "graph") -> str:
+        return "ONNX Runtime session"
 
 
-class ExportError(RuntimeError):
-    """``torch.onnx.export`` could not turn the module into an ONNX graph; the message says why."""
+def _parse(data: bytes) -> None:
+    import onnx
 
-
-def export_onnx(model: Any, example: np.ndarray, opset: int | None = None) -> bytes:
-    """The ONNX bytes of ``model`` (an ``nn.Module`` in eval mode) traced on ``example``.
-
-    The batch axis is dynamic (any number of rows runs); the other axes keep the example's
-    sizes, as the zoo's inputs do. The graph is exported with ``dynamo=True`` and the exporter's
-    own graph optimisation (constant folding, dead-code removal). Per-node debug metadata (the
-    PyTorch stack and FX node each op came from) is dropped: it is a quarter to a third of a
-    small model's file and no runtime reads it.
-
-    Args:
-        model: the module; it is not modified.
-        example: a batch in the PyTorch layout as the zoo gives it (NCHW floats or int64 ids);
-            a single row is repeated, since ``torch.export`` specialises a batch of one.
-        opset: the ai.onnx opset; ``None`` takes the exporter's default.
-
-    Raises:
-        ExportError: the exporter failed; its message is the first meaningful line.
-    """
-    import torch
-
-    example = np.asarray(example)
-    if len(example) == 0:
-        raise ValueError("export_onnx needs at least one example row")
-    if len(example) == 1:
-        example = np.concatenate([example, example])
-    batch = torch.export.Dim("batch")
-    # Per-op chatter at WARNING: "torchvision is not installed. Skipping torchvision::nms",
-    # "Skipping constant folding for op SequenceEmpty", "Skipped deduplication of initializer".
-    quieted = {name: logging.getLogger(name) for name in _EXPORT_LOGGERS}
-    levels = {name: log.level for name, log in quieted.items()}
-    for log in quieted.values():
-        log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # deprecation chatter from torch.export internals
-            program = torch.onnx.export(
-                model.eval(),
-                (torch.as_tensor(example),),
-                dynamo=True,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: batch},),
-                opset_version=opset,
-                optimize=True,
-                verbose=False,
-            )
-    except Exception as error:  # the exporter wraps torch.export / translation errors in many types
-        raise ExportError(first_line(error)) from error
-    finally:
-        for name, log in quieted.items():
-            log.setLevel(levels[name])
-    proto = program.model_proto
-    for node in proto.graph.node:
-        del node.metadata_props[:]
-        node.doc_string = ""
-    return proto.SerializeToString()
-
-
-def first_line(error: BaseException) -> str:
-    """An error's key message: the exporter's "Exception summary" (it opens with steps to report
-    a bug), else the first non-empty line; ``<class 'x.Y'>: msg`` becomes ``Y: msg``."""
-    text = _ANSI_ESCAPE.sub("", str(error))
-    if _SUMMARY in text:
-        text = text.split(_SUMMARY, 1)[1]
-    for raw_line in text.splitlines():
-        line = raw_line.strip()
-        if line:
-            match = _CLASS_PREFIX.match(line)
-            return f"{match['name']}: {match['message']}" if match else line
-    return type(error).__name__
+    onnx.load_model_from_string(data)
 
 
 @functools.lru_cache(maxsize=4)
@@ -165,8 +129,6 @@ def predict_onnx(
         batch_size: examples per ``run``.
         num_threads: ONNX Runtime intra-op threads; ``None`` lets it decide (one per core).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     session = _session(model_bytes, num_threads)
     graph_inputs, graph_outputs = session.get_inputs(), session.get_outputs()
     if len(graph_inputs) != 1 or len(graph_outputs) != 1:
@@ -178,15 +140,13 @@ def predict_onnx(
     dtype = _ORT_DTYPES.get(source.type)
     if dtype is None:
         raise ValueError(f"predict_onnx: unsupported input type {source.type} of {source.name!r}")
-    inputs = np.asarray(inputs)
-    outputs = [
-        np.asarray(
-            session.run(None, {source.name: inputs[start : start + batch_size].astype(dtype, copy=False)})[0],
-            dtype=np.float32,
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(
+            session.run(None, {source.name: batch.astype(dtype, copy=False)})[0], dtype=np.float32
         )
-        for start in range(0, len(inputs), batch_size)
-    ]
-    return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
+
+    return in_batches(run, np.asarray(inputs), batch_size)
 
 
 def onnx_tensor_stats(model_bytes: bytes) -> dict[str, Any]:
