@@ -22,6 +22,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from green_deploy.errors import GreenDeployError
 from green_deploy.estimate.counts import LayerCount
 from green_deploy.estimate.horowitz import PJ_TO_J, MissingCostError, OperationCosts
 
@@ -82,7 +83,7 @@ class ModelEstimate:
         return not self.uncovered
 
 
-class UncoveredLayerError(ValueError):
+class UncoveredLayerError(GreenDeployError):
     """``estimate_layer`` was given a layer it cannot cost (not counted, or a bit width the table lacks)."""
 
 

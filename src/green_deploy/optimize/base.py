@@ -14,11 +14,13 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from green_deploy.errors import GreenDeployError
+
 Framework = Literal["torch", "tensorflow"]
 Runtime = Literal["pytorch", "keras", "tflite", "onnxruntime"]
 
 
-class NotApplicable(Exception):
+class NotApplicable(GreenDeployError):
     """The technique cannot apply to this model here; the message is the reason, recorded as such."""
 
 

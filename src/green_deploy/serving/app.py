@@ -36,6 +36,7 @@ from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from green_deploy.energy import EnergyMonitor
+from green_deploy.errors import ConfigError
 from green_deploy.serving.metrics import ServingMetrics
 from green_deploy.serving.model import ServedModel
 from green_deploy.serving.responses import error_body, prediction_body
@@ -74,7 +75,7 @@ class ServingLimits:
 
     def __post_init__(self) -> None:
         if self.max_items < 1 or self.max_body_bytes < 1 or self.max_queue < 1 or self.max_batch_items < 0:
-            raise ValueError(f"serving limits must be positive: {self}")
+            raise ConfigError(f"serving limits must be positive: {self}")
 
 
 def create_app(

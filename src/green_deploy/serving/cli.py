@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import uvicorn
 
+from green_deploy.errors import ConfigError
 from green_deploy.runtimes import DEVICES, RUNTIMES
 from green_deploy.runtimes.keras import KERAS_MODES
 from green_deploy.serving.app import ServingLimits, create_app
@@ -99,7 +100,7 @@ def input_spec_from_args(args: argparse.Namespace) -> InputSpec:
         )
     try:
         return InputSpec.parse(args.input_dtype, args.input_shape)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ConfigError) as error:
         raise SystemExit(f"bad input spec: {error}") from error
 
 

@@ -50,9 +50,9 @@ class InputSpec:
     def __post_init__(self) -> None:
         dtype = np.dtype(self.dtype)  # raises TypeError for an unknown name
         if dtype.kind not in _ALLOWED_KINDS:
-            raise ValueError(f"input dtype must be a number type, got {self.dtype!r}")
+            raise ConfigError(f"input dtype must be a number type, got {self.dtype!r}")
         if any(not isinstance(d, int) or d < 1 for d in self.shape):
-            raise ValueError(f"input shape must be positive integers (no batch axis), got {self.shape}")
+            raise ConfigError(f"input shape must be positive integers (no batch axis), got {self.shape}")
         object.__setattr__(self, "dtype", dtype.name)
         object.__setattr__(self, "shape", tuple(self.shape))
 
@@ -70,7 +70,7 @@ class InputSpec:
         """The spec of ``batch``, an encoded batch of at least one item (e.g. validation data)."""
         batch = np.asarray(batch)
         if batch.ndim < 1 or len(batch) < 1:
-            raise ValueError(f"an example batch needs a batch axis and one item at least; got {batch.shape}")
+            raise ConfigError(f"an example batch needs a batch axis and one item at least; got {batch.shape}")
         return cls(batch.dtype.name, tuple(int(d) for d in batch.shape[1:]))
 
     @classmethod
@@ -79,7 +79,7 @@ class InputSpec:
         try:
             dims = tuple(int(part) for part in shape.split(",") if part.strip())
         except ValueError as error:
-            raise ValueError(f"input shape {shape!r} is not comma-separated integers") from error
+            raise ConfigError(f"input shape {shape!r} is not comma-separated integers") from error
         return cls(dtype, dims)
 
     def zeros(self, n_items: int = 1) -> np.ndarray:

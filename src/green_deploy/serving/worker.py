@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from green_deploy.energy import ComponentEnergy, EnergyMeasurement, EnergyMonitor
-from green_deploy.errors import GreenDeployError
+from green_deploy.errors import ConfigError, GreenDeployError
 from green_deploy.serving.model import Predict
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class InferenceWorker:
         on_window: Callable[[EnergyMeasurement, int], None] | None = None,
     ):
         if max_queue < 1 or max_batch_items < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"max_queue must be >= 1 and max_batch_items >= 0; got {max_queue}, {max_batch_items}"
             )
         self._predict = predict

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from green_deploy.errors import GreenDeployError
+from green_deploy.errors import ConfigError, GreenDeployError
 from green_deploy.zoo.families.base import to_keras_layout
 
 # How a Keras model is called: a traced graph (the default), the same graph compiled by XLA,
@@ -89,7 +89,7 @@ class KerasPredictor:
         tolerance: ParityTolerance = ParityTolerance(),
     ) -> None:
         if mode not in KERAS_MODES:
-            raise ValueError(f"unknown Keras mode {mode!r}; known: {', '.join(KERAS_MODES)}")
+            raise ConfigError(f"unknown Keras mode {mode!r}; known: {', '.join(KERAS_MODES)}")
         self.model = model
         self.mode = mode
         self.batch_size = batch_size

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Protocol
 
 from green_deploy.energy.record import Component, ComponentEnergy
+from green_deploy.errors import GreenDeployError
 
 
-class SourceError(RuntimeError):
+class SourceError(GreenDeployError):
     """A source could not be read (driver error, file unreadable); the monitor falls back."""
 
 

@@ -171,9 +171,9 @@ class EfficientNetLiteFamily:
         self.settings(arch)
         images = np.asarray(examples)
         if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-            raise ValueError(f"efficientnet_lite expects images (N, 28, 28); got shape {images.shape}")
+            raise ConfigError(f"efficientnet_lite expects images (N, 28, 28); got shape {images.shape}")
         if images.dtype != np.uint8:
-            raise ValueError(f"efficientnet_lite expects uint8 pixels 0..255; got {images.dtype}")
+            raise ConfigError(f"efficientnet_lite expects uint8 pixels 0..255; got {images.dtype}")
         return images_to_unit_float(images)
 
     def build_torch(self, arch: Mapping[str, Any], n_outputs: int) -> torch.nn.Module:

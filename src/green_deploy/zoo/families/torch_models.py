@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from green_deploy.errors import ConfigError
+
 LAYER_NORM_EPS = 1e-5
 
 
@@ -18,7 +20,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, causal: bool):
         super().__init__()
         if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+            raise ConfigError(f"dim {dim} is not divisible by heads {heads}")
         self.heads, self.causal = heads, causal
         self.query = nn.Linear(dim, dim)
         self.key = nn.Linear(dim, dim)
