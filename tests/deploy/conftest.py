@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from green_deploy.deploy import Variant
-from green_deploy.serving.model import InputSpec
+from green_deploy.serving.model import InputSpec, load_model_files
 
 REPO = Path(__file__).resolve().parents[2]
 CONSTRAINTS = REPO / "constraints.txt"
@@ -28,7 +28,7 @@ class TinyVariant:
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> TinyVariant:
     """A ViT pruned to 50% by the optimize technique, saved as the optimize pipeline saves it."""
-    from green_deploy.optimize.artifacts import load_variant, save_variant
+    from green_deploy.optimize.artifacts import save_variant
     from green_deploy.optimize.base import OptimizationContext
     from green_deploy.optimize.spec import parse_variant
     from green_deploy.optimize.techniques import get_technique
@@ -52,7 +52,7 @@ def tiny(tmp_path_factory) -> TinyVariant:
     (folder / "record.json").write_text(
         json.dumps({"model_id": "tiny_vit", "variant_id": "pt_prune50", "runtime": "pytorch", "status": "ok"})
     )
-    expected = predict_torch(load_variant(folder, "pytorch"), batch)
+    expected = predict_torch(load_model_files(folder, "pytorch"), batch)
     variant = Variant.from_folder(folder, InputSpec.from_example(batch))
     return TinyVariant(variant, batch, np.asarray(expected))
 

@@ -10,7 +10,7 @@ import pytest
 from green_deploy.deploy import Deployer, Deployment, DeploymentError, ServerEnergy, Variant, parse_prediction
 from green_deploy.deploy.azureml import AzureMLDeployer, AzureMLSettings
 from green_deploy.deploy.sagemaker import SageMakerDeployer, SageMakerSettings
-from green_deploy.errors import ArtifactError
+from green_deploy.errors import ArtifactError, ConfigError
 from green_deploy.serving.model import InputSpec
 
 SPEC = InputSpec("float32", (1, 28, 28))
@@ -43,7 +43,7 @@ def test_a_variant_reads_its_ids_and_runtime_from_the_record_or_its_files(tmp_pa
     assert Variant.from_folder(folder, SPEC).runtime == "onnxruntime"
     with pytest.raises(ArtifactError, match="does not exist"):
         Variant.from_folder(tmp_path / "missing", SPEC)
-    with pytest.raises(ValueError, match="unknown runtime"):
+    with pytest.raises(ConfigError, match="unknown runtime"):
         Variant("m", "v", folder, "jax", SPEC)
 
 

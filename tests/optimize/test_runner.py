@@ -13,6 +13,7 @@ from green_deploy.errors import ArtifactError
 from green_deploy.optimize import artifacts
 from green_deploy.optimize.runner import RunSettings, optimize_model
 from green_deploy.optimize.spec import parse_variants
+from green_deploy.runtimes import pytorch
 from green_deploy.zoo.builder import build_zoo_model
 from green_deploy.zoo.spec import parse_entry
 from tests.zoo.test_builder import RAW_ENTRY, SETTINGS
@@ -84,7 +85,7 @@ def test_sizes_and_sparsity_are_measured_on_the_artifacts(optimized):
     assert by_id["pruned"].compressed_size_bytes < 0.6 * baseline.compressed_size_bytes
     from safetensors.torch import load_file
 
-    stored = load_file(f"{by_id['pruned_int8'].artifact_dir}/{artifacts.TORCH_FILE}")
+    stored = load_file(f"{by_id['pruned_int8'].artifact_dir}/{pytorch.TORCH_FILE}")
     # the Linear layer's packed weight, stored as int8
     assert str(stored["classifier._packed_params._packed_params.0.int_repr"].dtype) == "torch.int8"
     assert not any(key.startswith("classifier.weight") for key in stored)
@@ -107,12 +108,12 @@ def test_torch_variants_reload_exactly(optimized, variant_id):
     root, _, _ = optimized
     folder = root / "variants" / variant_id
     model = artifacts.load_torch_variant(folder)
-    config = json.loads((folder / artifacts.CONFIG_FILE).read_text())
+    config = json.loads((folder / pytorch.CONFIG_FILE).read_text())
     x = get_family("ngram_bag").encode(["guten Tag", "bonjour", "привет"], config["architecture"])
     again = artifacts.load_torch_variant(folder)
     np.testing.assert_array_equal(predict_torch(model, x), predict_torch(again, x))
-    stored = artifacts.torch_variant_tensors(model)
-    saved = load_file(str(folder / artifacts.TORCH_FILE))
+    stored = pytorch.variant_tensors(model)
+    saved = load_file(str(folder / pytorch.TORCH_FILE))
     assert set(stored) == set(saved)
     assert all(np.array_equal(stored[k].float().numpy(), saved[k].float().numpy()) for k in saved)
 
@@ -123,7 +124,7 @@ def test_a_damaged_variant_is_a_clear_error(optimized, tmp_path):
     root, _, _ = optimized
     broken = tmp_path / "tiny_model" / "pruned"
     shutil.copytree(root / "variants" / "pruned", broken)
-    (broken / artifacts.TORCH_FILE).write_bytes(b"garbage")
+    (broken / pytorch.TORCH_FILE).write_bytes(b"garbage")
     rebuild = 'rebuild it with `kedro run --pipeline=optimize --namespaces=tiny_model --params "optimize.only=pruned"`'
     with pytest.raises(ArtifactError, match=f"corrupt .*{re.escape(rebuild)}"):
         artifacts.load_torch_variant(broken)

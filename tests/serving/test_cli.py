@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from green_deploy.optimize.artifacts import load_variant
 from green_deploy.serving.cli import main
+from green_deploy.serving.model import load_model_files
 from green_deploy.zoo.inference import predict_torch
 from tests.serving.helpers import Client, save_tiny_variant, tiny_vit
 
@@ -52,7 +52,7 @@ def test_the_cli_serves_a_saved_variant_and_stops_cleanly_on_sigterm(tmp_path):
         assert (health["status"], health["model"], health["input"]["shape"]) == ("ok", "pt_fp16", [1, 28, 28])
         reply = client.predict_json(x)
         assert reply.status == 200, reply.body
-        expected = predict_torch(load_variant(variant_dir, "pytorch"), x)
+        expected = predict_torch(load_model_files(variant_dir, "pytorch"), x)
         np.testing.assert_allclose(np.array(reply.json()["outputs"]), expected, rtol=1e-6)
         energy = reply.json()["energy"]
         assert energy["measured"] is False and energy["joules"] > 0  # a CPU machine: estimates, labelled

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from green_deploy.optimize.artifacts import load_variant
-from green_deploy.serving.model import InputSpec, load_served_model, predictor
+from green_deploy.errors import ConfigError
+from green_deploy.serving.model import InputSpec, load_model_files, load_served_model, predictor
 from green_deploy.zoo.inference import predict_torch
 from tests.serving.helpers import VIT_ARCH, save_tiny_variant, tiny_vit
 
@@ -53,10 +53,10 @@ def test_a_saved_pytorch_variant_is_loaded_and_served_as_saved(tmp_path):
     variant_dir = save_tiny_variant(tmp_path, x, model)
     served = load_served_model(variant_dir, "pytorch", InputSpec.from_example(x))
     assert (served.name, served.runtime) == ("pt_fp16", "pytorch")
-    expected = predict_torch(load_variant(variant_dir, "pytorch"), x)
+    expected = predict_torch(load_model_files(variant_dir, "pytorch"), x)
     np.testing.assert_array_equal(served.predict(x), expected)
     np.testing.assert_allclose(served.predict(x), predict_torch(model, x), atol=5e-3)  # fp16 of the baseline
-    with pytest.raises(ValueError, match="unknown runtime 'jax'"):
+    with pytest.raises(ConfigError, match="unknown runtime 'jax'"):
         load_served_model(variant_dir, "jax", InputSpec.from_example(x))
 
 
@@ -93,7 +93,7 @@ def test_the_tflite_predictor_keeps_one_interpreter_and_matches_predict_tflite()
     import tensorflow as tf
     import tf_keras
 
-    from green_deploy.optimize.tflite_runtime import predict_tflite
+    from green_deploy.runtimes.tflite import predict_tflite
 
     images = tf_keras.Input((4, 4, 1))
     keras_model = tf_keras.Model(images, tf_keras.layers.Dense(3)(tf_keras.layers.Flatten()(images)))
@@ -108,16 +108,15 @@ def test_the_tflite_predictor_keeps_one_interpreter_and_matches_predict_tflite()
 
 
 def test_a_device_the_runtime_cannot_use_is_refused_before_loading():
-    with pytest.raises(ValueError, match="CPU only"):
+    with pytest.raises(ConfigError, match="CPU only"):
         predictor("onnxruntime", b"not a model", device="cuda")
-    with pytest.raises(ValueError, match="unknown device"):
+    with pytest.raises(ConfigError, match="unknown device"):
         predictor("pytorch", object(), device="tpu")
 
 
 def test_a_device_this_machine_lacks_is_refused_before_anything_starts():
     import torch
 
-    from green_deploy.errors import ConfigError
     from green_deploy.serving.model import available_devices, check_devices_here
 
     assert "cpu" in available_devices()

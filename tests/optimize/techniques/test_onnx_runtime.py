@@ -19,9 +19,10 @@ import pytest
 from green_deploy.errors import ConfigError
 from green_deploy.optimize import artifacts
 from green_deploy.optimize.base import NotApplicable, OptimizationContext
-from green_deploy.optimize.onnx_runtime import onnx_tensor_stats, predict_onnx
 from green_deploy.optimize.spec import parse_variant
 from green_deploy.optimize.techniques import get_technique
+from green_deploy.runtimes import get_runtime
+from green_deploy.runtimes.onnxruntime import ONNX_FILE, onnx_tensor_stats, predict_onnx
 from green_deploy.zoo.families import get_family
 from green_deploy.zoo.inference import predict_torch
 
@@ -189,8 +190,8 @@ def test_save_load_and_measure_round_trip(tmp_path):
         {"framework": "torch", "technique": "onnx", "settings": {"quantization": "static_int8"}},
     )
     files = artifacts.save_variant(result, spec, {"family": "vit"}, tmp_path)
-    assert files == [artifacts.ONNX_FILE]
-    loaded = artifacts.load_variant(tmp_path, "onnxruntime")
+    assert files == [ONNX_FILE]
+    loaded = get_runtime("onnxruntime").load(tmp_path)
     assert loaded == result.model
     np.testing.assert_array_equal(_predictor("onnxruntime", loaded)(x), predict_onnx(result.model, x))
     measured = artifacts.measure_artifact(tmp_path, files, "onnxruntime")
@@ -201,6 +202,6 @@ def test_save_load_and_measure_round_trip(tmp_path):
     assert measured.effective_sparsity == pytest.approx(
         stats["n_matrix_zeros"] / stats["n_matrix_parameters"]
     )
-    (tmp_path / artifacts.ONNX_FILE).unlink()
+    (tmp_path / ONNX_FILE).unlink()
     with pytest.raises(Exception, match="missing"):
-        artifacts.load_variant(tmp_path, "onnxruntime")
+        get_runtime("onnxruntime").load(tmp_path)

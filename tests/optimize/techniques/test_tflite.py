@@ -14,7 +14,7 @@ import pytest
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext
 from green_deploy.optimize.techniques.tflite import TECHNIQUE, converter_reason
-from green_deploy.optimize.tflite_runtime import interpreter, predict_tflite, tflite_tensor_stats
+from green_deploy.runtimes.tflite import interpreter, predict_tflite, tflite_tensor_stats
 from green_deploy.zoo.families import get_family
 from green_deploy.zoo.inference import predict_keras
 

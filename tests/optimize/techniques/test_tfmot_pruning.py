@@ -13,7 +13,7 @@ from green_deploy.errors import ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext
 from green_deploy.optimize.techniques.tflite import TECHNIQUE as TFLITE
 from green_deploy.optimize.techniques.tfmot_pruning import TECHNIQUE, m_by_n_groups
-from green_deploy.optimize.tflite_runtime import tflite_tensor_stats
+from green_deploy.runtimes.tflite import tflite_tensor_stats
 from green_deploy.zoo.families import get_family
 from green_deploy.zoo.inference import predict_keras
 

@@ -22,7 +22,7 @@ from green_deploy.optimize.base import NotApplicable, OptimizationContext
 from green_deploy.optimize.spec import parse_variant
 from green_deploy.optimize.techniques.tflite import TECHNIQUE as TFLITE
 from green_deploy.optimize.techniques.tfmot_qat import TECHNIQUE
-from green_deploy.optimize.tflite_runtime import interpreter, predict_tflite, tflite_tensor_stats
+from green_deploy.runtimes.tflite import interpreter, predict_tflite, tflite_tensor_stats
 from green_deploy.zoo.families import get_family
 from green_deploy.zoo.inference import predict_keras
 

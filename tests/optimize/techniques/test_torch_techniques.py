@@ -261,8 +261,9 @@ def test_a_variant_of_an_older_format_asks_for_a_rebuild(tmp_path):
     import json
 
     from green_deploy.errors import ArtifactError
-    from green_deploy.optimize.artifacts import CONFIG_FILE, load_torch_variant, save_variant
+    from green_deploy.optimize.artifacts import load_torch_variant, save_variant
     from green_deploy.optimize.spec import parse_variant
+    from green_deploy.runtimes.pytorch import CONFIG_FILE
 
     model, _, context = _setup("vit")
     result = get_technique("half_precision").apply(model, {}, context)

@@ -51,7 +51,7 @@ def test_encode_scales_to_unit_nchw(inputs):
     assert inputs.shape == (4, 1, 28, 28)
     assert inputs.min() == 0.0
     assert inputs.max() == 1.0
-    with pytest.raises(ValueError, match="28, 28"):
+    with pytest.raises(ConfigError, match="28, 28"):
         FAMILY.encode(np.zeros((2, 32, 32), dtype=np.uint8), ARCH)
 
 

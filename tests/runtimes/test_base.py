@@ -1,5 +1,5 @@
-"""Loading a variant's serialized model: a truncated or corrupt ONNX or TFLite file is named, with
-the command that rebuilds it, instead of failing inside its runtime."""
+"""Loading a serialized model (``read_checked_bytes``): a truncated or corrupt ONNX or TFLite file
+is named, with the command that rebuilds it, instead of failing inside its runtime."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from green_deploy.errors import ArtifactError
-from green_deploy.optimize.artifacts import ONNX_FILE, TFLITE_FILE, load_variant
+from green_deploy.runtimes import get_runtime
+from green_deploy.runtimes.base import count_arrays, in_batches
+from green_deploy.runtimes.onnxruntime import ONNX_FILE
+from green_deploy.runtimes.tflite import TFLITE_FILE
 
 
 def _onnx_bytes() -> bytes:
@@ -43,15 +46,35 @@ def test_a_whole_file_loads_and_a_truncated_one_is_named_with_its_rebuild(tmp_pa
     folder.mkdir(parents=True)
     data = make()
     (folder / file).write_bytes(data)
-    assert load_variant(folder, runtime) == data
+    assert get_runtime(runtime).load(folder) == data
     (folder / file).write_bytes(data[: len(data) // 2])
     with pytest.raises(
         ArtifactError,
         match=rf"{file} is not a readable {runtime} model .*--namespaces=tiny_model --params \"optimize.only=pt_onnx_fp32\"",
     ):
-        load_variant(folder, runtime)
+        get_runtime(runtime).load(folder)
 
 
 def test_a_missing_file_says_how_to_rebuild_it(tmp_path):
     with pytest.raises(ArtifactError, match="is missing; rebuild it with `kedro run --pipeline=optimize"):
-        load_variant(tmp_path, "onnxruntime")
+        get_runtime("onnxruntime").load(tmp_path)
+
+
+def test_weights_are_counted_whole_and_as_matrices():
+    counts = count_arrays([np.array([[0.0, 1.0], [2.0, 0.0]]), np.array([0.0, 3.0, 0.0])])
+    assert (counts.n_parameters, counts.n_nonzero_parameters) == (7, 3)
+    assert (counts.n_matrix_parameters, counts.n_matrix_zeros) == (4, 2)
+
+
+def test_predictions_run_in_batches_and_none_is_an_empty_array():
+    sizes: list[int] = []
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        sizes.append(len(batch))
+        return batch * 2
+
+    np.testing.assert_array_equal(in_batches(predict, np.arange(5.0), 2), np.arange(5.0) * 2)
+    assert sizes == [2, 2, 1]
+    assert in_batches(predict, np.zeros((0, 3))).shape == (0,)
+    with pytest.raises(ValueError, match="batch_size"):
+        in_batches(predict, np.arange(5.0), 0)
