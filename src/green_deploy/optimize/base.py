@@ -17,7 +17,6 @@ import numpy as np
 from green_deploy.errors import GreenDeployError
 
 Framework = Literal["torch", "tensorflow"]
-Runtime = Literal["pytorch", "keras", "tflite", "onnxruntime"]
 
 
 class NotApplicable(GreenDeployError):
@@ -57,12 +56,13 @@ class OptimizedModel:
     """A technique's result: the model object and where it can run.
 
     ``model`` is an ``nn.Module`` (runtime ``pytorch``), a Keras model (``keras``), or the bytes
-    of a flatbuffer (``tflite``). ``devices`` lists the devices with kernels for it (e.g. dynamic
+    of a flatbuffer (``tflite``) or ONNX graph (``onnxruntime``); ``runtime`` is a name in
+    ``green_deploy.runtimes.RUNTIMES``, which saves and runs it. ``devices`` lists the devices with kernels for it (e.g. dynamic
     int8 in PyTorch runs on CPU only). ``notes`` says which API was used and why.
     """
 
     framework: Framework
-    runtime: Runtime
+    runtime: str
     model: Any
     devices: tuple[str, ...]
     notes: str = ""
