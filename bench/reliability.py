@@ -133,7 +133,7 @@ def configuration() -> None:
 
 
 def artifacts(work: Path) -> None:
-    from green_deploy.optimize.artifacts import load_variant
+    from green_deploy.serving.model import load_model_files
     from green_deploy.zoo.artifacts import load_keras_model, load_torch_model
 
     tiny = _tiny_vit_variant(work)
@@ -142,11 +142,11 @@ def artifacts(work: Path) -> None:
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:200])
     probe("artifact", "a variant's safetensors truncated", "tests/optimize/test_runner.py")(
-        lambda: expect_error(lambda: load_variant(folder, "pytorch"))
+        lambda: expect_error(lambda: load_model_files(folder, "pytorch"))
     )
-    probe("artifact", "a variant's files missing", "tests/optimize/test_artifacts.py")(
+    probe("artifact", "a variant's files missing", "tests/runtimes/test_base.py")(
         lambda: expect_error(
-            lambda: load_variant(work / "missing" / "tiny_vit" / "pt_onnx_fp32", "onnxruntime")
+            lambda: load_model_files(work / "missing" / "tiny_vit" / "pt_onnx_fp32", "onnxruntime")
         )
     )
     for runtime, variant, file, data in (
@@ -156,8 +156,8 @@ def artifacts(work: Path) -> None:
         target = work / "truncated" / "tiny_model" / variant
         target.mkdir(parents=True)
         (target / file).write_bytes(data[: len(data) // 2])
-        probe("artifact", f"a truncated {file}", "tests/optimize/test_artifacts.py")(
-            lambda target=target, runtime=runtime: expect_error(lambda: load_variant(target, runtime))
+        probe("artifact", f"a truncated {file}", "tests/runtimes/test_base.py")(
+            lambda target=target, runtime=runtime: expect_error(lambda: load_model_files(target, runtime))
         )
     keras = work / "zoo" / "model.keras"
     keras.parent.mkdir(parents=True)
