@@ -51,7 +51,7 @@ def test_settings_take_lists_or_strings_and_refuse_what_they_do_not_know():
         ("m",),
     )
     assert settings.check == CheckSettings() and not settings.dry_run
-    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['onyl'\]"):
+    with pytest.raises(ConfigError, match=r"deploy: unknown key\(s\) \['onyl'\]"):
         DeploySettings.parse({"onyl": ["pt_fp16"]})
     with pytest.raises(ConfigError, match="in-process target is for measurements"):
         DeploySettings.parse({"targets": ["local", "inprocess"]})
