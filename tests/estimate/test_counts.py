@@ -237,3 +237,25 @@ def test_glue_ops_are_classified_by_what_they_do(op, kind, input_elems):
         layer for layer in count_torch(Container(), torch.rand(1, 1, 4, 4)).layers if "op" in layer.hyper
     ]
     assert (glue.kind, glue.input_elems, glue.covered) == (kind, input_elems, True)
+
+
+def test_a_saved_model_is_counted_as_its_runtime_loads_it(tmp_path):
+    """count_artifact loads through the runtime registry and counts by framework; an image
+    example in the PyTorch layout is moved to NHWC for Keras."""
+    from green_deploy.estimate.counts import count_artifact
+    from green_deploy.runtimes import get_runtime
+
+    model = keras_cnn()
+    get_runtime("keras").save(model, tmp_path, {})
+    image = np.random.default_rng(0).random((1, 1, 12, 12), dtype=np.float32)
+    counted = count_artifact(tmp_path, "keras", image)
+    assert work(counted) == work(count_keras(model, image.transpose(0, 2, 3, 1)))
+    assert counted.framework == "keras"
+
+
+@pytest.mark.parametrize(("runtime", "source"), [("tflite", "keras"), ("onnxruntime", "pytorch")])
+def test_a_converted_graph_is_not_parsed_and_names_its_source(tmp_path, runtime, source):
+    from green_deploy.estimate.counts import UncoveredModelError, count_artifact
+
+    with pytest.raises(UncoveredModelError, match=f"count the {source} model"):
+        count_artifact(tmp_path, runtime, np.zeros((1, 4), np.float32))

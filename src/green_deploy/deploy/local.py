@@ -77,8 +77,8 @@ from green_deploy.deploy.processes import (
 )
 from green_deploy.deploy.settings import check_positive, parse_target_settings
 from green_deploy.errors import ArtifactError, ConfigError
-from green_deploy.runtimes import get_runtime
-from green_deploy.serving.model import DEVICES, serving_path
+from green_deploy.runtimes import DEVICES, get_runtime
+from green_deploy.serving.model import serving_path
 from green_deploy.serving.validation import encode_npy
 from green_deploy.serving.zygote import PRELOADS
 from green_deploy.zoo.inference import KERAS_MODES

@@ -48,12 +48,13 @@ from green_deploy.deploy.targets import (
     target_names,
 )
 from green_deploy.errors import ArtifactError, ConfigError
-from green_deploy.serving.model import RUNTIMES, InputSpec, check_devices_here
+from green_deploy.optimize.artifacts import model_folder
+from green_deploy.runtimes import RUNTIMES
+from green_deploy.serving.model import InputSpec, check_devices_here
 
 logger = logging.getLogger(__name__)
 
 RECORD_FILE = "deployment.json"
-BASELINE_FOLDERS = {"torch_baseline": "torch", "tensorflow_baseline": ""}
 
 STATUS_SKIPPED = "skipped"
 STATUS_FAILED = "failed"
@@ -236,9 +237,7 @@ def select_rows(
 def variant_of(row: Mapping[str, Any], examples: np.ndarray) -> Variant:
     """The deployable variant of a variants-table row (a baseline is the zoo model's folder);
     ``examples`` (real encoded inputs) give its input spec and the servers' warm-up item."""
-    folder = Path(row["artifact_dir"])
-    if row["variant_id"] in BASELINE_FOLDERS and row.get("technique") in (None, "baseline"):
-        folder = folder / BASELINE_FOLDERS[row["variant_id"]]
+    folder = model_folder(row)
     if not folder.is_dir():
         raise ArtifactError(
             f"{row['model_id']}/{row['variant_id']}: {folder} does not exist; run `kedro run --pipeline=optimize`"

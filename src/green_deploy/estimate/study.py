@@ -15,7 +15,6 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from green_deploy.estimate.counts import ModelCount, UncoveredModelError, count_
 from green_deploy.estimate.horowitz import OperationCosts
 from green_deploy.estimate.predictor import LayerPredictor
 from green_deploy.estimate.theoretical import FitErrors, apply_scales, errors, estimate_model, fit_scales
+from green_deploy.optimize.artifacts import model_folder
 from green_deploy.optimize.runner import BASELINES
 from green_deploy.runtimes import get_runtime
 
@@ -48,14 +48,14 @@ def count_variant(
     # A converted graph is counted on its source: its framework's baseline, in the source's runtime
     source_runtime = get_runtime(runtime).converted_from
     if source_runtime is None:
-        return count_artifact(Path(row["artifact_dir"]), runtime, example)
+        return count_artifact(model_folder(row), runtime, example)
     baseline_id = BASELINES[get_runtime(source_runtime).framework]
     source = next(r for r in rows if r["model_id"] == row["model_id"] and r["variant_id"] == baseline_id)
     steps = json.loads(str(row.get("steps") or "[]"))
     quantization = (steps[-1].get("settings") or {}).get("quantization", "none") if steps else "none"
     if quantization not in QUANTIZED_BITS:
         raise UncoveredModelError(f"{row['variant_id']}: quantization {quantization!r} has no known widths")
-    count = count_artifact(Path(source["artifact_dir"]), source_runtime, example)
+    count = count_artifact(model_folder(source), source_runtime, example)
     return with_bits(
         count,
         *QUANTIZED_BITS[quantization],

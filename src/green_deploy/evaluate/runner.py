@@ -141,7 +141,7 @@ def check_artifact_files(row: Mapping[str, Any]) -> None:
     recorded = row.get("artifact_sha256")
     if not isinstance(recorded, str) or not recorded:
         return
-    from green_deploy.optimize.artifacts import rebuild_command
+    from green_deploy.runtimes.base import rebuild_command
     from green_deploy.zoo.artifacts import file_sha256
 
     folder = Path(str(row["artifact_dir"]))

@@ -19,7 +19,7 @@ from typing import Any
 from green_deploy.config import parse_names, parse_settings
 from green_deploy.deploy.targets import DEFAULT_TARGET, local_targets, target_names
 from green_deploy.errors import ConfigError
-from green_deploy.serving.model import DEVICE_RUNTIMES, DEVICES
+from green_deploy.runtimes import DEVICES, runtimes_on
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def runs_on(row: Mapping[str, Any], device: str) -> bool:
     if device == "cpu":
         return True
     techniques = set(str(row.get("technique") or "").split("+"))
-    return row.get("runtime") in DEVICE_RUNTIMES[device] and not techniques & CPU_ONLY_TECHNIQUES
+    return row.get("runtime") in runtimes_on(device) and not techniques & CPU_ONLY_TECHNIQUES
 
 
 @dataclass(frozen=True)

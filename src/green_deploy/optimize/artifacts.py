@@ -9,6 +9,7 @@ saved files, not taken from the technique's nominal settings.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,18 @@ from green_deploy.optimize.base import OptimizedModel
 from green_deploy.optimize.spec import VariantSpec
 from green_deploy.optimize.structure import replay_structure
 from green_deploy.runtimes import get_runtime, pytorch
+
+# A baseline's row points at its zoo model's folder; its runtime loads from this subfolder of it
+BASELINE_FOLDERS = {"torch_baseline": "torch", "tensorflow_baseline": ""}
+
+
+def model_folder(row: Mapping[str, Any]) -> Path:
+    """The folder a variants-table row's runtime loads: the variant's own, or a baseline's within
+    its zoo model's folder."""
+    folder = Path(str(row["artifact_dir"]))
+    if row["variant_id"] in BASELINE_FOLDERS and row.get("technique") in (None, "baseline"):
+        return folder / BASELINE_FOLDERS[str(row["variant_id"])]
+    return folder
 
 
 @dataclass(frozen=True)

@@ -19,18 +19,10 @@ import numpy as np
 
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.structure import replay_structure
-from green_deploy.runtimes import (
-    DEVICES,
-    RUNTIMES,  # noqa: F401  (deploy.runner reads it here)
-    Predict,
-    check_device,
-    get_runtime,
-    runtimes_on,
-)
+from green_deploy.runtimes import Predict, check_device, get_runtime
 
 logger = logging.getLogger(__name__)
 
-DEVICE_RUNTIMES = {device: runtimes_on(device) for device in DEVICES}
 _ALLOWED_KINDS = {"f": "floating point", "i": "signed integer", "u": "unsigned integer"}
 
 

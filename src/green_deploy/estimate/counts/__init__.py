@@ -11,7 +11,7 @@ model they were converted from (``count_artifact`` says so) and set its bit widt
 """
 
 from green_deploy.estimate.counts.keras import count_keras
-from green_deploy.estimate.counts.loading import count_artifact, count_model, example_input
+from green_deploy.estimate.counts.loading import count_artifact, example_input
 from green_deploy.estimate.counts.records import LayerCount, ModelCount, UncoveredModelError, with_bits
 from green_deploy.estimate.counts.torch_trace import GLUE_KINDS, count_torch
 
@@ -22,7 +22,6 @@ __all__ = [
     "UncoveredModelError",
     "count_artifact",
     "count_keras",
-    "count_model",
     "count_torch",
     "example_input",
     "with_bits",

@@ -1,10 +1,10 @@
-"""Counting a saved model or a zoo example: the framework picked by the model's type or the
-variant's runtime. TFLite flatbuffers and ONNX graphs are not parsed: count the model they were
+"""Counting a saved model or a zoo example: the model loaded by its runtime, counted by its
+framework's counter. TFLite flatbuffers and ONNX graphs are not parsed: count the model they were
 converted from and set its bit widths with ``records.with_bits``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,44 +13,36 @@ import numpy as np
 from green_deploy.estimate.counts.keras import count_keras
 from green_deploy.estimate.counts.records import ModelCount, UncoveredModelError
 from green_deploy.estimate.counts.torch_trace import count_torch
+from green_deploy.runtimes import get_runtime
 
 
-def count_model(model: Any, example: Any) -> ModelCount:
-    """``count_torch`` or ``count_keras`` by the model's type (``example`` in that framework's layout)."""
-    if type(model).__module__.startswith(("tf_keras", "keras")) or hasattr(model, "get_layer"):
-        return count_keras(model, example)
-    return count_torch(model, example)
+def _count_keras_on_torch_layout(model: Any, example: Any) -> ModelCount:
+    from green_deploy.zoo.families.base import to_keras_layout
+
+    return count_keras(model, to_keras_layout(np.asarray(example)[:1]))
+
+
+# The counter of each framework's models, taking the example in the PyTorch layout
+COUNTERS: dict[str, Callable[[Any, Any], ModelCount]] = {
+    "torch": count_torch,
+    "tensorflow": _count_keras_on_torch_layout,
+}
 
 
 def count_artifact(folder: Path, runtime: str, example: Any) -> ModelCount:
-    """Counts of a saved model: a zoo baseline folder (``torch/`` and ``model.keras``) or a
-    variant folder. ``runtime``: ``pytorch`` or ``keras``; ``example`` in the PyTorch layout
-    (images are moved to NHWC for Keras). TFLite and ONNX are not parsed: UncoveredModelError."""
-    from green_deploy.zoo.families.base import to_keras_layout
+    """Counts of a saved model: a variant folder, or a baseline's folder in the zoo
+    (``optimize.artifacts.model_folder``), loaded by its runtime. ``example`` is in the PyTorch
+    layout (images are moved to NHWC for Keras). A converted graph (TFLite, ONNX) is not parsed:
+    UncoveredModelError."""
+    from green_deploy.optimize.structure import replay_structure
 
-    folder = Path(folder)
-    if runtime in ("tflite", "onnxruntime"):
+    source = get_runtime(runtime)
+    if source.converted_from is not None:
         raise UncoveredModelError(
-            f"{folder}: {runtime} graphs are not counted; count the model it was converted from "
-            "(count_artifact on the source) and set its widths with with_bits"
+            f"{folder}: {runtime} graphs are not counted; count the {source.converted_from} model it was "
+            "converted from (count_artifact on the source) and set its widths with with_bits"
         )
-    if runtime == "keras":
-        from green_deploy.zoo.artifacts import load_keras_model
-
-        return count_keras(load_keras_model(folder / "model.keras"), to_keras_layout(np.asarray(example)[:1]))
-    if runtime != "pytorch":
-        raise UncoveredModelError(
-            f"{folder}: unknown runtime {runtime!r}; known: pytorch, keras, tflite, onnxruntime"
-        )
-    if (folder / "torch").is_dir():
-        from green_deploy.zoo.artifacts import load_torch_model
-
-        model = load_torch_model(folder / "torch")
-    else:
-        from green_deploy.optimize.artifacts import load_torch_variant
-
-        model = load_torch_variant(folder)
-    return count_torch(model, example)
+    return COUNTERS[source.framework](source.load(Path(folder), replay_structure), example)
 
 
 def example_input(zoo: Mapping[str, Any], model_id: str) -> np.ndarray:
