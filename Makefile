@@ -36,6 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: setup lint
 	$(BIN)/pytest

@@ -108,7 +108,8 @@ def run(raw_data: str | bytes) -> dict[str, Any]:
     outputs = np.asarray(result.outputs)
     if np.issubdtype(outputs.dtype, np.floating) and not np.isfinite(outputs).all():
         # JSON has no NaN or Infinity: sent as null, as the HTTP server does
-        answer["outputs"] = np.where(np.isfinite(outputs), outputs, None).tolist()
+        # numpy's stubs reject None here; at runtime it gives an object array holding None
+        answer["outputs"] = np.where(np.isfinite(outputs), outputs, None).tolist()  # type: ignore[call-overload]
         answer["warnings"] = [f"{int((~np.isfinite(outputs)).sum())} output values were NaN or infinite"]
     else:
         answer["outputs"] = outputs.tolist()

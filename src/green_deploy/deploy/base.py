@@ -130,9 +130,9 @@ def parse_prediction(payload: bytes | str) -> tuple[np.ndarray, ServerEnergy]:
     if not isinstance(body, dict):
         raise DeploymentError(f"the endpoint answered JSON that is not an object: {str(body)[:200]}")
     if "error" in body:
-        error = body["error"] or {}
+        refusal = body["error"] or {}
         raise DeploymentError(
-            f"the endpoint refused the request: {error.get('code')}: {error.get('message')}"
+            f"the endpoint refused the request: {refusal.get('code')}: {refusal.get('message')}"
         )
     if "outputs" not in body or "energy" not in body:
         raise DeploymentError(f"the endpoint's response lacks outputs or energy; keys: {sorted(body)}")

@@ -285,7 +285,7 @@ def deploy_model(
     be ``None`` only when no row is deployable."""
     results: list[DeploymentRow] = []
     for row in rows:
-        base = {
+        base: dict[str, Any] = {
             "model_id": model_id,
             "variant_id": str(row["variant_id"]),
             "runtime": str(row.get("runtime") or ""),

@@ -236,7 +236,7 @@ class SageMakerDeployer:
             {"Key": "green-deploy:variant", "Value": variant.variant_id},
             {"Key": "green-deploy:package-sha256", "Value": sha256},
         ]
-        requests = {
+        requests: dict[str, dict[str, Any]] = {
             "put_object": {"Bucket": s.bucket, "Key": key, "Metadata": {"sha256": sha256}},
             "create_model": {
                 "ModelName": name,

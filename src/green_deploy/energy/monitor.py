@@ -212,7 +212,8 @@ class EnergyMonitor:
         ]
 
     def close(self) -> None:
-        for part in (*self.sources, *self.trackers):
+        parts: tuple[EnergySource | WindowTracker, ...] = (*self.sources, *self.trackers)
+        for part in parts:
             try:
                 part.close()
             except Exception as error:

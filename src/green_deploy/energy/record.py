@@ -69,13 +69,13 @@ class EnergyMeasurement:
     @property
     def idle_power_w(self) -> float | None:
         """Summed idle power of the reported components; ``None`` unless every one has a baseline."""
-        powers = [c.idle_power_w for c in self.components]
-        return None if not powers or any(p is None for p in powers) else sum(powers)  # type: ignore[misc]
+        powers = [c.idle_power_w for c in self.components if c.idle_power_w is not None]
+        return None if not powers or len(powers) < len(self.components) else sum(powers)
 
     @property
     def active_energy_j(self) -> float | None:
-        energies = [c.active_energy_j for c in self.components]
-        return None if not energies or any(e is None for e in energies) else sum(energies)  # type: ignore[misc]
+        energies = [c.active_energy_j for c in self.components if c.active_energy_j is not None]
+        return None if not energies or len(energies) < len(self.components) else sum(energies)
 
     @property
     def active_energy_per_item_j(self) -> float | None:

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 BITS = {"float32": 32, "float16": 16, "bfloat16": 16}
 
 # name: (kind, hyperparameters); inputs are per example (a batch dimension is added)
-LAYERS: dict[str, tuple[str, dict[str, int]]] = {
+LAYERS: dict[str, tuple[str, dict[str, int | str]]] = {
     **{
         f"linear_{i}x{o}_t{t}": ("Linear", {"in_features": i, "out_features": o, "tokens": t})
         for i, o in ((64, 64), (256, 256), (768, 768), (768, 3072), (3072, 768), (1024, 4096), (4096, 4096))
@@ -91,7 +91,7 @@ def build_layer(kind: str, hyper: dict[str, Any]) -> tuple[Any, Callable[[int], 
         return tuple(int(v) for v in str(text).split("x"))
 
     if kind == "Linear":
-        module = nn.Linear(hyper["in_features"], hyper["out_features"])
+        module: nn.Module = nn.Linear(hyper["in_features"], hyper["out_features"])
         return module, lambda b: torch.randn(b, hyper["tokens"], hyper["in_features"])
     if kind == "Conv2d":
         module = nn.Conv2d(
@@ -135,14 +135,15 @@ def build_layer(kind: str, hyper: dict[str, Any]) -> tuple[Any, Callable[[int], 
     shape = shaped(hyper["shape"])
     if kind in GLUE_KINDS:
         return _in_container(lambda x: _glue(hyper["op"], x)), lambda b: torch.randn(b, *shape)
-    module = {
+    factories: dict[str, Callable[[], nn.Module]] = {
         "ReLU": nn.ReLU,
         "GELU": nn.GELU,
         "LayerNorm": lambda: nn.LayerNorm(shape[-1]),
         "BatchNorm2d": lambda: nn.BatchNorm2d(shape[0]),
         "MaxPool2d": lambda: nn.MaxPool2d(2),
         "AdaptiveAvgPool2d": lambda: nn.AdaptiveAvgPool2d(1),
-    }[kind]()
+    }
+    module = factories[kind]()
     return module, lambda b: torch.randn(b, *shape)
 
 
@@ -199,7 +200,8 @@ def load_predictor(paths: Iterable[Path | str], mode: str = "sync") -> tuple[Lay
     """The predictor trained on the windows stored in ``paths`` (JSON written by
     ``bench/estimate_gpu.py``) measured in ``mode`` (``sync``: the device waited for after every
     call, the default; ``queued``), and the measuring device's description."""
-    rows, meta = [], {}
+    rows: list[dict[str, Any]] = []
+    meta: dict[str, Any] = {}
     for path in paths:
         stored = json.loads(Path(path).read_text())
         rows += [row for row in stored["rows"] if row.get("mode", "sync") == mode]

@@ -138,7 +138,7 @@ def predict(
     table = pd.DataFrame(rows)
     if table.empty:
         return Predictions(table, errors([], []), pd.DataFrame(), False)
-    calibrated = []
+    calibrated: list[float | None] = []
     for _, row in table.iterrows():
         train = table[(table.model_id != row.model_id) & (table.batch_size == row.batch_size)]
         keys = list(zip(train.model_id, train.variant_id, strict=True))

@@ -207,9 +207,8 @@ def fit_scales(
         logger.warning("terms %s are zero in every run; their scales cannot be fitted", unconstrained)
     if len(estimates) < len(TERMS):
         logger.warning("%d runs for %d scales: the fit is underdetermined", len(estimates), len(TERMS))
-    return Scales(
-        *(float(value) for value in solution), residual=float(residual), unconstrained=unconstrained
-    )
+    mul, add, read, write = (float(value) for value in solution)  # in TERMS order
+    return Scales(mul, add, read, write, residual=float(residual), unconstrained=unconstrained)
 
 
 def apply_scales(estimate: ModelEstimate, scales: Scales) -> ModelEstimate:

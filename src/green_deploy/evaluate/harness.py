@@ -304,16 +304,16 @@ def measure_repetition(
     if meter is not None:
         window = meter.monitor.end_window("repetition", n_items)
         client.warnings.update(window.warnings)
-        for component in window.components:
+        for reading in window.components:
             client.sources.setdefault(
-                component.component, SourceOf(component.source, component.measured, "repetition")
+                reading.component, SourceOf(reading.source, reading.measured, "repetition")
             )
-            components[component.component] = components.get(component.component, 0.0) + component.energy_j
-            energy_j += component.energy_j
-            if component.active_energy_j is None:
+            components[reading.component] = components.get(reading.component, 0.0) + reading.energy_j
+            energy_j += reading.energy_j
+            if reading.active_energy_j is None:
                 active_known = False
             else:
-                active_j += component.active_energy_j
+                active_j += reading.active_energy_j
     return Repetition(
         index=index,
         n_requests=len(latencies),

@@ -86,6 +86,7 @@ def finetune_keras(
     import tensorflow as tf
     import tf_keras
 
+    assert context.finetune_x is not None  # callers ran require_labelled_finetune
     x = keras_inputs(context.finetune_x)
     y = np.asarray(context.finetune_y).astype(np.int32)
     if len(y) != len(x):

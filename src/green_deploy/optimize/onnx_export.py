@@ -79,7 +79,7 @@ def export_onnx(model: Any, example: np.ndarray, opset: int | None = None) -> by
     finally:
         for name, log in quieted.items():
             log.setLevel(levels[name])
-    proto = program.model_proto
+    proto = program.model_proto  # type: ignore[union-attr]  # dynamo=True returns an ONNXProgram; torch has no overload
     for node in proto.graph.node:
         del node.metadata_props[:]
         node.doc_string = ""

@@ -133,7 +133,7 @@ def _prepare(
         None if data.val_y is None else data.val_y[checked],
         None if data.val_pairs is None else data.val_pairs[checked],
     )
-    has_labels = data.train_y is not None and len(data.train_x) > 0
+    train_y = data.train_y if len(data.train_x) > 0 else None  # fine-tuning needs labelled examples
     context = OptimizationContext(
         model_id=entry.model_id,
         family=entry.family,
@@ -141,8 +141,8 @@ def _prepare(
         architecture=entry.architecture,
         n_outputs=card.n_outputs,
         calibration_x=calibration,
-        finetune_x=data.train_x[: settings.finetune_examples] if has_labels else None,
-        finetune_y=data.train_y[: settings.finetune_examples] if has_labels else None,
+        finetune_x=None if train_y is None else data.train_x[: settings.finetune_examples],
+        finetune_y=None if train_y is None else train_y[: settings.finetune_examples],
     )
     import torch
 
@@ -265,7 +265,7 @@ def _run_variant(
     finally:
         energy = monitor.end_window(window)
     duration_s = time.perf_counter() - start_s
-    common = dict(
+    common: dict[str, Any] = dict(
         model_id=b.entry.model_id,
         variant_id=spec.variant_id,
         framework=spec.framework,

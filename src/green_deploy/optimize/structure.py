@@ -16,7 +16,8 @@ def replay_structure(model: Any, step: Mapping[str, Any]) -> Any:
     techniques are imported here, only for the step replayed."""
     import torch
 
-    technique, settings, recipe = step["technique"], step.get("settings", {}), step.get("recipe")
+    technique, settings = step["technique"], step.get("settings", {})
+    recipe: Any = step.get("recipe")  # JSON; only the techniques that index it record one
     if technique == "half_precision":
         from green_deploy.optimize.torch_modules import CastInputs
 

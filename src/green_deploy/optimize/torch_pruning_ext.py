@@ -29,18 +29,18 @@ class LSTMHiddenPruner(tp.pruner.function.BasePruningFunc):
         keep = torch.tensor(sorted(set(range(hidden)) - {int(i) for i in idxs}), dtype=torch.long)
         gates = torch.cat([keep + gate * hidden for gate in range(4)])
         with torch.no_grad():
-            layer.weight_ih_l0 = nn.Parameter(layer.weight_ih_l0[gates].clone())
-            layer.weight_hh_l0 = nn.Parameter(layer.weight_hh_l0[gates][:, keep].clone())
+            layer.weight_ih_l0 = nn.Parameter(layer.weight_ih_l0[gates].clone())  # type: ignore[index]  # nn.LSTM stubs lack its per-layer weights
+            layer.weight_hh_l0 = nn.Parameter(layer.weight_hh_l0[gates][:, keep].clone())  # type: ignore[index]  # nn.LSTM stubs lack its per-layer weights
             if layer.bias:
-                layer.bias_ih_l0 = nn.Parameter(layer.bias_ih_l0[gates].clone())
-                layer.bias_hh_l0 = nn.Parameter(layer.bias_hh_l0[gates].clone())
+                layer.bias_ih_l0 = nn.Parameter(layer.bias_ih_l0[gates].clone())  # type: ignore[index]  # nn.LSTM stubs lack its per-layer weights
+                layer.bias_hh_l0 = nn.Parameter(layer.bias_hh_l0[gates].clone())  # type: ignore[index]  # nn.LSTM stubs lack its per-layer weights
         layer.hidden_size = len(keep)
         return layer
 
     def prune_in_channels(self, layer: nn.LSTM, idxs: Any) -> nn.LSTM:
         keep = torch.tensor(sorted(set(range(layer.input_size)) - {int(i) for i in idxs}), dtype=torch.long)
         with torch.no_grad():
-            layer.weight_ih_l0 = nn.Parameter(layer.weight_ih_l0[:, keep].clone())
+            layer.weight_ih_l0 = nn.Parameter(layer.weight_ih_l0[:, keep].clone())  # type: ignore[index]  # nn.LSTM stubs lack its per-layer weights
         layer.input_size = len(keep)
         return layer
 
@@ -72,8 +72,8 @@ class MagnitudeImportance(tp.importance.MagnitudeImportance):
                 def rows(weight: torch.Tensor, hidden: int = hidden) -> torch.Tensor:
                     return weight.abs().pow(self.p).reshape(4, hidden, -1).sum(dim=(0, 2))
 
-                unit = rows(layer.weight_ih_l0) + rows(layer.weight_hh_l0)
-                unit = unit + layer.weight_hh_l0.abs().pow(self.p).sum(dim=0)
+                unit = rows(layer.weight_ih_l0) + rows(layer.weight_hh_l0)  # type: ignore[arg-type]  # nn.LSTM stubs lack its per-layer weights
+                unit = unit + layer.weight_hh_l0.abs().pow(self.p).sum(dim=0)  # type: ignore[operator]  # nn.LSTM stubs lack its per-layer weights
                 lstm_scores.append(unit[list(idxs)])
                 lstm_idxs.append(item.root_idxs)
         if lstm_scores:

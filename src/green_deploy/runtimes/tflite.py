@@ -184,7 +184,7 @@ def tflite_tensor_stats(flatbuffer: bytes) -> dict[str, Any]:
             continue
         if values.size == 0:
             continue
-        zero_value = 0
+        zero_value: int | np.ndarray = 0
         if quantized:
             zero_points = np.asarray(detail["quantization_parameters"]["zero_points"])
             axis = detail["quantization_parameters"]["quantized_dimension"]

@@ -61,7 +61,9 @@ class SearchSpace:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"search.space: unknown key(s) {unknown}; allowed: {sorted(known)}")
-        values = {key: tuple(value) if isinstance(value, list) else value for key, value in raw.items()}
+        values: dict[str, Any] = {
+            key: tuple(value) if isinstance(value, list) else value for key, value in raw.items()
+        }
         space = cls(**values)
         space.check()
         return space

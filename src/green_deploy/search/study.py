@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from green_deploy.deploy.targets import DEFAULT_TARGET, local_targets
 from green_deploy.errors import ConfigError, GreenDeployError
@@ -27,7 +27,8 @@ from green_deploy.search.space import SearchSpace
 logger = logging.getLogger(__name__)
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
-OBJECTIVES = {  # name: (direction, column of the cell row)
+Direction = Literal["minimize", "maximize"]
+OBJECTIVES: dict[str, tuple[Direction, str]] = {  # name: (direction, column of the cell row)
     "energy": ("minimize", "energy_per_item_j"),
     "accuracy": ("maximize", "accuracy"),
     "latency": ("minimize", "latency_p50_ms"),
@@ -121,7 +122,7 @@ class SearchSettings:
             raise ConfigError("search: " + "; ".join(problems))
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         return [OBJECTIVES[name][0] for name in self.objectives]
 
     def study_name(self, model_id: str) -> str:

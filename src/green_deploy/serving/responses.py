@@ -26,7 +26,8 @@ def prediction_body(served: ServedModel, result: InferenceResult, latency_s: flo
     outputs = np.asarray(result.outputs)
     if np.issubdtype(outputs.dtype, np.floating) and not np.isfinite(outputs).all():
         finite = np.isfinite(outputs)
-        body["outputs"] = np.where(finite, outputs, None).tolist()
+        # numpy's stubs reject None here; at runtime it gives an object array holding None
+        body["outputs"] = np.where(finite, outputs, None).tolist()  # type: ignore[call-overload]
         body["warnings"] = [f"{int((~finite).sum())} output values were NaN or infinite and are sent as null"]
     else:
         body["outputs"] = outputs.tolist()

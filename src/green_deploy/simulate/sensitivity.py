@@ -107,14 +107,14 @@ def one_at_a_time(
         base = getattr(s, name)
         low, high = ranges.get(name, (base * low_factor, base * high_factor))
         low, high = _clip(name, low), _clip(name, high)
-        low_energy, low_carbon = _ratios(replace(s, **{name: low}))
-        high_energy, high_carbon = _ratios(replace(s, **{name: high}))
+        low_energy, low_carbon = _ratios(_with(s, name, low))
+        high_energy, high_carbon = _ratios(_with(s, name, high))
         rows.append(
             _row(name, low, base, high, low_energy, base_energy, high_energy, low_carbon, high_carbon)
         )
     for name in SWITCHES:
-        low_energy, low_carbon = _ratios(replace(s, **{name: False}))
-        high_energy, high_carbon = _ratios(replace(s, **{name: True}))
+        low_energy, low_carbon = _ratios(_with(s, name, False))
+        high_energy, high_carbon = _ratios(_with(s, name, True))
         base = getattr(s, name)
         rows.append(
             _row(name, False, base, True, low_energy, base_energy, high_energy, low_carbon, high_carbon)
@@ -143,7 +143,7 @@ def crossover(
     grid = np.geomspace(low, high, points) if low > 0 and high / low > 10 else np.linspace(low, high, points)
 
     def difference(value: float) -> float:
-        fed, cen = comparison(replace(s, **{parameter: float(value)}), metric)
+        fed, cen = comparison(_with(s, parameter, float(value)), metric)
         return fed - cen
 
     diffs = np.array([difference(v) for v in grid])
@@ -232,6 +232,11 @@ def tornado(sensitivity: pd.DataFrame, metric: str = "energy") -> Any:
     return figure
 
 
+def _with(s: Scenario, name: str, value: Any) -> Scenario:
+    """``s`` with parameter ``name`` (known only at run time) set to ``value``."""
+    return replace(s, **{name: value})
+
+
 def _ratios(s: Scenario) -> tuple[float, float]:
     fed_j, cen_j = comparison(s, "energy")
     fed_g, cen_g = comparison(s, "carbon")
@@ -290,7 +295,7 @@ def _bisect(f, a: float, b: float, fa: float) -> float:
 def _federated_cheaper_intervals(f, grid: np.ndarray, roots: list[float]) -> list[tuple[float, float]]:
     """The sub-ranges of the grid between roots where federated costs less."""
     edges = [float(grid[0]), *roots, float(grid[-1])]
-    intervals = []
+    intervals: list[tuple[float, float]] = []
     for a, b in zip(edges[:-1], edges[1:], strict=True):
         if b <= a:
             continue

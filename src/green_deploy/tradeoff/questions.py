@@ -13,6 +13,7 @@ same variants paired across targets.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,7 @@ class Answer:
     title: str
     sentence: str
     table: pd.DataFrame
-    tests: dict[str, Comparison | GroupComparison] = field(default_factory=dict)
+    tests: Mapping[str, Comparison | GroupComparison] = field(default_factory=dict)
 
 
 def answer_all(results: pd.DataFrame) -> list[Answer]:
@@ -102,7 +103,7 @@ def framework_effect(results: pd.DataFrame) -> Answer:
             )
         ratio = wide[("energy_per_item_j", "tensorflow")] / wide[("energy_per_item_j", "torch")]
         rows = pd.DataFrame({"tensorflow / torch J/inference": ratio}).reset_index()
-    table = rows if len(rows) else pd.DataFrame()
+    table: pd.DataFrame = rows if len(rows) else pd.DataFrame()  # rows is [] only when untested
     if not tests:
         return Answer("RQ1.2", "Framework", "Only one framework was measured: nothing to compare.", table)
     energy = tests["energy_per_item_j"]

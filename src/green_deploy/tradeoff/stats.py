@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 MIN_PER_GROUP = 5
 ALPHA = 0.05
@@ -84,13 +85,13 @@ class PairwiseResult:
     magnitude: str
 
 
-def cliffs_delta(a: Sequence[float], b: Sequence[float]) -> float:
+def cliffs_delta(a: ArrayLike, b: ArrayLike) -> float:
     """P(b > a) - P(b < a) over all pairs, in [-1, 1]."""
     x, y = np.asarray(a, float)[:, None], np.asarray(b, float)[None, :]
     return float(np.mean(y > x) - np.mean(y < x))
 
 
-def vargha_delaney_a12(a: Sequence[float], b: Sequence[float]) -> float:
+def vargha_delaney_a12(a: ArrayLike, b: ArrayLike) -> float:
     """P(b > a) + P(b = a) / 2: the probability that a value of ``b`` beats one of ``a``."""
     x, y = np.asarray(a, float)[:, None], np.asarray(b, float)[None, :]
     return float(np.mean(y > x) + 0.5 * np.mean(y == x))
@@ -103,7 +104,7 @@ def magnitude(delta: float) -> str:
     return "large"
 
 
-def looks_normal(values: Sequence[float]) -> bool:
+def looks_normal(values: ArrayLike) -> bool:
     """Shapiro-Wilk at ``ALPHA``; constant samples are not normal (nothing to fit)."""
     from scipy import stats
 
@@ -113,7 +114,7 @@ def looks_normal(values: Sequence[float]) -> bool:
     return bool(stats.shapiro(values).pvalue > ALPHA)
 
 
-def compare_paired(a: Sequence[float], b: Sequence[float], seed: int = 0) -> Comparison:
+def compare_paired(a: ArrayLike, b: ArrayLike, seed: int = 0) -> Comparison:
     """``a[i]`` and ``b[i]`` measured on the same unit (e.g. one model before and after)."""
     from scipy import stats
 
@@ -153,7 +154,7 @@ def compare_paired(a: Sequence[float], b: Sequence[float], seed: int = 0) -> Com
     )
 
 
-def compare_unpaired(a: Sequence[float], b: Sequence[float], seed: int = 0) -> Comparison:
+def compare_unpaired(a: ArrayLike, b: ArrayLike, seed: int = 0) -> Comparison:
     """Independent samples (e.g. the variants of two frameworks)."""
     from scipy import stats
 
@@ -182,7 +183,7 @@ def compare_unpaired(a: Sequence[float], b: Sequence[float], seed: int = 0) -> C
     )
 
 
-def compare_groups(groups: Mapping[str, Sequence[float]]) -> GroupComparison:
+def compare_groups(groups: Mapping[str, Sequence[float] | np.ndarray]) -> GroupComparison:
     """Kruskal-Wallis over every group with enough values, then Dunn's test (Bonferroni) on
     every pair when it rejects; groups with too few values are named in the note."""
     import pandas as pd
@@ -256,7 +257,13 @@ def _bootstrap_ci(data, statistic, seed: int) -> tuple[float, float] | None:
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def _too_few(design, n, effect, difference, interval) -> Comparison:
+def _too_few(
+    design: str,
+    n: tuple[int, int],
+    effect: tuple[float | None, float | None, str | None],
+    difference: float | None,
+    interval: tuple[float, float] | None,
+) -> Comparison:
     return Comparison(
         design,
         n,

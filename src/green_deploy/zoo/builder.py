@@ -30,7 +30,7 @@ from green_deploy.zoo.metrics import (
     subset_indices,
 )
 from green_deploy.zoo.spec import ZooEntry
-from green_deploy.zoo.training import train
+from green_deploy.zoo.training import Objective, train
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ def prepare_task_data(entry: ZooEntry, raw: RawDataset, family: Family) -> TaskD
         (train_x, train_y), (val_x, val_y), (test_x, test_y) = ((w[:, :-1], w[:, 1:]) for w in windows)
         return TaskData(train_x, train_y, val_x, val_y, test_x, test_y)
     if entry.task == "retrieval":
+        assert raw.val.pairs is not None and raw.test.pairs is not None  # retrieval splits hold pairs
         return TaskData(
             train_x=family.encode(raw.train.x, arch)
             if entry.training.mode != "none"
@@ -149,11 +150,14 @@ def score_items(
     ``answers[i]`` (default: i).
     """
     if task == "classification":
+        assert y is not None  # classification splits hold labels
         logits = predict(x)
         return classification_scores(logits, y), [logits]
     if task == "retrieval":
+        assert pairs is not None  # retrieval splits hold pairs
         queries, documents = predict(x), predict(pairs)
         return retrieval_scores(queries, documents, answers), [queries, documents]
+    assert y is not None  # language-model windows hold their next bytes
     parts, outputs = [], []
     for start in range(0, len(x), chunk):
         logits = predict(x[start : start + chunk])
@@ -245,7 +249,7 @@ def build_zoo_model(
 
     n_outputs = _n_outputs(entry, raw)
     torch_model = family.build_torch(entry.architecture, n_outputs)
-    objective = "language_modeling" if entry.task == "language_modeling" else "classification"
+    objective: Objective = "language_modeling" if entry.task == "language_modeling" else "classification"
     logger.info("%s: training (%s) on %d examples", entry.model_id, entry.training.mode, len(data.train_x))
     report = train(torch_model, data.train_x, data.train_y, entry.training, objective)
 

@@ -35,15 +35,21 @@ class TrainingReport:
 
 
 def train(
-    model: Any, inputs: np.ndarray, targets: np.ndarray, settings: TrainingSettings, objective: Objective
+    model: Any,
+    inputs: np.ndarray,
+    targets: np.ndarray | None,
+    settings: TrainingSettings,
+    objective: Objective,
 ) -> TrainingReport:
-    """Train ``model`` in place as ``settings.mode`` says and report what it cost."""
+    """Train ``model`` in place as ``settings.mode`` says and report what it cost; ``targets`` is
+    None only for tasks without labels, which train nothing (``mode: none``)."""
     import torch
 
     torch.manual_seed(settings.seed)
     start_s = time.perf_counter()
     if settings.mode == "none":
         return TrainingReport("none", 0.0, 0, 0, math.nan, 0)
+    assert targets is not None  # only label-free tasks (retrieval) lack targets, and they train nothing
     if settings.mode == "head":
         features = predict_torch(model.backbone, inputs)
         model.backbone.eval()

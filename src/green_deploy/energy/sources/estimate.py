@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from green_deploy.energy.codecarbon_data import codecarbon_data_dir
+from green_deploy.energy.record import Component
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def cpu_power_model(cpuinfo_path: Path = Path("/proc/cpuinfo"), table: Path | No
 class CpuTimeEstimate:
     """CPU energy of this process = its CPU time × one hardware thread's share of the TDP."""
 
-    component = "cpu"
+    component: Component = "cpu"
     measured = False
     # process_time() is CLOCK_PROCESS_CPUTIME_ID: the scheduler's nanosecond runtime, read live
     # (not tick-sampled like /proc/stat); it advances in steps of ~0.45 µs measured here
@@ -157,7 +158,7 @@ def resident_memory_bytes(statm_fd: int | None = None) -> int:
 class RamEstimate:
     """DRAM energy of this process = resident memory × 0.375 W/GB, integrated between reads."""
 
-    component = "dram"
+    component: Component = "dram"
     measured = False
     resolution_s = 0.0  # computed, not sampled: any window length works
 

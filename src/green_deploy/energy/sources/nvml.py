@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from green_deploy.energy.record import Component
 from green_deploy.energy.sources.base import SourceError, SourceUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class NvmlEnergyCounter:
     """Cumulative GPU energy from the driver's counter (millijoules), summed over the devices."""
 
     name = "nvml_energy_counter"
-    component = "gpu"
+    component: Component = "gpu"
     measured = True
     resolution_s = COUNTER_RESOLUTION_S
 
@@ -95,7 +96,7 @@ class NvmlPowerSampler:
     """
 
     name = "nvml_power_sampling"
-    component = "gpu"
+    component: Component = "gpu"
     measured = True
 
     def __init__(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
+from green_deploy.energy.record import Component
 from green_deploy.energy.sources.base import SourceError, SourceUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class RaplSource:
     def __init__(self, component: RaplComponent, root: Path = POWERCAP_ROOT) -> None:
         if component not in get_args(RaplComponent):
             raise ValueError(f"RAPL measures 'cpu' or 'dram', not {component!r}")
-        self.component: RaplComponent = component
+        self.component: Component = component
         self.root = root
         zones = discover(root)[component]
         if not zones:

@@ -78,7 +78,7 @@ def _output_only_config_class() -> type:
 
     keras_quantization = tfmot.quantization.keras
 
-    class OutputOnlyQuantizeConfig(keras_quantization.QuantizeConfig):
+    class OutputOnlyQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         def get_weights_and_quantizers(self, layer: Any) -> list[Any]:
             return []
 

@@ -8,7 +8,6 @@ from typing import Any
 import pandas as pd
 
 from green_deploy.deploy.base import STATUS_IN_SERVICE
-from green_deploy.deploy.local import TARGET as LOCAL_TARGET
 from green_deploy.deploy.runner import (
     COLUMNS,
     STATUS_FAILED,
@@ -64,12 +63,12 @@ def deploy_zoo_model(
 
 
 def deployments_table(deploy: dict[str, Any], *rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per model, variant and target. A local server that answered its check but was
-    stopped afterwards to stay within ``deploy.local.max_servers`` is ``stopped``."""
+    """One row per model, variant and target. A local server (the rows with a pid) that answered
+    its check but was stopped afterwards to stay within ``deploy.local.max_servers`` is ``stopped``."""
     table = pd.DataFrame([row for model_rows in rows for row in model_rows], columns=list(COLUMNS))
     running = still_running(DeploySettings.parse(deploy).work_dir)
     for index, row in table.iterrows():
-        if row.target == LOCAL_TARGET and row.status == STATUS_IN_SERVICE:
+        if row.status == STATUS_IN_SERVICE and pd.notna(row.pid):
             if (row.model_id, row.variant_id, int(row.pid)) not in running:
                 table.loc[index, "status"] = STATUS_STOPPED
     counts = table.groupby(["target", "status"]).size().to_dict() if len(table) else {}

@@ -9,7 +9,7 @@ import pandas as pd
 
 from green_deploy.config import check_keys
 from green_deploy.errors import ConfigError
-from green_deploy.estimate.counts import UncoveredModelError, example_input
+from green_deploy.estimate.counts import ModelCount, UncoveredModelError, example_input
 from green_deploy.estimate.horowitz import costs_from_config
 from green_deploy.estimate.study import count_variant, layer_rows, predict
 from green_deploy.evaluate.summary import markdown_table
@@ -17,7 +17,9 @@ from green_deploy.evaluate.summary import markdown_table
 logger = logging.getLogger(__name__)
 
 
-def count_variants(variants: pd.DataFrame, zoo: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+def count_variants(
+    variants: pd.DataFrame, zoo: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[tuple[str, str], ModelCount]]:
     """Every ok variant counted layer by layer; the counts table, and the counts by variant for
     the next node (the ones that cannot be counted are logged with the reason)."""
     rows = variants.to_dict("records")

@@ -4,6 +4,7 @@ tornado plots and a Markdown summary out."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -30,7 +31,7 @@ from green_deploy.simulate.sensitivity import (
 logger = logging.getLogger(__name__)
 
 
-def prepare_scenario(simulate: dict[str, Any], variants: pd.DataFrame) -> tuple[Scenario, Provenance]:
+def prepare_scenario(simulate: Mapping[str, Any], variants: pd.DataFrame) -> tuple[Scenario, Provenance]:
     """The scenario from ``simulate`` parameters; J per batch from the variants table's fine-tunes
     when ``calibration.from_variants`` is on and it has them, else the configured value."""
     simulate = check_sections(simulate)

@@ -241,9 +241,11 @@ class _CodeLanguages:
         n_dropped = sum(1 for _, text, _, _ in rows if len(owners[text]) > 1)
         return RawDataset(
             name=NAME,
+            train=splits["train"],
+            val=splits["val"],
+            test=splits["test"],
             classes=classes,
             extra={"files": paths, "n_dropped_shared_snippets": n_dropped},
-            **splits,
         )
 
     def describe(self, settings: CodeLanguagesSettings) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from green_deploy.errors import DatasetSourceError
 from green_deploy.zoo.data.base import RawDataset, RawSplit
 from green_deploy.zoo.data.settings import require, require_fractions, require_non_negative
-from green_deploy.zoo.data.splitting import SPLITS, order_key, split_of, take_in_order
+from green_deploy.zoo.data.splitting import SPLITS, SplitName, order_key, split_of, take_in_order
 
 NAME = "fortunes"
 ROOT = "/usr/share/games/fortunes"
@@ -60,7 +60,8 @@ class FortunesSettings:
 def parse_fortunes(data: bytes) -> list[str]:
     """Entries of a strfile source: blocks separated by lines holding only ``%``."""
     text = _OVERSTRIKE.sub("", data.decode("utf-8", errors="replace"))
-    entries, current = [], []
+    entries: list[str] = []
+    current: list[str] = []
     for line in text.splitlines():
         if line.strip() == "%":
             entries.append("\n".join(current).strip())
@@ -118,7 +119,7 @@ class _Fortunes:
         for key, (label, _) in seen.items():
             if key not in ambiguous:
                 by_class[label].append(key)
-        split_rows: dict[str, list[tuple[str, int]]] = {split: [] for split in SPLITS}
+        split_rows: dict[SplitName, list[tuple[str, int]]] = {split: [] for split in SPLITS}
         for label in range(len(classes)):
             for key in take_in_order(by_class[label], str, settings.max_per_class):
                 split = split_of(key, settings.val_fraction, settings.test_fraction)
@@ -128,7 +129,14 @@ class _Fortunes:
             rows.sort(key=lambda row: order_key(row[0]))  # shuffled, yet independent of dict order
             labels = np.array([label for _, label in rows], dtype=np.int64)
             splits[split] = RawSplit([seen[key][1] for key, _ in rows], labels)
-        return RawDataset(name=NAME, classes=classes, extra={"n_ambiguous_dropped": len(ambiguous)}, **splits)
+        return RawDataset(
+            name=NAME,
+            train=splits["train"],
+            val=splits["val"],
+            test=splits["test"],
+            classes=classes,
+            extra={"n_ambiguous_dropped": len(ambiguous)},
+        )
 
     def describe(self, settings: FortunesSettings) -> str:
         return f"fortune categories {', '.join(sorted(settings.categories))} from {ROOT} (Debian fortunes)"

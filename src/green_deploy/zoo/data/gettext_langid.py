@@ -17,7 +17,7 @@ import gettext
 import io
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -89,7 +89,7 @@ def catalogue_strings(data: bytes) -> list[tuple[str, str]]:
     translations = gettext.GNUTranslations(io.BytesIO(data))
     # GNUTranslations keeps the catalogue in ``_catalog``: the only stdlib parser of .mo files.
     catalog: dict[Any, str] = translations._catalog  # type: ignore[attr-defined]
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for key, value in catalog.items():
         msgid = key[0] if isinstance(key, tuple) else key  # plurals are keyed (msgid, index)
         if msgid == "":
@@ -97,6 +97,11 @@ def catalogue_strings(data: bytes) -> list[tuple[str, str]]:
         msgid = msgid.split(_CONTEXT_SEPARATOR)[-1]
         pairs.extend((msgid, form) for form in value.split("\x00"))
     return pairs
+
+
+def _text_key(language: str) -> Callable[[str], str]:
+    """Order key of a text among ``language``'s candidates (``language`` bound now, not late)."""
+    return lambda text: f"{language}\x00{text}"
 
 
 class _GettextLangid:
@@ -107,7 +112,7 @@ class _GettextLangid:
     at_most_keys: tuple[str, ...] = ()
 
     def scan(self, settings: GettextLangidSettings, root_path: Path) -> list[str]:
-        paths = []
+        paths: list[str] = []
         for locale_dir in sorted(root_path.iterdir()):
             if locale_dir.is_dir() and language_of_locale(locale_dir.name) in settings.languages:
                 messages = locale_dir / "LC_MESSAGES"
@@ -169,11 +174,11 @@ class _GettextLangid:
         splits = {}
         domains = {}
         for split in SPLITS:
-            rows = []
+            rows: list[tuple[str, str, int, str]] = []
             for label, language in enumerate(classes):
                 chosen = take_in_order(
                     candidates[(split, language)],
-                    lambda t, lang=language: f"{lang}\x00{t}",
+                    _text_key(language),
                     settings.cap(split),
                 )
                 rows.extend(
@@ -189,7 +194,14 @@ class _GettextLangid:
             "n_dropped_cross_split": len(leaking),
             "n_dropped_cross_language": len(ambiguous),
         }
-        return RawDataset(name=NAME, classes=classes, extra=extra, **splits)
+        return RawDataset(
+            name=NAME,
+            train=splits["train"],
+            val=splits["val"],
+            test=splits["test"],
+            classes=classes,
+            extra=extra,
+        )
 
     def describe(self, settings: GettextLangidSettings) -> str:
         return f"gettext catalogues under {ROOT} for {', '.join(sorted(settings.languages))}, split by catalogue domain"

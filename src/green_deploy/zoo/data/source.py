@@ -27,7 +27,7 @@ class DatasetSource(Protocol):
 
     name: str
     root: str
-    settings_class: type
+    settings_class: type[Any]
     subset_keys: tuple[str, ...]
     at_most_keys: tuple[str, ...]
 

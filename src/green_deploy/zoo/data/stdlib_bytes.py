@@ -86,7 +86,13 @@ class _StdlibBytes:
             splits[split] = RawSplit([data for _, data in taken])
             paths[split] = [path for path, _ in taken]
         n_bytes = {split: sum(len(x) for x in splits[split].x) for split in SPLITS}
-        return RawDataset(name=NAME, extra={"files": paths, "n_bytes": n_bytes}, **splits)
+        return RawDataset(
+            name=NAME,
+            train=splits["train"],
+            val=splits["val"],
+            test=splits["test"],
+            extra={"files": paths, "n_bytes": n_bytes},
+        )
 
     def describe(self, settings: StdlibBytesSettings) -> str:
         return "CPython standard library .py files as bytes, one example per file, split by file"

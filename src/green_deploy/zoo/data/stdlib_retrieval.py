@@ -170,7 +170,13 @@ class _StdlibRetrieval:
             "n_candidates": len(pairs),
             "n_dropped_duplicates": len(pairs) - len(unique),
         }
-        return RawDataset(name=NAME, extra=extra, **splits)
+        return RawDataset(
+            name=NAME,
+            train=splits["train"],
+            val=splits["val"],
+            test=splits["test"],
+            extra=extra,
+        )
 
     def describe(self, settings: StdlibRetrievalSettings) -> str:
         return "docstring -> function pairs from the CPython standard library, split by module file"

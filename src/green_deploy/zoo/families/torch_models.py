@@ -7,11 +7,16 @@ onto Keras' ``MultiHeadAttention`` and onto what pruning and dynamic quantizatio
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from green_deploy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from efficientnet_lite_pytorch import EfficientNet
 
 LAYER_NORM_EPS = 1e-5
 
@@ -193,7 +198,7 @@ class BackboneHead(nn.Module):
 class EfficientNetLiteBackbone(nn.Module):
     """Fashion-MNIST pixels in [0, 1] (N, 1, 28, 28) to pooled EfficientNet-Lite features (N, 1280)."""
 
-    def __init__(self, net: nn.Module, factor: int, pixel_mean: float, pixel_std: float):
+    def __init__(self, net: EfficientNet, factor: int, pixel_mean: float, pixel_std: float):
         super().__init__()
         self.net = net
         self.factor = factor
