@@ -206,11 +206,9 @@ class CloudCredentials(Mapping[str, Any]):
 
 def validation_examples(entry: Any, dataset_settings: Mapping[str, Any], n_examples: int) -> np.ndarray:
     """The first ``n_examples`` encoded validation inputs of a zoo entry (what its models take)."""
-    from green_deploy.zoo.builder import prepare_task_data
-    from green_deploy.zoo.data import load_dataset
-    from green_deploy.zoo.families import get_family
+    from green_deploy.zoo.builder import encoded_splits
 
-    data = prepare_task_data(entry, load_dataset(entry.dataset, dataset_settings), get_family(entry.family))
+    data = encoded_splits(entry, dataset_settings)
     return np.asarray(data.val_x[:n_examples])
 
 

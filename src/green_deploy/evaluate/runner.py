@@ -113,11 +113,9 @@ class Group:
 
 def evaluation_set(entry: Any, dataset_settings: Mapping[str, Any]) -> EvaluationSet:
     """A zoo entry's test split, encoded as its models take it."""
-    from green_deploy.zoo.builder import prepare_task_data
-    from green_deploy.zoo.data import load_dataset
-    from green_deploy.zoo.families import get_family
+    from green_deploy.zoo.builder import encoded_splits
 
-    data = prepare_task_data(entry, load_dataset(entry.dataset, dataset_settings), get_family(entry.family))
+    data = encoded_splits(entry, dataset_settings)
     return EvaluationSet(
         entry.task, entry.metric, np.asarray(data.test_x), data.test_y, data.test_pairs, entry.domain
     )

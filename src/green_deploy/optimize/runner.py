@@ -28,9 +28,7 @@ from green_deploy.optimize.techniques import get_technique
 from green_deploy.runtimes import get_runtime, pytorch
 from green_deploy.runtimes.base import in_batches
 from green_deploy.zoo import artifacts as zoo_artifacts
-from green_deploy.zoo.builder import TaskData, ZooCard, evaluate, load_card, prepare_task_data
-from green_deploy.zoo.data import load_dataset
-from green_deploy.zoo.families import get_family
+from green_deploy.zoo.builder import TaskData, ZooCard, encoded_splits, evaluate, load_card
 from green_deploy.zoo.spec import ZooEntry
 
 logger = logging.getLogger(__name__)
@@ -123,9 +121,7 @@ def _prepare(
     entry: ZooEntry, dataset_settings: Mapping[str, Any], zoo_folder: Path, settings: RunSettings
 ) -> _Baselines:
     card = load_card(zoo_folder)
-    raw = load_dataset(entry.dataset, dataset_settings)
-    family = get_family(entry.family)
-    data = prepare_task_data(entry, raw, family)
+    data = encoded_splits(entry, dataset_settings)
     calibration = data.val_x[: min(len(data.val_x) // 2, settings.calibration_examples)]
     checked = check_slice(len(data.val_x), settings.check_examples)
     check = (

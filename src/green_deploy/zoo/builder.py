@@ -99,6 +99,12 @@ class ScoredItems:
     seed: int = 0
 
 
+def encoded_splits(entry: ZooEntry, dataset_settings: Mapping[str, Any]) -> TaskData:
+    """A zoo entry's dataset loaded and its splits encoded as its models take them: what every
+    runner that feeds a zoo model starts from."""
+    return prepare_task_data(entry, load_dataset(entry.dataset, dataset_settings), get_family(entry.family))
+
+
 def prepare_task_data(entry: ZooEntry, raw: RawDataset, family: Family) -> TaskData:
     arch = entry.architecture
     if entry.task == "language_modeling":

@@ -48,12 +48,9 @@ def count_artifact(folder: Path, runtime: str, example: Any) -> ModelCount:
 def example_input(zoo: Mapping[str, Any], model_id: str) -> np.ndarray:
     """One test example of a zoo model, encoded as its PyTorch model takes it (batch of 1).
     ``zoo``: the ``zoo`` parameters (conf/base/parameters_zoo.yml)."""
-    from green_deploy.zoo.builder import prepare_task_data
-    from green_deploy.zoo.data import load_dataset
-    from green_deploy.zoo.families import get_family
+    from green_deploy.zoo.builder import encoded_splits
     from green_deploy.zoo.spec import dataset_settings, select_entry
 
     entry = select_entry(zoo["models"], model_id)
-    settings = dataset_settings(zoo.get("datasets") or {}, entry)
-    data = prepare_task_data(entry, load_dataset(entry.dataset, settings), get_family(entry.family))
+    data = encoded_splits(entry, dataset_settings(zoo.get("datasets") or {}, entry))
     return np.asarray(data.test_x)[:1]
