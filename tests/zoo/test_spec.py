@@ -26,7 +26,7 @@ def test_parses_a_valid_entry():
     ("change", "message"),
     [
         ({"familly": "x"}, "unknown key"),
-        ({"training": {"epoch": 2}}, "unknown key"),
+        ({"training": {"epoch": 2}}, "unknown setting"),  # the one settings parser's wording
         ({"metric": "mrr"}, "metric"),
         ({"task": "detection"}, "task"),
         ({"domain": "audio"}, "domain"),
