@@ -106,6 +106,11 @@ class _Baselines:
 
     @property
     def keras_model(self) -> Any:
+        if not self.card.has_keras_twin:
+            raise NotApplicable(
+                f"{self.entry.model_id} has no TensorFlow baseline (a {self.entry.family} model is measured in "
+                "PyTorch only)"
+            )
         if self._keras is None:
             self._keras = zoo_artifacts.load_keras_model(self.folder / zoo_artifacts.KERAS_FILE)
         return self._keras
@@ -180,9 +185,12 @@ class ModelOptimizer:
         self.monitor = monitor
         self.baselines = _prepare(entry, dataset_settings, zoo_folder, settings)  # load_card: zoo built?
         self.baseline_metric = {
-            "torch": _check_metric(self.baselines, "pytorch", self.baselines.torch_model, ("cpu",)),
-            "tensorflow": _check_metric(self.baselines, "keras", self.baselines.keras_model, ("cpu",)),
+            "torch": _check_metric(self.baselines, "pytorch", self.baselines.torch_model, ("cpu",))
         }
+        if self.baselines.card.has_keras_twin:
+            self.baseline_metric["tensorflow"] = _check_metric(
+                self.baselines, "keras", self.baselines.keras_model, ("cpu",)
+            )
         card = self.baselines.card
         self._base_config = {
             "family": entry.family,
@@ -194,6 +202,7 @@ class ModelOptimizer:
         return [
             _baseline_record(self.baselines, self.baselines.card, framework, self.baseline_metric[framework])
             for framework in BASELINES
+            if framework in self.baseline_metric
         ]
 
     def variant(self, spec: VariantSpec, folder: Path) -> VariantRecord:
@@ -209,7 +218,7 @@ class ModelOptimizer:
             folder,
             key,
             self._base_config,
-            self.baseline_metric[spec.framework],
+            self.baseline_metric.get(spec.framework),
             self.monitor,
         )
         (folder / RECORD_FILE).parent.mkdir(parents=True, exist_ok=True)
@@ -242,7 +251,6 @@ def _run_variant(
     baseline_metric: float | None,
     monitor: EnergyMonitor,
 ) -> VariantRecord:
-    model: Any = b.torch_model if spec.framework == "torch" else b.keras_model
     optimized: OptimizedModel | None = None
     recipes: list[Any] = []
     reason = ""
@@ -251,6 +259,7 @@ def _run_variant(
     start_s = time.perf_counter()
     monitor.begin_window(window)
     try:
+        model: Any = b.torch_model if spec.framework == "torch" else b.keras_model
         for step in spec.steps:
             optimized = get_technique(step.technique).apply(model, step.settings, b.context)
             model = optimized.model

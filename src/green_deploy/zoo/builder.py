@@ -69,10 +69,10 @@ class ZooCard:
     n_val: int
     n_test: int
     torch_metrics: dict[str, float]
-    keras_metrics: dict[str, float]
+    keras_metrics: dict[str, float] | None  # None: no Keras twin (a user's own model)
     val_metrics: dict[str, float]
-    parity_max_abs_diff: float
-    parity_bound: float
+    parity_max_abs_diff: float | None
+    parity_bound: float | None
     training: dict[str, Any]
     size_on_disk_bytes: dict[str, int]
     artifact_sha256: dict[str, str]
@@ -87,6 +87,11 @@ class ZooCard:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def has_keras_twin(self) -> bool:
+        """Whether a Keras twin was built beside the PyTorch model (a user's own model has none)."""
+        return self.keras_metrics is not None
 
 
 @dataclass(frozen=True)
@@ -247,7 +252,9 @@ def build_zoo_model(
             "%s: reusing the build in %s, scoring other test items (%s)", entry.model_id, folder, test_subset
         )
         torch_model = artifacts.load_torch_model(folder / TORCH_DIR)
-        keras_model = artifacts.load_keras_model(folder / artifacts.KERAS_FILE)
+        keras_model = (
+            artifacts.load_keras_model(folder / artifacts.KERAS_FILE) if cached.has_keras_twin else None
+        )
         scores = _score_test(entry, data, torch_model, keras_model, test_subset, tolerance)
         card = replace(cached, **scores)
         (folder / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2))
@@ -259,19 +266,21 @@ def build_zoo_model(
     logger.info("%s: training (%s) on %d examples", entry.model_id, entry.training.mode, len(data.train_x))
     report = train(torch_model, data.train_x, data.train_y, entry.training, objective)
 
-    keras_model = family.build_keras(entry.architecture, n_outputs)
-    family.port_weights(torch_model, keras_model)
+    keras_model = None
+    if "keras" in family.frameworks:
+        keras_model = family.build_keras(entry.architecture, n_outputs)
+        family.port_weights(torch_model, keras_model)
     scores = _score_test(entry, data, torch_model, keras_model, test_subset, tolerance)
     val_metrics, _ = evaluate(
         entry.task, lambda x: predict_torch(torch_model, x), data.val_x, data.val_y, data.val_pairs
     )
     artifacts.save_torch_model(torch_model, entry.family, entry.architecture, n_outputs, folder / TORCH_DIR)
-    artifacts.save_keras_model(keras_model, folder / artifacts.KERAS_FILE)
-    files = [
-        f"{TORCH_DIR}/{artifacts.TORCH_WEIGHTS}",
-        f"{TORCH_DIR}/{artifacts.TORCH_CONFIG}",
-        artifacts.KERAS_FILE,
-    ]
+    files = [f"{TORCH_DIR}/{artifacts.TORCH_WEIGHTS}", f"{TORCH_DIR}/{artifacts.TORCH_CONFIG}"]
+    sizes = {"torch": artifacts.directory_size_bytes(folder / TORCH_DIR)}
+    if keras_model is not None:
+        artifacts.save_keras_model(keras_model, folder / artifacts.KERAS_FILE)
+        files.append(artifacts.KERAS_FILE)
+        sizes["keras"] = artifacts.directory_size_bytes(folder / artifacts.KERAS_FILE)
     card = ZooCard(
         model_id=entry.model_id,
         domain=entry.domain,
@@ -286,10 +295,7 @@ def build_zoo_model(
         n_val=len(data.val_x),
         val_metrics=val_metrics,
         training=asdict(report),
-        size_on_disk_bytes={
-            "torch": artifacts.directory_size_bytes(folder / TORCH_DIR),
-            "keras": artifacts.directory_size_bytes(folder / artifacts.KERAS_FILE),
-        },
+        size_on_disk_bytes=sizes,
         artifact_sha256={name: artifacts.file_sha256(folder / name) for name in files},
         config_sha256=config_sha256,
         manifest_sha256=raw.manifest_sha256,
@@ -306,12 +312,12 @@ def _score_test(
     entry: ZooEntry,
     data: TaskData,
     torch_model: Any,
-    keras_model: Any,
+    keras_model: Any | None,
     test_subset: ScoredItems,
     tolerance: ParityTolerance,
 ) -> dict[str, Any]:
-    """Both frameworks' metrics on the scored test items, refused beyond the parity tolerance;
-    the card's fields that depend on which items were scored."""
+    """Both frameworks' metrics on the scored test items, refused beyond the parity tolerance
+    (PyTorch's alone without a twin); the card's fields that depend on which items were scored."""
     scored = subset_indices(
         len(data.test_x),
         test_subset.max_items,
@@ -325,23 +331,28 @@ def _score_test(
         scored if data.test_pairs is not None else None,
     )
     torch_scores, torch_outputs = score_items(entry.task, lambda x: predict_torch(torch_model, x), *test)
-    keras_scores, keras_outputs = score_items(entry.task, KerasPredictor(keras_model), *test)
-    max_diff, scale = _max_abs_diff(torch_outputs, keras_outputs)
-    bound = tolerance.atol + tolerance.rtol * scale
-    if not max_diff <= bound:
-        raise ParityError(
-            f"{entry.model_id}: Keras twin differs from PyTorch by {max_diff:.3g} > {bound:.3g} on the test set"
-        )
-    torch_metrics, keras_metrics = _means(torch_scores), _means(keras_scores)
+    torch_metrics = _means(torch_scores)
+    keras_metrics: dict[str, float] | None = None
+    max_diff: float | None = None
+    bound: float | None = None
+    if keras_model is not None:
+        keras_scores, keras_outputs = score_items(entry.task, KerasPredictor(keras_model), *test)
+        max_diff, scale = _max_abs_diff(torch_outputs, keras_outputs)
+        bound = tolerance.atol + tolerance.rtol * scale
+        if not max_diff <= bound:
+            raise ParityError(
+                f"{entry.model_id}: Keras twin differs from PyTorch by {max_diff:.3g} > {bound:.3g} on the test set"
+            )
+        keras_metrics = _means(keras_scores)
     logger.info(
-        "%s: %s %s (torch) / %s (keras) on %d of %d test items, parity %.2g",
+        "%s: %s %s (torch) / %s (keras) on %d of %d test items, parity %s",
         entry.model_id,
         entry.metric,
         torch_metrics[entry.metric],
-        keras_metrics[entry.metric],
+        "no twin" if keras_metrics is None else keras_metrics[entry.metric],
         len(scored),
         len(data.test_x),
-        max_diff,
+        "-" if max_diff is None else f"{max_diff:.2g}",
     )
     return {
         "torch_metrics": torch_metrics,

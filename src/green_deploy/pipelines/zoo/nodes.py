@@ -36,9 +36,11 @@ def build_model(zoo: dict[str, Any], model_id: str) -> tuple[dict[str, Any], dic
     metrics = {
         f"{model_id}.{framework}.{name}": {"value": float(value), "step": 0}
         for framework, values in (("torch", card.torch_metrics), ("keras", card.keras_metrics))
+        if values is not None
         for name, value in values.items()
     }
-    metrics[f"{model_id}.parity_max_abs_diff"] = {"value": card.parity_max_abs_diff, "step": 0}
+    if card.parity_max_abs_diff is not None:
+        metrics[f"{model_id}.parity_max_abs_diff"] = {"value": card.parity_max_abs_diff, "step": 0}
     metrics[f"{model_id}.training_duration_s"] = {"value": card.training["duration_s"], "step": 0}
     return card.to_dict(), metrics
 
@@ -62,6 +64,7 @@ def summarize_zoo(*cards: dict[str, Any]) -> tuple[pd.DataFrame, str]:
         }
         for card in cards
         for framework in FRAMEWORKS
+        if card[f"{framework}_metrics"] is not None  # an own model has no Keras twin
     ]
     table = pd.DataFrame(rows)
     return table, _markdown(table)
@@ -73,6 +76,10 @@ def _markdown(table: pd.DataFrame) -> str:
     for row in table.itertuples():
         lines.append(
             f"| {row.model_id} | {row.domain} | {row.framework} | {row.metric} | {row.value:.4f} | {row.parameters:,} | "
-            f"{row.size_on_disk_mb:.2f} | {row.n_test:,} | {row.training_duration_s:.1f} | {row.parity_max_abs_diff:.2e} |"
+            f"{row.size_on_disk_mb:.2f} | {row.n_test:,} | {row.training_duration_s:.1f} | {_parity(row.parity_max_abs_diff)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _parity(max_abs_diff: float | None) -> str:
+    return "no twin" if max_abs_diff is None or pd.isna(max_abs_diff) else f"{max_abs_diff:.2e}"

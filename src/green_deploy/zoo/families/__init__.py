@@ -15,6 +15,7 @@ _MODULES = {
     "byte_lstm": "green_deploy.zoo.families.byte_lstm",
     "ngram_bag": "green_deploy.zoo.families.ngram_bag",
     "byte_transformer_lm": "green_deploy.zoo.families.byte_transformer_lm",
+    "huggingface": "green_deploy.zoo.families.huggingface",
 }
 
 

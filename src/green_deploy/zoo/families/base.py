@@ -25,10 +25,19 @@ if TYPE_CHECKING:
     import torch
 
 
+# The frameworks of a family with a Keras twin; an own model's family has its own framework only
+TWIN_FRAMEWORKS = ("torch", "keras")
+
+
 class Family(Protocol):
-    """An architecture family; ``arch`` is the entry's ``architecture`` mapping from config."""
+    """An architecture family; ``arch`` is the entry's ``architecture`` mapping from config.
+
+    ``frameworks``: the models the family builds (``TWIN_FRAMEWORKS``, or ``("torch",)`` for a
+    user's own model, which has no twin: ``build_keras`` and ``port_weights`` are never called).
+    """
 
     name: str
+    frameworks: tuple[str, ...]
 
     def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
         """Raw examples (images, strings or bytes) to the PyTorch model's input array."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from green_deploy.zoo.families.base import parse_architecture
+from green_deploy.zoo.families.base import TWIN_FRAMEWORKS, parse_architecture
 
 VOCAB = 257  # 256 byte values shifted by one, and padding
 
@@ -37,6 +37,7 @@ def left_padded_bytes(texts: Sequence[str], max_length: int) -> np.ndarray:
 
 class ByteLSTMFamily:
     name = "byte_lstm"
+    frameworks = TWIN_FRAMEWORKS
 
     def settings(self, arch: Mapping[str, Any]) -> ByteLSTMSettings:
         return parse_architecture(ByteLSTMSettings, arch, self.name)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from green_deploy.zoo.families.base import parse_architecture
+from green_deploy.zoo.families.base import TWIN_FRAMEWORKS, parse_architecture
 
 VOCAB = 256
 
@@ -41,6 +41,7 @@ def byte_windows(texts: Sequence[bytes], length: int) -> np.ndarray:
 
 class ByteTransformerLMFamily:
     name = "byte_transformer_lm"
+    frameworks = TWIN_FRAMEWORKS
 
     def settings(self, arch: Mapping[str, Any]) -> ByteLMSettings:
         return parse_architecture(ByteLMSettings, arch, self.name)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from green_deploy.errors import ConfigError, ModelNotFoundError
-from green_deploy.zoo.families.base import images_to_unit_float, parse_architecture
+from green_deploy.zoo.families.base import TWIN_FRAMEWORKS, images_to_unit_float, parse_architecture
 
 if TYPE_CHECKING:
     import tf_keras
@@ -161,6 +161,7 @@ class EfficientNetLiteFamily:
     """Pretrained EfficientNet-Lite on upsampled Fashion-MNIST, in PyTorch and Keras."""
 
     name = "efficientnet_lite"
+    frameworks = TWIN_FRAMEWORKS
 
     def settings(self, arch: Mapping[str, Any]) -> EfficientNetLiteSettings:
         """Typed, validated ``arch``; unknown keys and bad values raise ``ConfigError``."""

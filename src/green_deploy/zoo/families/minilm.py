@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from green_deploy.errors import ArtifactError, ConfigError, ModelNotFoundError
-from green_deploy.zoo.families.base import parse_architecture
+from green_deploy.zoo.families.base import TWIN_FRAMEWORKS, parse_architecture
 
 if TYPE_CHECKING:
     import tf_keras
@@ -90,6 +90,7 @@ class MiniLMFamily:
     """all-MiniLM-L6-v2: sentence embeddings (``n_outputs == 0``) or a text classifier on top."""
 
     name = "minilm"
+    frameworks = TWIN_FRAMEWORKS
 
     def settings(self, arch: Mapping[str, Any]) -> MiniLMSettings:
         """Typed, validated ``arch``; unknown keys and bad values raise ``ConfigError``."""

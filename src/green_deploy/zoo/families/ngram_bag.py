@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from green_deploy.zoo.families.base import parse_architecture
+from green_deploy.zoo.families.base import TWIN_FRAMEWORKS, parse_architecture
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier: spreads nearby values apart
 
@@ -49,6 +49,7 @@ def hashed_ngrams(texts: Sequence[str], sizes: Sequence[int], max_bytes: int, n_
 
 class NgramBagFamily:
     name = "ngram_bag"
+    frameworks = TWIN_FRAMEWORKS
 
     def settings(self, arch: Mapping[str, Any]) -> NgramBagSettings:
         return parse_architecture(NgramBagSettings, arch, self.name)

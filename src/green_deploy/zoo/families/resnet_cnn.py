@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from green_deploy.zoo.families.base import images_to_unit_float, parse_architecture
+from green_deploy.zoo.families.base import TWIN_FRAMEWORKS, images_to_unit_float, parse_architecture
 
 BATCH_NORM_EPS = 1e-5
 
@@ -26,6 +26,7 @@ class ResNetSettings:
 
 class ResNetCNNFamily:
     name = "resnet_cnn"
+    frameworks = TWIN_FRAMEWORKS
 
     def settings(self, arch: Mapping[str, Any]) -> ResNetSettings:
         return parse_architecture(ResNetSettings, arch, self.name)

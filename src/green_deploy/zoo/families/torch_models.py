@@ -228,3 +228,28 @@ class MaskedMeanPooling(nn.Module):
         hidden = self.bert(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+class FirstTokenPooling(nn.Module):
+    """Token ids (N, L) through a BERT-style encoder, then its first token's last hidden state (N, D)."""
+
+    def __init__(self, encoder: nn.Module, pad_id: int = 0):
+        super().__init__()
+        self.bert = encoder
+        self.pad_id = pad_id
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        mask = (input_ids != self.pad_id).long()
+        return self.bert(input_ids=input_ids, attention_mask=mask).last_hidden_state[:, 0]
+
+
+class TokenClassifier(nn.Module):
+    """Token ids (N, L) to a Hugging Face sequence classifier's logits (N, classes), padding masked out."""
+
+    def __init__(self, classifier: nn.Module, pad_id: int = 0):
+        super().__init__()
+        self.classifier = classifier
+        self.pad_id = pad_id
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.classifier(input_ids=input_ids, attention_mask=(input_ids != self.pad_id).long()).logits

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from green_deploy.zoo.families.base import images_to_unit_float, parse_architecture
+from green_deploy.zoo.families.base import TWIN_FRAMEWORKS, images_to_unit_float, parse_architecture
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class ViTSettings:
 
 class ViTFamily:
     name = "vit"
+    frameworks = TWIN_FRAMEWORKS
 
     def settings(self, arch: Mapping[str, Any]) -> ViTSettings:
         return parse_architecture(ViTSettings, arch, self.name)

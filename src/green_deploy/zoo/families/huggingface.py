@@ -1,0 +1,168 @@
+"""A user's own Hugging Face text model: a folder in the hub's layout (``config.json``, weights,
+tokenizer files), loaded offline as it is.
+
+A folder with a sequence-classification head whose width matches the dataset's classes is used
+with that head (``head: auto`` or ``present``); any other encoder is mean-pooled over its
+non-padding tokens (or its first token, ``pooling: cls``) and gets a new linear head, trained on
+the user's training split with the backbone frozen (``training.mode: head``), as the zoo does for
+its pretrained backbones. There is no Keras twin: an own model is measured in the framework it
+comes in (``frameworks``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from green_deploy.errors import ConfigError, ModelNotFoundError
+from green_deploy.zoo.families.base import parse_architecture
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+NAME = "huggingface"
+
+
+@dataclass(frozen=True)
+class HuggingFaceSettings:
+    """The ``architecture`` keys of an own Hugging Face model.
+
+    Attributes:
+        path: the model folder (relative paths are relative to the project root).
+        max_length: tokens per text, truncated and padded to it.
+        head: ``auto`` uses a classification head the folder has when its width matches the
+            classes, else adds one; ``present`` requires the folder's; ``new`` always adds one.
+        pooling: how an encoder's token states become one vector for a new head.
+    """
+
+    path: str
+    max_length: int = 128
+    head: Literal["auto", "present", "new"] = "auto"
+    pooling: Literal["mean", "cls"] = "mean"
+
+    def __post_init__(self) -> None:
+        length = self.max_length
+        if isinstance(length, bool) or not isinstance(length, int) or length < 2:
+            raise ConfigError(f"huggingface max_length must be an integer >= 2; got {length!r}")
+
+
+def model_folder(path: str) -> Path:
+    """The folder ``path`` names, checked to hold a Hugging Face config."""
+    folder = Path(path).expanduser()
+    if not (folder / "config.json").is_file():
+        where = "does not exist" if not folder.exists() else "holds no config.json"
+        raise ModelNotFoundError(
+            f"huggingface model folder {folder.resolve()} {where}; set architecture.path to a folder in the "
+            "Hugging Face hub's layout (config.json, model.safetensors or pytorch_model.bin, tokenizer files), "
+            "e.g. one saved with save_pretrained"
+        )
+    return folder
+
+
+@functools.cache
+def _config(folder: Path) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((folder / "config.json").read_text())
+    return config
+
+
+@functools.cache
+def _tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError) as error:
+        raise ModelNotFoundError(f"{folder}: no tokenizer loads from this folder ({error})") from error
+    if tokenizer.pad_token_id is None:
+        raise ConfigError(f"{folder}: the tokenizer has no padding token, so texts cannot be batched")
+    return tokenizer
+
+
+def has_classification_head(folder: Path) -> bool:
+    """Whether the folder's weights include a sequence-classification head."""
+    return any(
+        name.endswith("ForSequenceClassification") for name in _config(folder).get("architectures") or ()
+    )
+
+
+class HuggingFaceFamily:
+    """A text classifier from a Hugging Face folder: its own head, or a new one on pooled states."""
+
+    name = NAME
+    frameworks = ("torch",)
+
+    def settings(self, arch: Mapping[str, Any]) -> HuggingFaceSettings:
+        return parse_architecture(HuggingFaceSettings, arch, self.name)
+
+    def uses_folder_head(self, arch: Mapping[str, Any], n_outputs: int) -> bool:
+        """Whether the model is the folder's classifier as it is (else a new head is trained)."""
+        s = self.settings(arch)
+        folder = model_folder(s.path)
+        present = has_classification_head(folder)
+        width = int(_config(folder).get("num_labels") or len(_config(folder).get("id2label") or {}) or 2)
+        if s.head == "present":
+            if not present:
+                raise ConfigError(
+                    f"architecture.head is 'present' but {folder} has no sequence-classification head "
+                    f"(architectures: {_config(folder).get('architectures')}); set head: new (or auto) to train one"
+                )
+            if width != n_outputs:
+                raise ConfigError(
+                    f"{folder}'s classification head has {width} outputs but the dataset has {n_outputs} classes; "
+                    "set head: new to train a head for these classes"
+                )
+        return s.head != "new" and present and width == n_outputs
+
+    def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
+        """Strings to int64 token ids (N, max_length), truncated and padded by the folder's tokenizer."""
+        s = self.settings(arch)
+        tokens = _tokenizer(model_folder(s.path))(
+            [str(text) for text in examples],
+            padding="max_length",
+            truncation=True,
+            max_length=s.max_length,
+            return_tensors="np",
+        )
+        return np.asarray(tokens["input_ids"], dtype=np.int64)
+
+    def build_torch(self, arch: Mapping[str, Any], n_outputs: int) -> torch.nn.Module:
+        """The folder's weights as they are, with its own head or a new linear one (eval mode)."""
+        s = self.settings(arch)
+        folder = model_folder(s.path)
+        if n_outputs < 1:
+            raise ConfigError(f"huggingface models classify here; got {n_outputs} classes")
+        pad_id = int(_tokenizer(folder).pad_token_id)
+        import torch
+        from torch import nn
+        from transformers import AutoModel, AutoModelForSequenceClassification
+
+        from green_deploy.zoo.families.torch_models import (
+            BackboneHead,
+            FirstTokenPooling,
+            MaskedMeanPooling,
+            TokenClassifier,
+        )
+
+        if self.uses_folder_head(arch, n_outputs):
+            classifier = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=torch.float32)
+            logger.info("%s: its own classification head (%d outputs)", folder, n_outputs)
+            return TokenClassifier(classifier, pad_id).eval()
+        encoder = AutoModel.from_pretrained(str(folder), dtype=torch.float32)
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # unused by either pooling here; dropped so it is not counted
+        backbone = (MaskedMeanPooling if s.pooling == "mean" else FirstTokenPooling)(encoder, pad_id)
+        head = nn.Linear(encoder.config.hidden_size, n_outputs)
+        logger.info("%s: a new %d-class head on %s-pooled states", folder, n_outputs, s.pooling)
+        return BackboneHead(backbone, head).eval()
+
+
+FAMILY = HuggingFaceFamily()
