@@ -24,10 +24,11 @@ def test_unknown_dataset_lists_known_datasets() -> None:
         load_dataset("fortune")
 
 
-def test_known_datasets_are_the_six() -> None:
+def test_known_datasets_are_the_six_system_ones_and_files() -> None:
     assert known_datasets() == [
         "code_languages",
         "fashion_mnist",
+        "files",
         "fortunes",
         "gettext_langid",
         "stdlib_bytes",

@@ -2,7 +2,8 @@
 
 ``load_dataset`` never scans the machine: it reads the files listed in
 ``conf/base/manifests/<name>.json`` and refuses to build from a missing or changed one, so every
-machine evaluates on the same examples. ``freeze_manifest`` is the only place that scans.
+machine evaluates on the same examples. ``freeze_manifest`` is the only place that scans; for a
+user's own data (``files``), whose manifest nobody committed, the first load calls it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from green_deploy.errors import ConfigError, DatasetSourceError
+from green_deploy.errors import ConfigError, DatasetSourceError, GreenDeployError
 from green_deploy.zoo.data.base import RawDataset, RawSplit
 from green_deploy.zoo.data.manifest import (
+    LOCAL_PROVIDER,
     build_entries,
     debian_providers_of,
     default_manifest_dir,
@@ -28,7 +30,14 @@ from green_deploy.zoo.data.manifest import (
     write_manifest,
 )
 from green_deploy.zoo.data.settings import parse_dataset_settings
-from green_deploy.zoo.data.source import DatasetSource, require_covered
+from green_deploy.zoo.data.source import (
+    DatasetSource,
+    UserDataSource,
+    manifest_name,
+    refreeze_command,
+    require_covered,
+    root_of,
+)
 
 __all__ = [
     "RawDataset",
@@ -37,6 +46,7 @@ __all__ = [
     "known_datasets",
     "load_dataset",
     "required_debian_packages",
+    "system_datasets",
 ]
 
 logger = logging.getLogger(__name__)
@@ -44,6 +54,7 @@ logger = logging.getLogger(__name__)
 _MODULES = {
     "code_languages": "green_deploy.zoo.data.code_languages",
     "fashion_mnist": "green_deploy.zoo.data.fashion_mnist",
+    "files": "green_deploy.zoo.data.files",
     "fortunes": "green_deploy.zoo.data.fortunes",
     "gettext_langid": "green_deploy.zoo.data.gettext_langid",
     "stdlib_bytes": "green_deploy.zoo.data.stdlib_bytes",
@@ -53,6 +64,12 @@ _MODULES = {
 
 def known_datasets() -> list[str]:
     return sorted(_MODULES)
+
+
+def system_datasets() -> list[str]:
+    """The datasets built from what a machine has installed, each with one committed manifest
+    (what ``freeze all`` and ``check all`` cover); the others read a user's own files."""
+    return [name for name in known_datasets() if not isinstance(get_source(name), UserDataSource)]
 
 
 def get_source(name: str) -> DatasetSource:
@@ -72,6 +89,9 @@ def load_dataset(
 ) -> RawDataset:
     """Build dataset ``name`` from the files its manifest pins.
 
+    A user's own data (a ``UserDataSource``) with no manifest yet is frozen first; the manifest
+    is removed again when the data does not build, so fixing the data needs no refreeze.
+
     Raises:
         ConfigError: unknown dataset or setting, or a bad setting value.
         DatasetSourceError: the manifest is missing, or a listed file is missing or changed.
@@ -79,26 +99,45 @@ def load_dataset(
     started_s = time.perf_counter()
     source = get_source(name)
     parsed = parse_dataset_settings(source.settings_class, settings, name)
-    manifest = read_manifest(name, manifest_dir)
-    if manifest.root != source.root:
-        raise DatasetSourceError(
-            f"manifest {manifest.path} has root {manifest.root!r}, but {name!r} reads {source.root!r}; refreeze it"
-        )
-    require_covered(source, manifest.scan_settings, parsed)
-    files = read_verified(manifest, source.wanted([entry.path for entry in manifest.files], parsed))
-    dataset = source.build(files, parsed)
-    extra = {**dataset.extra, "settings": asdict(parsed), "manifest": str(manifest.path)}
-    dataset = replace(dataset, source=source.describe(parsed), manifest_sha256=manifest.sha256, extra=extra)
+    stem, root = manifest_name(source, parsed), root_of(source, parsed)
+    folder = manifest_dir or default_manifest_dir()
+    frozen_now = None
+    if isinstance(source, UserDataSource) and not manifest_path(stem, folder).exists():
+        frozen_now = freeze_manifest(name, settings, folder)
+    try:
+        dataset, n_files = _build(source, parsed, stem, root, folder)
+    except GreenDeployError:
+        if frozen_now is not None:
+            frozen_now.unlink(missing_ok=True)
+            logger.info("removed %s again: the data it froze does not build", frozen_now)
+        raise
     logger.info(
         "loaded %s: train %d, val %d, test %d from %d files in %.1f s",
         name,
         len(dataset.train),
         len(dataset.val),
         len(dataset.test),
-        len(files),
+        n_files,
         time.perf_counter() - started_s,
     )
     return dataset
+
+
+def _build(source: DatasetSource, parsed: Any, stem: str, root: str, folder: Path) -> tuple[RawDataset, int]:
+    """The dataset from manifest ``stem`` in ``folder``, and how many files it read."""
+    name = source.name
+    manifest = read_manifest(stem, folder, refreeze_command(source, parsed, folder))
+    if manifest.root != root:
+        raise DatasetSourceError(
+            f"manifest {manifest.path} has root {manifest.root!r}, but {name!r} reads {root!r}; "
+            f"refreeze it: {manifest.refreeze}"
+        )
+    require_covered(source, manifest.scan_settings, parsed, folder)
+    files = read_verified(manifest, source.wanted([entry.path for entry in manifest.files], parsed))
+    dataset = source.build(files, parsed)
+    extra = {**dataset.extra, "settings": asdict(parsed), "manifest": str(manifest.path)}
+    dataset = replace(dataset, source=source.describe(parsed), manifest_sha256=manifest.sha256, extra=extra)
+    return dataset, len(files)
 
 
 def freeze_manifest(
@@ -114,18 +153,23 @@ def freeze_manifest(
     """
     source = get_source(name)
     parsed = parse_dataset_settings(source.settings_class, settings, name)
-    root_path = resolve_root(source.root)
-    if not root_path.is_dir():
+    own = isinstance(source, UserDataSource)
+    root = root_of(source, parsed)
+    root_path = resolve_root(root)
+    # A user's data has no package to install: its ``scan`` says what is missing.
+    if not own and not root_path.is_dir():
         raise DatasetSourceError(f"dataset {name!r}: {root_path} does not exist; install its package first")
     paths = source.scan(parsed, root_path)
     if not paths:
         raise DatasetSourceError(f"dataset {name!r}: no candidate files under {root_path}")
-    entries = build_entries(source.root, paths)
+    entries = build_entries(root, paths, LOCAL_PROVIDER if own else None)
+    stem = manifest_name(source, parsed)
+    refreeze = refreeze_command(source, parsed, manifest_dir or default_manifest_dir())
     path = write_manifest(
-        manifest_path(name, manifest_dir), name, source.root, source.scan_settings(parsed), entries
+        manifest_path(stem, manifest_dir), stem, root, source.scan_settings(parsed), entries, refreeze
     )
     logger.info(
-        "froze %s: %d files, %d bytes -> %s", name, len(entries), sum(e.size_bytes for e in entries), path
+        "froze %s: %d files, %d bytes -> %s", stem, len(entries), sum(e.size_bytes for e in entries), path
     )
     return path
 

@@ -3,6 +3,9 @@
 python -m green_deploy.zoo.data freeze <name|all> [--settings JSON]
 python -m green_deploy.zoo.data check <name|all> [--settings JSON]
 python -m green_deploy.zoo.data debian-packages
+
+``all`` is every dataset built from what the machine has installed; a user's own data needs its
+path: ``freeze files --settings '{"path": "data/01_raw/reviews.csv"}'``.
 """
 
 from __future__ import annotations
@@ -17,11 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from green_deploy.errors import ConfigError, GreenDeployError
-from green_deploy.zoo.data import freeze_manifest, known_datasets, load_dataset, required_debian_packages
+from green_deploy.zoo.data import (
+    freeze_manifest,
+    known_datasets,
+    load_dataset,
+    required_debian_packages,
+    system_datasets,
+)
 
 
 def _names(name: str) -> list[str]:
-    return known_datasets() if name == "all" else [name]
+    return system_datasets() if name == "all" else [name]
 
 
 def _settings(raw: str | None) -> dict[str, Any] | None:

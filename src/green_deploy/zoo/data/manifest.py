@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import platform
+import shlex
 import subprocess
 import sysconfig
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +33,7 @@ PURELIB_ROOT = "purelib"
 STDLIB_PROVIDER = "python-stdlib"
 UNKNOWN_PROVIDER = "unknown"
 PIP_PROVIDER = "pip"
+LOCAL_PROVIDER = "local"  # a user's own file: no package installs it, so none is named for it
 _DPKG_BATCH = 300  # paths per `dpkg -S` call: one call per file takes minutes for thousands
 _SHOW_FIRST = 5  # files named in an error message
 
@@ -57,14 +59,22 @@ class Manifest:
     files: tuple[FileEntry, ...]
     sha256: str
     path: Path
+    refreeze: str
 
     @property
     def root_path(self) -> Path:
         return resolve_root(self.root)
 
 
-def freeze_command(name: str) -> str:
-    return f"python -m green_deploy.zoo.data freeze {name}"
+def freeze_command(
+    name: str, settings: Mapping[str, Any] | None = None, manifest_dir: Path | None = None
+) -> str:
+    """The shell command that freezes ``name``'s manifest (with these settings, into that folder)."""
+    folder = "" if manifest_dir is None else f" --manifest-dir {shlex.quote(str(manifest_dir))}"
+    options = (
+        "" if settings is None else f" --settings {shlex.quote(json.dumps(dict(settings), sort_keys=True))}"
+    )
+    return f"python -m green_deploy.zoo.data{folder} freeze {name}{options}"
 
 
 # The manifests of the configuration in use, once a Kedro run has said which (``use_manifest_dir``).
@@ -113,10 +123,11 @@ def sha256_bytes(data: bytes) -> str:
 # --- writing -------------------------------------------------------------------------------
 
 
-def build_entries(root: str, paths: Sequence[str]) -> list[FileEntry]:
-    """Hash every file and look up the package or distribution that installed it."""
+def build_entries(root: str, paths: Sequence[str], provider: str | None = None) -> list[FileEntry]:
+    """Hash every file and look up the package or distribution that installed it (``provider``,
+    when given, for every file instead: a user's own files come from no package)."""
     root_path = resolve_root(root)
-    providers = _providers(root, root_path, paths)
+    providers = _providers(root, root_path, paths) if provider is None else dict.fromkeys(paths, provider)
     entries = []
     for rel in paths:
         data = (root_path / rel).read_bytes()
@@ -125,7 +136,12 @@ def build_entries(root: str, paths: Sequence[str]) -> list[FileEntry]:
 
 
 def write_manifest(
-    path: Path, dataset: str, root: str, scan_settings: Mapping[str, Any], entries: Sequence[FileEntry]
+    path: Path,
+    dataset: str,
+    root: str,
+    scan_settings: Mapping[str, Any],
+    entries: Sequence[FileEntry],
+    refreeze: str | None = None,
 ) -> Path:
     header: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
@@ -135,7 +151,7 @@ def write_manifest(
         "scan_settings": scan_settings,
         "n_files": len(entries),
         "total_bytes": sum(entry.size_bytes for entry in entries),
-        "refreeze": freeze_command(dataset),
+        "refreeze": refreeze or freeze_command(dataset),
     }
     lines = [f"  {json.dumps(key)}: {json.dumps(value, sort_keys=True)}," for key, value in header.items()]
     rows = [
@@ -204,18 +220,20 @@ def _distribution_providers(root_path: Path, paths: Sequence[str]) -> dict[str, 
 # --- reading -------------------------------------------------------------------------------
 
 
-def read_manifest(name: str, manifest_dir: Path | None = None) -> Manifest:
-    """Parse ``<manifest_dir>/<name>.json``.
+def read_manifest(name: str, manifest_dir: Path | None = None, refreeze: str | None = None) -> Manifest:
+    """Parse ``<manifest_dir>/<name>.json``; ``refreeze`` is the command that rewrites it, which
+    error messages give (default: ``freeze <name>``).
 
     Raises:
         DatasetSourceError: the manifest is missing or malformed; the message gives the freeze command.
     """
+    refreeze = refreeze or freeze_command(name)
     path = manifest_path(name, manifest_dir)
     try:
         raw_bytes = path.read_bytes()
     except FileNotFoundError:
         raise DatasetSourceError(
-            f"dataset {name!r} has no manifest at {path}; freeze one with: {freeze_command(name)}"
+            f"dataset {name!r} has no manifest at {path}; freeze one with: {refreeze}"
         ) from None
     try:
         raw = json.loads(raw_bytes)
@@ -231,10 +249,11 @@ def read_manifest(name: str, manifest_dir: Path | None = None) -> Manifest:
             files=files,
             sha256=sha256_bytes(raw_bytes),
             path=path,
+            refreeze=refreeze,
         )
     except (ValueError, KeyError, TypeError) as error:
         raise DatasetSourceError(
-            f"manifest {path} is malformed ({error!r}); refreeze with: {freeze_command(name)}"
+            f"manifest {path} is malformed ({error!r}); refreeze with: {refreeze}"
         ) from error
     if manifest.dataset != name:
         raise DatasetSourceError(f"manifest {path} is for dataset {manifest.dataset!r}, not {name!r}")
@@ -259,7 +278,7 @@ def read_verified(manifest: Manifest, paths: Iterable[str] | None = None) -> dic
     if unlisted:
         raise DatasetSourceError(
             f"dataset {manifest.dataset!r}: {unlisted[:_SHOW_FIRST]} are not in {manifest.path}; "
-            f"refreeze with: {freeze_command(manifest.dataset)}"
+            f"refreeze with: {manifest.refreeze}"
         )
     root_path = manifest.root_path
     contents: dict[str, bytes] = {}
@@ -310,11 +329,15 @@ def _mismatch_message(
             f"These come from the Python distributions {', '.join(providers)}; install the pinned set with: "
             "pip install -r requirements.txt"
         )
+    elif LOCAL_PROVIDER in providers:
+        lines.append(
+            f"These are your own files under {manifest.root_path}: restore them, or accept the change."
+        )
     else:
         debian = [p for p in providers if p != UNKNOWN_PROVIDER]
         if debian:
             lines.append(f"To obtain them: apt-get install {' '.join(debian)}")
-    lines.append(f"If the change is intended, refreeze with: {freeze_command(name)}")
+    lines.append(f"If the change is intended, refreeze with: {manifest.refreeze}")
     return "\n".join(lines)
 
 
@@ -322,4 +345,6 @@ def debian_providers_of(manifest: Manifest) -> set[str]:
     """Debian packages a manifest's files come from (none for the stdlib and site-packages)."""
     if manifest.root in (STDLIB_ROOT, PURELIB_ROOT):
         return set()
-    return {entry.provider for entry in manifest.files if entry.provider != UNKNOWN_PROVIDER}
+    return {
+        entry.provider for entry in manifest.files if entry.provider not in (UNKNOWN_PROVIDER, LOCAL_PROVIDER)
+    }

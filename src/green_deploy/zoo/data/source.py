@@ -3,18 +3,23 @@
 Finding (``scan``) runs only when a manifest is frozen; building (``build``) sees only the bytes
 of files the manifest lists, already checked against their hashes. A new dataset is a new
 module exposing ``SOURCE``, not a new branch in the loader.
+
+A source over a user's own files (``UserDataSource``) names its manifest and root from its
+settings, so several such datasets coexist; ``manifest_name`` and ``root_of`` fall back to
+``source.name`` and ``source.root`` for the built-in sources.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from green_deploy.errors import DatasetSourceError
 from green_deploy.zoo.data.base import RawDataset
-from green_deploy.zoo.data.manifest import freeze_command
+from green_deploy.zoo.data.manifest import default_manifest_dir, freeze_command
 
 
 class DatasetSource(Protocol):
@@ -56,7 +61,50 @@ class DatasetSource(Protocol):
         ...
 
 
-def require_covered(source: DatasetSource, frozen: Mapping[str, Any], settings: Any) -> None:
+@runtime_checkable
+class UserDataSource(Protocol):
+    """A source over a user's own files, which differ per settings (a path), unlike the system's.
+
+    Its manifest is named per settings (several own datasets coexist), its root is the data's
+    absolute directory, its files come from no package, and the first load freezes the manifest
+    (there is no committed one to start from).
+    """
+
+    def manifest_name(self, settings: Any) -> str:
+        """The manifest's file stem for these settings (letters, digits, ``_`` and ``-``)."""
+        ...
+
+    def root_for(self, settings: Any) -> str:
+        """The absolute directory the data's files are relative to.
+
+        Raises:
+            DatasetSourceError: the data the settings name does not exist.
+        """
+        ...
+
+
+def manifest_name(source: DatasetSource, settings: Any) -> str:
+    """The manifest's file stem: per settings for a ``UserDataSource``, else the source's name."""
+    return source.manifest_name(settings) if isinstance(source, UserDataSource) else source.name
+
+
+def root_of(source: DatasetSource, settings: Any) -> str:
+    """The manifest root: per settings for a ``UserDataSource``, else the source's own."""
+    return source.root_for(settings) if isinstance(source, UserDataSource) else source.root
+
+
+def refreeze_command(source: DatasetSource, settings: Any, manifest_dir: Path | None = None) -> str:
+    """The exact command that refreezes the manifest ``settings`` read: a ``UserDataSource``'s
+    names its settings and folder (its manifest depends on them); a built-in source's, its name."""
+    if not isinstance(source, UserDataSource):
+        return freeze_command(source.name)
+    folder = Path(os.path.abspath(manifest_dir or default_manifest_dir()))  # runs from any directory
+    return freeze_command(source.name, source.scan_settings(settings), folder)
+
+
+def require_covered(
+    source: DatasetSource, frozen: Mapping[str, Any], settings: Any, manifest_dir: Path | None = None
+) -> None:
     """Check the frozen file set holds every file ``settings`` need.
 
     Raises:
@@ -77,9 +125,14 @@ def require_covered(source: DatasetSource, frozen: Mapping[str, Any], settings: 
         elif value != frozen[key]:
             problems.append(f"{key}={value!r} differs from the frozen {frozen[key]!r}")
     if problems:
+        command = (
+            refreeze_command(source, settings, manifest_dir)
+            if isinstance(source, UserDataSource)
+            else f"{freeze_command(source.name)} --settings '<json>'"
+        )
         raise DatasetSourceError(
             f"dataset {source.name!r}: the manifest was frozen for other settings ({'; '.join(problems)}). "
-            f"Refreeze with these settings: {freeze_command(source.name)} --settings '<json>'"
+            f"Refreeze with these settings: {command}"
         )
 
 
