@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
 from green_deploy.errors import ConfigError
@@ -25,6 +25,13 @@ def parse_settings(settings_class: type[_Settings], raw: Mapping[str, Any] | Non
     unknown = sorted(set(raw) - set(declared))
     if unknown:
         raise ConfigError(f"{where}: unknown setting(s) {unknown}; known: {sorted(declared)}")
+    missing = sorted(
+        name
+        for name, f in declared.items()
+        if name not in raw and f.default is MISSING and f.default_factory is MISSING
+    )
+    if missing:
+        raise ConfigError(f"{where}: missing setting(s) {missing}")
     values = {
         key: _coerce(f"{where}: setting {key!r}", str(declared[key].type), value)
         for key, value in raw.items()

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NAME = "huggingface"
+HEADS = ("auto", "present", "new")
+POOLINGS = ("mean", "cls")
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,16 @@ class HuggingFaceSettings:
 
     path: str
     max_length: int = 128
-    head: Literal["auto", "present", "new"] = "auto"
-    pooling: Literal["mean", "cls"] = "mean"
+    head: str = "auto"
+    pooling: str = "mean"
 
     def __post_init__(self) -> None:
         length = self.max_length
         if isinstance(length, bool) or not isinstance(length, int) or length < 2:
             raise ConfigError(f"huggingface max_length must be an integer >= 2; got {length!r}")
+        for key, value, allowed in (("head", self.head, HEADS), ("pooling", self.pooling, POOLINGS)):
+            if value not in allowed:
+                raise ConfigError(f"huggingface {key} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def model_folder(path: str) -> Path:
