@@ -154,7 +154,7 @@ def test_the_tradeoff_report_draws_its_front_and_says_rq12_has_one_framework(stu
             },
             r"label_column 'stars' is not a column .*reviews.csv; its columns: \['review', 'sentiment'\]",
         ),
-        ({"architecture": {"path": str(model_dir()), "head": "present"}}, "no sequence-classification head"),
+        ({"architecture": {"path": str(model_dir()), "head": "present"}}, "no text-classification head"),
         ({"family": "transformers"}, "unknown architecture family 'transformers'"),
     ],
 )

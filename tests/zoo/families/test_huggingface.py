@@ -62,7 +62,7 @@ def test_an_encoder_gets_a_new_head_on_pooled_states():
     cls = FAMILY.build_torch({**arch, "pooling": "cls"}, 4)
     assert mean.head.in_features == 384 and mean.head.out_features == 4
     assert _logits(mean, arch).shape == _logits(cls, arch).shape == (3, 4)
-    with pytest.raises(ConfigError, match="no sequence-classification head"):
+    with pytest.raises(ConfigError, match="no text-classification head"):
         FAMILY.build_torch({**arch, "head": "present"}, 4)
 
 
@@ -98,3 +98,52 @@ def test_bad_architecture_settings_are_named(arch, error, message):
 def test_a_folder_without_a_config_is_named(tmp_path):
     with pytest.raises(ModelNotFoundError, match="holds no config.json"):
         FAMILY.encode(["x"], {"path": str(tmp_path)})
+
+
+@pytest.fixture(scope="module")
+def vision_folder(tmp_path_factory):
+    """A small ViT image classifier (3 labels, random weights) with its image processor."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    folder = tmp_path_factory.mktemp("vit")
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, num_labels=3,
+    )  # fmt: skip
+    ViTForImageClassification(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def test_an_image_folder_reads_images_through_its_processor(vision_folder):
+    from transformers import AutoModelForImageClassification, ViTImageProcessor
+
+    arch = {"path": str(vision_folder)}
+    images = np.random.default_rng(0).integers(
+        0, 256, (4, 28, 28), dtype=np.uint8
+    )  # grayscale, as files gives
+    pixels = FAMILY.encode(images, arch)
+    assert pixels.shape == (4, 3, 32, 32) and pixels.dtype == np.float32
+    rgb = [np.repeat(image[..., None], 3, axis=-1) for image in images]
+    np.testing.assert_allclose(
+        pixels, ViTImageProcessor.from_pretrained(vision_folder)(rgb, return_tensors="np")["pixel_values"]
+    )
+    model = FAMILY.build_torch(arch, 3)
+    assert type(model).__name__ == "ImageClassifier"
+    reference = AutoModelForImageClassification.from_pretrained(str(vision_folder)).eval()
+    with torch.inference_mode():
+        expected = reference(pixel_values=torch.as_tensor(pixels)).logits.numpy()
+        np.testing.assert_allclose(model(torch.as_tensor(pixels)).numpy(), expected, atol=1e-5)
+
+
+def test_an_image_model_gets_a_new_head_for_other_classes_and_loads_back(vision_folder, tmp_path):
+    arch = {"path": str(vision_folder)}
+    model = FAMILY.build_torch(arch, 5)
+    assert type(model).__name__ == "BackboneHead" and model.head.in_features == 64
+    pixels = torch.as_tensor(FAMILY.encode(np.zeros((2, 28, 28), np.uint8), arch))
+    artifacts.save_torch_model(model, "huggingface", arch, 5, tmp_path)
+    with torch.inference_mode():
+        np.testing.assert_array_equal(
+            artifacts.load_torch_model(tmp_path)(pixels).numpy(), model(pixels).numpy()
+        )

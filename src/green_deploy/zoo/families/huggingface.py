@@ -1,5 +1,5 @@
-"""A user's own Hugging Face text model: a folder in the hub's layout (``config.json``, weights,
-tokenizer files), loaded offline as it is.
+"""A user's own Hugging Face classifier: a folder in the hub's layout (``config.json``, weights,
+tokenizer or image processor files), loaded offline as it is; it reads texts or images.
 
 A folder with a sequence-classification head whose width matches the dataset's classes is used
 with that head (``head: auto`` or ``present``); any other encoder is mean-pooled over its
@@ -92,15 +92,42 @@ def _tokenizer(folder: Path) -> Any:
     return tokenizer
 
 
+# The Auto class head a folder's ``architectures`` names, by what the model reads
+HEAD_SUFFIXES = {"text": "ForSequenceClassification", "image": "ForImageClassification"}
+
+
+def modality(folder: Path) -> str:
+    """``image`` for a folder with an image processor and no tokenizer, else ``text``."""
+    if (folder / "preprocessor_config.json").is_file() and not (folder / "tokenizer_config.json").is_file():
+        return "image"
+    return "text"
+
+
+@functools.cache
+def _image_processor(folder: Path) -> Any:
+    from transformers import AutoImageProcessor
+
+    try:
+        return AutoImageProcessor.from_pretrained(str(folder))
+    except (OSError, ValueError) as error:
+        raise ModelNotFoundError(f"{folder}: no image processor loads from this folder ({error})") from error
+
+
 def has_classification_head(folder: Path) -> bool:
-    """Whether the folder's weights include a sequence-classification head."""
-    return any(
-        name.endswith("ForSequenceClassification") for name in _config(folder).get("architectures") or ()
-    )
+    """Whether the folder's weights include a classification head for what it reads."""
+    suffix = HEAD_SUFFIXES[modality(folder)]
+    return any(name.endswith(suffix) for name in _config(folder).get("architectures") or ())
+
+
+def _as_rgb_images(examples: Sequence[Any] | np.ndarray) -> list[np.ndarray]:
+    """uint8 images (H, W) or (H, W, 3), as the files dataset gives them, to RGB (H, W, 3)."""
+    images = [np.asarray(image, dtype=np.uint8) for image in examples]
+    return [np.repeat(image[..., np.newaxis], 3, axis=-1) if image.ndim == 2 else image for image in images]
 
 
 class HuggingFaceFamily:
-    """A text classifier from a Hugging Face folder: its own head, or a new one on pooled states."""
+    """A text or image classifier from a Hugging Face folder: its own head, or a new one on pooled
+    states. What it reads follows the folder: a tokenizer (texts) or an image processor (images)."""
 
     name = NAME
     frameworks = ("torch",)
@@ -117,7 +144,7 @@ class HuggingFaceFamily:
         if s.head == "present":
             if not present:
                 raise ConfigError(
-                    f"architecture.head is 'present' but {folder} has no sequence-classification head "
+                    f"architecture.head is 'present' but {folder} has no {modality(folder)}-classification head "
                     f"(architectures: {_config(folder).get('architectures')}); set head: new (or auto) to train one"
                 )
             if width != n_outputs:
@@ -128,9 +155,14 @@ class HuggingFaceFamily:
         return s.head != "new" and present and width == n_outputs
 
     def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
-        """Strings to int64 token ids (N, max_length), truncated and padded by the folder's tokenizer."""
+        """Texts to int64 token ids (N, max_length), truncated and padded by the folder's tokenizer;
+        images to the float32 pixel values (N, 3, H, W) its image processor makes."""
         s = self.settings(arch)
-        tokens = _tokenizer(model_folder(s.path))(
+        folder = model_folder(s.path)
+        if modality(folder) == "image":
+            pixels = _image_processor(folder)(_as_rgb_images(examples), return_tensors="np")["pixel_values"]
+            return np.asarray(pixels, dtype=np.float32)
+        tokens = _tokenizer(folder)(
             [str(text) for text in examples],
             padding="max_length",
             truncation=True,
@@ -145,6 +177,8 @@ class HuggingFaceFamily:
         folder = model_folder(s.path)
         if n_outputs < 1:
             raise ConfigError(f"huggingface models classify here; got {n_outputs} classes")
+        if modality(folder) == "image":
+            return self._image_classifier(folder, arch, n_outputs)
         pad_id = int(_tokenizer(folder).pad_token_id)
         import torch
         from torch import nn
@@ -168,6 +202,28 @@ class HuggingFaceFamily:
         head = nn.Linear(encoder.config.hidden_size, n_outputs)
         logger.info("%s: a new %d-class head on %s-pooled states", folder, n_outputs, s.pooling)
         return BackboneHead(backbone, head).eval()
+
+    def _image_classifier(self, folder: Path, arch: Mapping[str, Any], n_outputs: int) -> torch.nn.Module:
+        import torch
+        from torch import nn
+        from transformers import AutoModel, AutoModelForImageClassification
+
+        from green_deploy.zoo.families.torch_models import BackboneHead, ImageClassifier, PooledImageEncoder
+
+        if self.uses_folder_head(arch, n_outputs):
+            classifier = AutoModelForImageClassification.from_pretrained(str(folder), dtype=torch.float32)
+            logger.info("%s: its own image-classification head (%d outputs)", folder, n_outputs)
+            return ImageClassifier(classifier).eval()
+        encoder = AutoModel.from_pretrained(str(folder), dtype=torch.float32)
+        pooler = getattr(encoder, "pooler", None)
+        if pooler is not None and any(True for _ in pooler.parameters()):
+            encoder.pooler = None  # a learned pooler a classifier's checkpoint lacks: states are averaged
+        backbone = PooledImageEncoder(encoder).eval()
+        example = self.encode([np.zeros((8, 8), np.uint8)], arch)
+        with torch.inference_mode():
+            width = backbone(torch.as_tensor(example)).shape[-1]
+        logger.info("%s: a new %d-class head on %d pooled image features", folder, n_outputs, width)
+        return BackboneHead(backbone, nn.Linear(width, n_outputs)).eval()
 
 
 FAMILY = HuggingFaceFamily()

@@ -253,3 +253,31 @@ class TokenClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.classifier(input_ids=input_ids, attention_mask=(input_ids != self.pad_id).long()).logits
+
+
+class ImageClassifier(nn.Module):
+    """Pixel values (N, 3, H, W) to a Hugging Face image classifier's logits (N, classes)."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.classifier(pixel_values=pixel_values).logits
+
+
+class PooledImageEncoder(nn.Module):
+    """Pixel values through a Hugging Face vision encoder to one vector per image (N, D): its
+    pooled output where it has one, else its last states averaged over tokens or positions."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(pixel_values=pixel_values)
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is not None:
+            return pooled.flatten(1)
+        hidden = out.last_hidden_state
+        return hidden.mean(dim=1) if hidden.ndim == 3 else hidden.mean(dim=(2, 3))
