@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from green_deploy.errors import ArtifactError
+from green_deploy.errors import ArtifactError, ConfigError
 from green_deploy.zoo import artifacts
 from green_deploy.zoo.data import RawDataset, load_dataset
 from green_deploy.zoo.families import Family, get_family
@@ -246,6 +246,11 @@ def build_zoo_model(
         return cached
 
     family = get_family(entry.family)
+    if entry.training.mode not in family.training_modes:
+        raise ConfigError(
+            f"zoo.models.{entry.model_id}.training.mode is {entry.training.mode!r}, but a {entry.family} model can "
+            f"take {', '.join(family.training_modes)}; set training: {{mode: {family.training_modes[0]}}}"
+        )
     data = prepare_task_data(entry, raw, family)
     if cached is not None:
         logger.info(

@@ -16,6 +16,7 @@ _MODULES = {
     "ngram_bag": "green_deploy.zoo.families.ngram_bag",
     "byte_transformer_lm": "green_deploy.zoo.families.byte_transformer_lm",
     "huggingface": "green_deploy.zoo.families.huggingface",
+    "torch_export": "green_deploy.zoo.families.torch_export",
 }
 
 

@@ -34,10 +34,13 @@ class Family(Protocol):
 
     ``frameworks``: the models the family builds (``TWIN_FRAMEWORKS``, or ``("torch",)`` for a
     user's own model, which has no twin: ``build_keras`` and ``port_weights`` are never called).
+    ``training_modes``: the ``training.mode`` values its models can take (``TRAINING_MODES``; an
+    exported program only ``none``).
     """
 
     name: str
     frameworks: tuple[str, ...]
+    training_modes: tuple[str, ...]
 
     def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
         """Raw examples (images, strings or bytes) to the PyTorch model's input array."""

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from green_deploy.zoo.families.base import TWIN_FRAMEWORKS, parse_architecture
+from green_deploy.zoo.spec import TRAINING_MODES
 
 VOCAB = 257  # 256 byte values shifted by one, and padding
 
@@ -38,6 +39,7 @@ def left_padded_bytes(texts: Sequence[str], max_length: int) -> np.ndarray:
 class ByteLSTMFamily:
     name = "byte_lstm"
     frameworks = TWIN_FRAMEWORKS
+    training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> ByteLSTMSettings:
         return parse_architecture(ByteLSTMSettings, arch, self.name)

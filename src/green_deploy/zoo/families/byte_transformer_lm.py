@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from green_deploy.zoo.families.base import TWIN_FRAMEWORKS, parse_architecture
+from green_deploy.zoo.spec import TRAINING_MODES
 
 VOCAB = 256
 
@@ -42,6 +43,7 @@ def byte_windows(texts: Sequence[bytes], length: int) -> np.ndarray:
 class ByteTransformerLMFamily:
     name = "byte_transformer_lm"
     frameworks = TWIN_FRAMEWORKS
+    training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> ByteLMSettings:
         return parse_architecture(ByteLMSettings, arch, self.name)

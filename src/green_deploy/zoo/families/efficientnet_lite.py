@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from green_deploy.errors import ConfigError, ModelNotFoundError
-from green_deploy.zoo.families.base import TWIN_FRAMEWORKS, images_to_unit_float, parse_architecture
+from green_deploy.zoo.families.base import (
+    TWIN_FRAMEWORKS,
+    images_to_unit_float,
+    parse_architecture,
+)
+from green_deploy.zoo.spec import TRAINING_MODES
 
 if TYPE_CHECKING:
     import tf_keras
@@ -162,6 +167,7 @@ class EfficientNetLiteFamily:
 
     name = "efficientnet_lite"
     frameworks = TWIN_FRAMEWORKS
+    training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> EfficientNetLiteSettings:
         """Typed, validated ``arch``; unknown keys and bad values raise ``ConfigError``."""

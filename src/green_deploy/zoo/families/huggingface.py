@@ -23,6 +23,7 @@ import numpy as np
 
 from green_deploy.errors import ConfigError, ModelNotFoundError
 from green_deploy.zoo.families.base import parse_architecture
+from green_deploy.zoo.spec import TRAINING_MODES
 
 if TYPE_CHECKING:
     import torch
@@ -80,7 +81,7 @@ def _config(folder: Path) -> dict[str, Any]:
 
 
 @functools.cache
-def _tokenizer(folder: Path) -> Any:
+def tokenizer_of(folder: Path) -> Any:
     from transformers import AutoTokenizer
 
     try:
@@ -131,6 +132,7 @@ class HuggingFaceFamily:
 
     name = NAME
     frameworks = ("torch",)
+    training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> HuggingFaceSettings:
         return parse_architecture(HuggingFaceSettings, arch, self.name)
@@ -162,7 +164,7 @@ class HuggingFaceFamily:
         if modality(folder) == "image":
             pixels = _image_processor(folder)(_as_rgb_images(examples), return_tensors="np")["pixel_values"]
             return np.asarray(pixels, dtype=np.float32)
-        tokens = _tokenizer(folder)(
+        tokens = tokenizer_of(folder)(
             [str(text) for text in examples],
             padding="max_length",
             truncation=True,
@@ -179,7 +181,7 @@ class HuggingFaceFamily:
             raise ConfigError(f"huggingface models classify here; got {n_outputs} classes")
         if modality(folder) == "image":
             return self._image_classifier(folder, arch, n_outputs)
-        pad_id = int(_tokenizer(folder).pad_token_id)
+        pad_id = int(tokenizer_of(folder).pad_token_id)
         import torch
         from torch import nn
         from transformers import AutoModel, AutoModelForSequenceClassification

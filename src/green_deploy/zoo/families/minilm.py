@@ -24,6 +24,7 @@ import numpy as np
 
 from green_deploy.errors import ArtifactError, ConfigError, ModelNotFoundError
 from green_deploy.zoo.families.base import TWIN_FRAMEWORKS, parse_architecture
+from green_deploy.zoo.spec import TRAINING_MODES
 
 if TYPE_CHECKING:
     import tf_keras
@@ -91,6 +92,7 @@ class MiniLMFamily:
 
     name = "minilm"
     frameworks = TWIN_FRAMEWORKS
+    training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> MiniLMSettings:
         """Typed, validated ``arch``; unknown keys and bad values raise ``ConfigError``."""

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from green_deploy.zoo.families.base import TWIN_FRAMEWORKS, parse_architecture
+from green_deploy.zoo.spec import TRAINING_MODES
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier: spreads nearby values apart
 
@@ -50,6 +51,7 @@ def hashed_ngrams(texts: Sequence[str], sizes: Sequence[int], max_bytes: int, n_
 class NgramBagFamily:
     name = "ngram_bag"
     frameworks = TWIN_FRAMEWORKS
+    training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> NgramBagSettings:
         return parse_architecture(NgramBagSettings, arch, self.name)

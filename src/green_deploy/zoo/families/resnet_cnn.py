@@ -12,7 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from green_deploy.zoo.families.base import TWIN_FRAMEWORKS, images_to_unit_float, parse_architecture
+from green_deploy.zoo.families.base import (
+    TWIN_FRAMEWORKS,
+    images_to_unit_float,
+    parse_architecture,
+)
+from green_deploy.zoo.spec import TRAINING_MODES
 
 BATCH_NORM_EPS = 1e-5
 
@@ -27,6 +32,7 @@ class ResNetSettings:
 class ResNetCNNFamily:
     name = "resnet_cnn"
     frameworks = TWIN_FRAMEWORKS
+    training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> ResNetSettings:
         return parse_architecture(ResNetSettings, arch, self.name)

@@ -281,3 +281,19 @@ class PooledImageEncoder(nn.Module):
             return pooled.flatten(1)
         hidden = out.last_hidden_state
         return hidden.mean(dim=1) if hidden.ndim == 3 else hidden.mean(dim=(2, 3))
+
+
+class ExportedProgramModule(nn.Module):
+    """The module a ``torch.export`` program unlifts to, as a plain module: its train/eval mode was
+    fixed when it was exported (the unlifted module refuses ``eval()``), so switching it is a no-op."""
+
+    def __init__(self, program: nn.Module):
+        super().__init__()
+        self.program = program
+
+    def train(self, mode: bool = True) -> ExportedProgramModule:
+        self.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.program(x)

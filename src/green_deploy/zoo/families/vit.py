@@ -12,7 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from green_deploy.zoo.families.base import TWIN_FRAMEWORKS, images_to_unit_float, parse_architecture
+from green_deploy.zoo.families.base import (
+    TWIN_FRAMEWORKS,
+    images_to_unit_float,
+    parse_architecture,
+)
+from green_deploy.zoo.spec import TRAINING_MODES
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class ViTSettings:
 class ViTFamily:
     name = "vit"
     frameworks = TWIN_FRAMEWORKS
+    training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> ViTSettings:
         return parse_architecture(ViTSettings, arch, self.name)

@@ -1,0 +1,138 @@
+"""A user's own exported PyTorch program (``torch.export.save``, a ``.pt2`` file), used as it is.
+
+The program is loaded with ``torch.export.load`` and run as the module it unlifts to; its weights
+are saved and reloaded through safetensors as every PyTorch model here is. It reads images (the
+zoo's layout: float32 NCHW in [0, 1]) or, with ``tokenizer`` naming a Hugging Face folder, texts
+as token ids. Its outputs are its logits: their width must equal the dataset's classes, and the
+batch dimension must have been exported dynamic (``torch.export.Dim``), since the study feeds
+batches of many sizes. Exported programs carry no training graph: ``training.mode`` is ``none``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from green_deploy.errors import ArtifactError, ConfigError, ModelNotFoundError
+from green_deploy.zoo.families.base import images_to_unit_float, parse_architecture
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+NAME = "torch_export"
+INPUTS = ("image", "text")
+
+
+@dataclass(frozen=True)
+class TorchExportSettings:
+    """The ``architecture`` keys of an exported program.
+
+    Attributes:
+        path: the ``.pt2`` file (relative paths are relative to the project root).
+        input: ``image`` (uint8 images to float32 NCHW in [0, 1]) or ``text`` (token ids).
+        tokenizer: the Hugging Face folder whose tokenizer makes the token ids (``text`` only).
+        max_length: tokens per text, truncated and padded to it.
+    """
+
+    path: str
+    input: str = "image"
+    tokenizer: str | None = None
+    max_length: int = 128
+
+    def __post_init__(self) -> None:
+        if self.input not in INPUTS:
+            raise ConfigError(f"torch_export input must be one of {', '.join(INPUTS)}; got {self.input!r}")
+        if self.input == "text" and not self.tokenizer:
+            raise ConfigError(
+                "torch_export input text needs tokenizer: the Hugging Face folder of its tokenizer"
+            )
+
+
+@functools.cache
+def _program(path: Path) -> Any:
+    """The exported program in ``path``, loaded once per process."""
+    import torch
+
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"exported program {path.resolve()} does not exist; set architecture.path to a file written by "
+            "torch.export.save(torch.export.export(model, example, dynamic_shapes=...), path)"
+        )
+    try:
+        return torch.export.load(str(path))
+    except Exception as error:  # a damaged archive raises zipfile, pickle or runtime errors
+        raise ArtifactError(f"{path} is not a readable torch.export program ({error})") from error
+
+
+class TorchExportFamily:
+    """An exported PyTorch program, used as it is (no twin, no training)."""
+
+    name = NAME
+    frameworks = ("torch",)
+    training_modes = ("none",)
+
+    def settings(self, arch: Mapping[str, Any]) -> TorchExportSettings:
+        return parse_architecture(TorchExportSettings, arch, self.name)
+
+    def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
+        """Images to float32 NCHW in [0, 1] (grayscale gets one channel), or texts to int64 token ids."""
+        s = self.settings(arch)
+        if s.input == "text":
+            from green_deploy.zoo.families.huggingface import model_folder, tokenizer_of
+
+            tokens = tokenizer_of(model_folder(str(s.tokenizer)))(
+                [str(text) for text in examples],
+                padding="max_length",
+                truncation=True,
+                max_length=s.max_length,
+                return_tensors="np",
+            )
+            return np.asarray(tokens["input_ids"], dtype=np.int64)
+        images = np.asarray(examples)
+        if images.ndim == 4:  # RGB (N, H, W, 3)
+            return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+        return images_to_unit_float(images)
+
+    def build_torch(self, arch: Mapping[str, Any], n_outputs: int) -> torch.nn.Module:
+        """The program's module, checked on two example rows: it takes a batch of another size than
+        it was exported with, and gives ``n_outputs`` logits per row."""
+        s = self.settings(arch)
+        program = _program(Path(s.path).expanduser())
+        import torch
+
+        from green_deploy.zoo.families.torch_models import ExportedProgramModule
+
+        module = ExportedProgramModule(program.module())
+        args, _ = program.example_inputs
+        if len(args) != 1 or not isinstance(args[0], torch.Tensor):
+            raise ConfigError(
+                f"{s.path}: the program must take one tensor (the batch); it takes {len(args)} inputs"
+            )
+        example = args[0][:1].expand(2, *args[0].shape[1:]).clone()
+        try:
+            with torch.inference_mode():
+                outputs = module(example)
+        except Exception as error:
+            raise ConfigError(
+                f"{s.path} does not take a batch of 2 ({str(error).splitlines()[0][:200]}); export it with a dynamic "
+                'batch dimension: dynamic_shapes=({0: torch.export.Dim("batch")},)'
+            ) from error
+        if not isinstance(outputs, torch.Tensor) or outputs.shape != (2, n_outputs):
+            shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+            raise ConfigError(
+                f"{s.path} gives outputs of shape {shape} for 2 rows, but the dataset has {n_outputs} classes: the "
+                f"program must return logits of shape (batch, {n_outputs})"
+            )
+        logger.info("%s: an exported program, %d classes", s.path, n_outputs)
+        return module
+
+
+FAMILY = TorchExportFamily()
