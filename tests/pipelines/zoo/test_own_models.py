@@ -69,7 +69,13 @@ def _edit(path: Path, change) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def own_project(root: Path, entry: dict) -> Path:
+def own_project(
+    root: Path,
+    entry: dict,
+    model_id: str = MODEL_ID,
+    variants: list[str] = VARIANTS,
+    measured: list[str] = MEASURED,
+) -> Path:
     """A copy of the project whose only model is ``entry`` (the tiny configuration otherwise)."""
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy(PROJECT / name, root / name)
@@ -77,14 +83,14 @@ def own_project(root: Path, entry: dict) -> Path:
     shutil.copytree(PROJECT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (root / "conf/local").mkdir()
     write_reviews(root / "data/01_raw/reviews.csv")
-    _edit(root / "conf/base/parameters_zoo.yml", lambda d: d["zoo"].update(models={MODEL_ID: entry}))
+    _edit(root / "conf/base/parameters_zoo.yml", lambda d: d["zoo"].update(models={model_id: entry}))
     _edit(root / "conf/test/parameters_zoo.yml", lambda d: d["zoo"].update(models={}))
     _edit(
-        root / "conf/test/parameters_optimize.yml", lambda d: d["optimize"].update(plan=None, only=VARIANTS)
+        root / "conf/test/parameters_optimize.yml", lambda d: d["optimize"].update(plan=None, only=variants)
     )
     _edit(
         root / "conf/test/parameters_evaluate.yml",
-        lambda d: d["evaluate"].update(models=[MODEL_ID], variants=MEASURED, batch_sizes=[1]),
+        lambda d: d["evaluate"].update(models=[model_id], variants=measured, batch_sizes=[1]),
     )
     return root
 
@@ -160,6 +166,82 @@ def test_the_tradeoff_report_draws_its_front_and_says_rq12_has_one_framework(stu
 )
 def test_bad_input_names_the_entry_and_the_fix(tmp_path, changes, message):
     root = own_project(tmp_path, own_entry(**changes))
+    result = kedro(root, "run", "--pipeline=zoo")
+    assert result.returncode != 0
+    assert re.search(message, result.stdout + result.stderr), result.stdout[-2000:] + result.stderr[-2000:]
+
+
+EXPORTED_VARIANTS = ["pt_fp16", "pt_static_int8", "pt_dynamic_int8", "pt_onnx_dynamic_int8"]
+EXPORTED_MEASURED = ["torch_baseline", "pt_fp16", "pt_static_int8", "pt_onnx_dynamic_int8"]
+
+
+def export_cnn(path: Path, dynamic_batch: bool = True) -> None:
+    """A CNN of the zoo's resnet_cnn family exported with torch.export, as a user saves a program."""
+    import torch
+
+    from green_deploy.zoo.families import get_family
+
+    torch.manual_seed(0)
+    model = get_family("resnet_cnn").build_torch({}, 10).eval()
+    shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.export.save(torch.export.export(model, (torch.rand(4, 1, 28, 28),), dynamic_shapes=shapes), path)
+
+
+def exported_entry(**changes) -> dict:
+    entry = {
+        "domain": "cv",
+        "family": "torch_export",
+        "source": "a resnet_cnn exported with torch.export",
+        "task": "classification",
+        "dataset": "fashion_mnist",
+        "metric": "accuracy",
+        "architecture": {"path": "data/01_raw/cnn.pt2"},
+        "training": {"mode": "none"},
+    }
+    return {**entry, **changes}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exported")
+    own_project(root, exported_entry(), "own_cnn", EXPORTED_VARIANTS, EXPORTED_MEASURED)
+    export_cnn(root / "data/01_raw/cnn.pt2")
+    for pipeline in ("zoo", "optimize", "evaluate", "tradeoff"):
+        run(root, pipeline)
+    return root
+
+
+def test_an_exported_program_is_optimized_where_it_can_be_and_measured(exported):
+    variants = pd.read_parquet(exported / "data/07_model_output/variants.parquet").set_index("variant_id")
+    assert (variants.loc[EXPORTED_MEASURED, "status"] == "ok").all()
+    # an exported program calls aten ops, not nn.Linear modules: module swaps do not apply, and say so
+    assert variants.loc["pt_dynamic_int8", "status"] == "not_applicable"
+    assert "no nn.Linear layer" in variants.loc["pt_dynamic_int8", "reason"]
+    results = pd.read_parquet(exported / "data/07_model_output/evaluation_results.parquet")
+    assert sorted(results.variant_id) == sorted(EXPORTED_MEASURED) and (results.energy_per_item_j > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("changes", "export", "message"),
+    [
+        ({}, {"dynamic_batch": False}, r"does not take a batch of 2 .*dynamic_shapes"),
+        (
+            {"dataset": "fortunes"},
+            {},
+            r"cnn.pt2 reads images, but the dataset gives texts; set architecture.input",
+        ),
+        (
+            {"training": {"mode": "scratch"}},
+            {},
+            r"training.mode is 'scratch', but a torch_export model can take none",
+        ),
+        ({"architecture": {"path": "data/01_raw/missing.pt2"}}, {}, r"missing.pt2 does not exist"),
+    ],
+)
+def test_a_bad_exported_program_names_the_fix(tmp_path, changes, export, message):
+    root = own_project(tmp_path, exported_entry(**changes), "own_cnn", EXPORTED_VARIANTS, EXPORTED_MEASURED)
+    export_cnn(root / "data/01_raw/cnn.pt2", **export)
     result = kedro(root, "run", "--pipeline=zoo")
     assert result.returncode != 0
     assert re.search(message, result.stdout + result.stderr), result.stdout[-2000:] + result.stderr[-2000:]

@@ -73,6 +73,17 @@ def parse_architecture(settings_class: type[_Settings], arch: Mapping[str, Any],
     return parse_settings(settings_class, arch, f"family {family!r}")
 
 
+def require_examples(examples: Sequence[Any] | np.ndarray, reads: str, where: str, fix: str) -> None:
+    """Refuse examples of the other kind than a model ``reads`` (``text`` or ``image``): texts fed to
+    an image model would fail deep in a conversion, with the text as the message."""
+    first = examples[0] if len(examples) else None
+    given = "text" if isinstance(first, str | bytes) else "image"
+    if first is not None and given != reads:
+        from green_deploy.errors import ConfigError
+
+        raise ConfigError(f"{where} reads {reads}s, but the dataset gives {given}s; {fix}")
+
+
 def images_to_unit_float(images: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W) images to float32 (N, 1, H, W) in [0, 1]: the CV families' input."""
     return (np.asarray(images, dtype=np.float32) / 255.0)[:, np.newaxis, :, :]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from green_deploy.errors import ConfigError, ModelNotFoundError
-from green_deploy.zoo.families.base import parse_architecture
+from green_deploy.zoo.families.base import parse_architecture, require_examples
 from green_deploy.zoo.spec import TRAINING_MODES
 
 if TYPE_CHECKING:
@@ -161,6 +161,12 @@ class HuggingFaceFamily:
         images to the float32 pixel values (N, 3, H, W) its image processor makes."""
         s = self.settings(arch)
         folder = model_folder(s.path)
+        require_examples(
+            examples,
+            modality(folder),
+            f"the Hugging Face folder {folder}",
+            "pair it with a dataset of that kind (a tokenizer reads texts, an image processor images)",
+        )
         if modality(folder) == "image":
             pixels = _image_processor(folder)(_as_rgb_images(examples), return_tensors="np")["pixel_values"]
             return np.asarray(pixels, dtype=np.float32)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from green_deploy.errors import ArtifactError, ConfigError, ModelNotFoundError
-from green_deploy.zoo.families.base import images_to_unit_float, parse_architecture
+from green_deploy.zoo.families.base import images_to_unit_float, parse_architecture, require_examples
 
 if TYPE_CHECKING:
     import torch
@@ -85,6 +85,12 @@ class TorchExportFamily:
     def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
         """Images to float32 NCHW in [0, 1] (grayscale gets one channel), or texts to int64 token ids."""
         s = self.settings(arch)
+        require_examples(
+            examples,
+            s.input,
+            f"the exported program {s.path}",
+            "set architecture.input (and tokenizer for texts)",
+        )
         if s.input == "text":
             from green_deploy.zoo.families.huggingface import model_folder, tokenizer_of
 
