@@ -72,3 +72,11 @@ def test_texts_need_a_tokenizer_and_images_need_image_input(tmp_path):
         FAMILY.settings({"path": "x.pt2", "input": "text"})
     with pytest.raises(ConfigError, match="reads images, but the dataset gives texts"):
         FAMILY.encode(["a text"], {"path": "x.pt2"})
+
+
+def test_texts_become_token_ids_from_the_named_tokenizer():
+    from green_deploy.zoo.families.minilm import model_dir
+
+    arch = {"path": "x.pt2", "input": "text", "tokenizer": str(model_dir()), "max_length": 8}
+    ids = FAMILY.encode(["The film was superb.", "Awful"], arch)
+    assert ids.dtype == np.int64 and ids.shape == (2, 8) and ids[1, -1] == 0  # padded with [PAD]

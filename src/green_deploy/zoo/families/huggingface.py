@@ -1,11 +1,12 @@
 """A user's own Hugging Face classifier: a folder in the hub's layout (``config.json``, weights,
 tokenizer or image processor files), loaded offline as it is; it reads texts or images.
 
-A folder with a sequence-classification head whose width matches the dataset's classes is used
-with that head (``head: auto`` or ``present``); any other encoder is mean-pooled over its
-non-padding tokens (or its first token, ``pooling: cls``) and gets a new linear head, trained on
-the user's training split with the backbone frozen (``training.mode: head``), as the zoo does for
-its pretrained backbones. There is no Keras twin: an own model is measured in the framework it
+A folder with a sequence- or image-classification head whose width matches the dataset's classes
+is used with that head (``head: auto`` or ``present``); any other encoder is pooled (a text
+encoder's states over its non-padding tokens, or its first token with ``pooling: cls``; an image
+encoder's pooled output or mean state) and gets a new linear head, trained on the user's training
+split with the backbone frozen (``training.mode: head``), as the zoo does for its pretrained
+backbones. There is no Keras twin: an own model is measured in the framework it
 comes in (``frameworks``).
 """
 
@@ -93,6 +94,18 @@ def tokenizer_of(folder: Path) -> Any:
     return tokenizer
 
 
+def encode_texts(folder: Path, texts: Sequence[Any] | np.ndarray, max_length: int) -> np.ndarray:
+    """Texts to int64 token ids (N, max_length), truncated and padded by the folder's tokenizer."""
+    tokens = tokenizer_of(folder)(
+        [str(text) for text in texts],
+        padding="max_length",
+        truncation=True,
+        max_length=max_length,
+        return_tensors="np",
+    )
+    return np.asarray(tokens["input_ids"], dtype=np.int64)
+
+
 # The Auto class head a folder's ``architectures`` names, by what the model reads
 HEAD_SUFFIXES = {"text": "ForSequenceClassification", "image": "ForImageClassification"}
 
@@ -170,14 +183,7 @@ class HuggingFaceFamily:
         if modality(folder) == "image":
             pixels = _image_processor(folder)(_as_rgb_images(examples), return_tensors="np")["pixel_values"]
             return np.asarray(pixels, dtype=np.float32)
-        tokens = tokenizer_of(folder)(
-            [str(text) for text in examples],
-            padding="max_length",
-            truncation=True,
-            max_length=s.max_length,
-            return_tensors="np",
-        )
-        return np.asarray(tokens["input_ids"], dtype=np.int64)
+        return encode_texts(folder, examples, s.max_length)
 
     def build_torch(self, arch: Mapping[str, Any], n_outputs: int) -> torch.nn.Module:
         """The folder's weights as they are, with its own head or a new linear one (eval mode)."""

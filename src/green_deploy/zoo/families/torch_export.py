@@ -92,16 +92,9 @@ class TorchExportFamily:
             "set architecture.input (and tokenizer for texts)",
         )
         if s.input == "text":
-            from green_deploy.zoo.families.huggingface import model_folder, tokenizer_of
+            from green_deploy.zoo.families.huggingface import encode_texts, model_folder
 
-            tokens = tokenizer_of(model_folder(str(s.tokenizer)))(
-                [str(text) for text in examples],
-                padding="max_length",
-                truncation=True,
-                max_length=s.max_length,
-                return_tensors="np",
-            )
-            return np.asarray(tokens["input_ids"], dtype=np.int64)
+            return encode_texts(model_folder(str(s.tokenizer)), examples, s.max_length)
         images = np.asarray(examples)
         if images.ndim == 4:  # RGB (N, H, W, 3)
             return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
