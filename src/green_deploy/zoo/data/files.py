@@ -68,6 +68,7 @@ class FilesSettings:
     max_test: int | None = None
     image_size: int = 28
     grayscale: bool = True
+    classes: tuple[str, ...] | None = None  # the model's output order; None: the labels sorted
 
     def __post_init__(self) -> None:
         require(
@@ -82,6 +83,12 @@ class FilesSettings:
             f"format must be one of auto, {', '.join(FORMATS)}; got {self.format!r} "
             "(auto tells it from the suffix, a folder being an imagefolder)",
         )
+        if self.classes is not None:
+            require(
+                len(self.classes) >= 2 and len(set(self.classes)) == len(self.classes),
+                NAME,
+                f"classes must name each of at least two labels once, in the model's output order; got {list(self.classes)}",
+            )
         for key in ("text_column", "label_column", "split_column"):
             value = getattr(self, key)
             require(value is None or bool(value.strip()), NAME, f"{key} must name a column, got {value!r}")
@@ -467,10 +474,17 @@ class _Files:
         else:
             examples = table_examples(read_table(fmt, files[path.name], path), settings, path)
             what = f"label_column {settings.label_column!r} of {path}"
-        classes = tuple(sorted({example.label for example in examples}))
-        if len(classes) < 2:
+        found = {example.label for example in examples}
+        classes = tuple(sorted(found)) if settings.classes is None else settings.classes
+        unknown = sorted(found - set(classes))
+        if unknown:
+            raise ConfigError(
+                f"dataset {NAME!r}: {what} holds label(s) {unknown[:10]} that classes (the model's output order) "
+                f"does not name: {list(classes)}; add them to classes, or drop those rows"
+            )
+        if len(found) < 2:
             raise DatasetSourceError(
-                f"dataset {NAME!r}: {what} holds a single class {classes[0]!r}; a classifier needs at "
+                f"dataset {NAME!r}: {what} holds a single class {sorted(found)[0]!r}; a classifier needs at "
                 "least two: add examples of another class, or set label_column to the column of labels"
             )
         if settings.split_column is None:
