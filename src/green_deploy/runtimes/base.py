@@ -157,3 +157,23 @@ class Runtime(ABC):
     def use_threads(self, num_threads: int | None) -> None:  # noqa: B027  (most runtimes need nothing)
         """Set the process-wide intra-op threads before a model loads (for runtimes whose thread
         count is process-wide rather than per model; the others take it in ``predictor``)."""
+
+
+class SerializedGraphRuntime(Runtime):
+    """A runtime whose model is one file of bytes converted from a framework's model (an ONNX
+    graph, a TFLite flatbuffer): saved and loaded as the bytes, parsed once on load so a damaged
+    file is named there (``read_checked_bytes``)."""
+
+    model_file: ClassVar[str]
+
+    @staticmethod
+    @abstractmethod
+    def parse(data: bytes) -> Any:
+        """Read the bytes as the runtime will; raises on a damaged file."""
+
+    def save(self, model: Any, folder: Path, config: Mapping[str, Any]) -> list[str]:
+        (folder / self.model_file).write_bytes(model)
+        return [self.model_file]
+
+    def load(self, folder: Path, replay: ReplayStructure = keep_structure) -> bytes:
+        return read_checked_bytes(folder / self.model_file, self.name, self.parse)

@@ -8,21 +8,12 @@ onnxruntime are imported inside the functions.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from green_deploy.runtimes.base import (
-    Predict,
-    ReplayStructure,
-    Runtime,
-    WeightCounts,
-    in_batches,
-    keep_structure,
-    read_checked_bytes,
-)
+from green_deploy.runtimes.base import Predict, SerializedGraphRuntime, WeightCounts, in_batches
 
 ONNX_FILE = "model.onnx"
 INPUT_NAME = "x"
@@ -55,20 +46,20 @@ _QUANTIZATION_PARAMETER_INPUTS: dict[str, tuple[int, ...]] = {
 }
 
 
-class OnnxRuntime(Runtime):
+class OnnxRuntime(SerializedGraphRuntime):
     name = "onnxruntime"
     framework = "torch"
+    model_file = ONNX_FILE
     model_files = ((ONNX_FILE,),)
     converted_from = "pytorch"
     preload_modules = ("onnxruntime",)
     image_packages = ("onnxruntime",)
 
-    def save(self, model: Any, folder: Path, config: Mapping[str, Any]) -> list[str]:
-        (folder / ONNX_FILE).write_bytes(model)
-        return [ONNX_FILE]
+    @staticmethod
+    def parse(data: bytes) -> Any:
+        import onnx
 
-    def load(self, folder: Path, replay: ReplayStructure = keep_structure) -> bytes:
-        return read_checked_bytes(folder / ONNX_FILE, self.name, _parse)
+        return onnx.load_model_from_string(data)
 
     def predictor(
         self, model: Any, num_threads: int | None = None, device: str = "cpu", keras_mode: str = "graph"
@@ -86,12 +77,6 @@ class OnnxRuntime(Runtime):
 
     def serving_path(self, keras_mode: str = "graph") -> str:
         return "ONNX Runtime session"
-
-
-def _parse(data: bytes) -> None:
-    import onnx
-
-    onnx.load_model_from_string(data)
 
 
 @functools.lru_cache(maxsize=4)

@@ -9,21 +9,12 @@ accuracy check would otherwise pay.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from green_deploy.runtimes.base import (
-    Predict,
-    ReplayStructure,
-    Runtime,
-    WeightCounts,
-    in_batches,
-    keep_structure,
-    read_checked_bytes,
-)
+from green_deploy.runtimes.base import Predict, SerializedGraphRuntime, WeightCounts, in_batches
 from green_deploy.zoo.families.base import to_keras_layout
 
 TFLITE_FILE = "model.tflite"
@@ -32,20 +23,18 @@ TFLITE_FILE = "model.tflite"
 _FLOAT_TYPES = (np.float32, np.float16, np.float64)
 
 
-class TfliteRuntime(Runtime):
+class TfliteRuntime(SerializedGraphRuntime):
     name = "tflite"
     framework = "tensorflow"
+    model_file = TFLITE_FILE
     model_files = ((TFLITE_FILE,),)
     converted_from = "keras"
     preload_modules = ("ai_edge_litert.interpreter",)
     image_packages = ("tensorflow",)
 
-    def save(self, model: Any, folder: Path, config: Mapping[str, Any]) -> list[str]:
-        (folder / TFLITE_FILE).write_bytes(model)
-        return [TFLITE_FILE]
-
-    def load(self, folder: Path, replay: ReplayStructure = keep_structure) -> bytes:
-        return read_checked_bytes(folder / TFLITE_FILE, self.name, interpreter)
+    @staticmethod
+    def parse(data: bytes) -> Any:
+        return interpreter(data)
 
     def predictor(
         self, model: Any, num_threads: int | None = None, device: str = "cpu", keras_mode: str = "graph"
