@@ -166,6 +166,10 @@ class SerializedGraphRuntime(Runtime):
 
     model_file: ClassVar[str]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.model_files = ((cls.model_file,),)  # the one file, named once
+
     @staticmethod
     @abstractmethod
     def parse(data: bytes) -> Any:

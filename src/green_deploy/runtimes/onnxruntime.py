@@ -50,7 +50,6 @@ class OnnxRuntime(SerializedGraphRuntime):
     name = "onnxruntime"
     framework = "torch"
     model_file = ONNX_FILE
-    model_files = ((ONNX_FILE,),)
     converted_from = "pytorch"
     preload_modules = ("onnxruntime",)
     image_packages = ("onnxruntime",)
@@ -67,7 +66,7 @@ class OnnxRuntime(SerializedGraphRuntime):
         return lambda x: predict_onnx(model, x, num_threads=num_threads)
 
     def weight_counts(self, folder: Path) -> WeightCounts:
-        stats = onnx_tensor_stats((folder / ONNX_FILE).read_bytes())
+        stats = onnx_tensor_stats((folder / self.model_file).read_bytes())
         return WeightCounts(
             n_parameters=stats["n_parameters"],
             n_nonzero_parameters=stats["n_parameters"] - stats["n_zeros"],

@@ -27,7 +27,6 @@ class TfliteRuntime(SerializedGraphRuntime):
     name = "tflite"
     framework = "tensorflow"
     model_file = TFLITE_FILE
-    model_files = ((TFLITE_FILE,),)
     converted_from = "keras"
     preload_modules = ("ai_edge_litert.interpreter",)
     image_packages = ("tensorflow",)
@@ -42,7 +41,7 @@ class TfliteRuntime(SerializedGraphRuntime):
         return TflitePredictor(model, num_threads)
 
     def weight_counts(self, folder: Path) -> WeightCounts:
-        stats = tflite_tensor_stats((folder / TFLITE_FILE).read_bytes())
+        stats = tflite_tensor_stats((folder / self.model_file).read_bytes())
         # a flatbuffer's constants are counted whole: no matrix/vector split
         return WeightCounts(
             n_parameters=stats["n_parameters"],
