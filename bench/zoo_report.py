@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from green_deploy.zoo.builder import ZooCard
+
 PROJECT = Path(__file__).resolve().parents[1]
 
 
@@ -42,17 +44,18 @@ def main() -> None:
     table = pd.read_parquet(root / "08_reporting/zoo_summary.parquet")
     markdown = (root / "08_reporting/zoo_summary.md").read_text()
     cards = {
-        p.parent.name: json.loads(p.read_text())
+        p.parent.name: ZooCard.from_dict(json.loads(p.read_text())).to_dict()
         for p in sorted((root / "06_models/zoo").glob("*/card.json"))
     }
     extra = []
     for model_id, card in cards.items():
-        secondary = [k for k in card["torch_metrics"] if k != card["metric"]]
+        tests = card["test_metrics"]
+        secondary = [k for k in tests[card["frameworks"][0]] if k != card["metric"]]
         if secondary:
             extra.append(
                 f"- `{model_id}` also: "
                 + ", ".join(
-                    f"{k} = {card['torch_metrics'][k]:.4f} (PyTorch) / {card['keras_metrics'][k]:.4f} (Keras)"
+                    f"{k} = " + " / ".join(f"{values[k]:.4f} ({framework})" for framework, values in tests.items())
                     for k in secondary
                 )
             )

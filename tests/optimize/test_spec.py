@@ -23,7 +23,8 @@ def test_single_technique_and_chains_parse():
     ("raw", "message"),
     [
         ({"framework": "torch", "technique": "pruning"}, "unknown technique"),
-        ({"framework": "torch", "technique": "tflite"}, "match every step"),
+        ({"framework": "torch", "technique": "tflite"}, "must start from it"),
+        ({"framework": "onnx", "technique": "dynamic_int8"}, "must start from it"),
         ({"framework": "jax", "technique": "dynamic_int8"}, "framework"),
         ({"framework": "torch"}, "either technique"),
         ({"framework": "torch", "technique": "dynamic_int8", "setting": {}}, "unknown key"),

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from green_deploy.runtimes import get_runtime
-from green_deploy.runtimes.onnxruntime import ONNX_FILE, _session, onnx_tensor_stats, predict_onnx
+from green_deploy.runtimes.onnxruntime import ONNX_FILE, onnx_tensor_stats, predict_onnx
+from green_deploy.zoo.inference import onnx_session
 
 
 def _int8_matmul_model() -> bytes:
@@ -91,12 +92,12 @@ def test_predict_runs_the_graph_in_batches_and_caches_the_session():
     x = np.random.default_rng(0).random((7, 3)).astype(np.float32)
     expected = x @ ((np.array([[0, 1, 2, 5], [3, 0, 2, -1], [0, 0, 2, 7]]) - [0, 0, 2, 0]) * 0.5)
     expected += np.array([7, 0, 0, 1]) * 0.25
-    hits = _session.cache_info().hits
+    hits = onnx_session.cache_info().hits
     whole = predict_onnx(model, x)
     # ORT fuses DequantizeLinear + MatMul into an int8 MatMul that quantizes x per run: close, not exact
     np.testing.assert_allclose(whole, expected, atol=0.05)
     np.testing.assert_array_equal(predict_onnx(model, x, batch_size=3), whole)
-    assert _session.cache_info().hits >= hits + 1  # the second call reused the session
+    assert onnx_session.cache_info().hits >= hits + 1  # the second call reused the session
     assert predict_onnx(model, x[:0]).shape == (0,)
     with pytest.raises(ValueError, match="batch_size"):
         predict_onnx(model, x, batch_size=0)

@@ -25,8 +25,8 @@ from green_deploy.estimate.horowitz import OperationCosts
 from green_deploy.estimate.predictor import LayerPredictor
 from green_deploy.estimate.theoretical import FitErrors, apply_scales, errors, estimate_model, fit_scales
 from green_deploy.optimize.artifacts import model_folder
-from green_deploy.optimize.runner import BASELINES
 from green_deploy.runtimes import get_runtime
+from green_deploy.zoo.baselines import BASELINES
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,15 @@ def count_variant(
     source_runtime = get_runtime(runtime).converted_from
     if source_runtime is None:
         return count_artifact(model_folder(row), runtime, example)
-    baseline_id = BASELINES[get_runtime(source_runtime).framework]
-    source = next(r for r in rows if r["model_id"] == row["model_id"] and r["variant_id"] == baseline_id)
+    baseline_id = BASELINES[get_runtime(source_runtime).framework].variant_id
+    source = next(
+        (r for r in rows if r["model_id"] == row["model_id"] and r["variant_id"] == baseline_id), None
+    )
+    if source is None:
+        raise UncoveredModelError(
+            f"{row['model_id']}/{row['variant_id']}: the {runtime} graph is not parsed; it is counted on its "
+            f"{baseline_id}, which {row['model_id']} has not (a model given as a {runtime} file)"
+        )
     steps = json.loads(str(row.get("steps") or "[]"))
     quantization = (steps[-1].get("settings") or {}).get("quantization", "none") if steps else "none"
     if quantization not in QUANTIZED_BITS:

@@ -18,17 +18,16 @@ from green_deploy.optimize.base import OptimizedModel
 from green_deploy.optimize.spec import VariantSpec
 from green_deploy.optimize.structure import replay_structure
 from green_deploy.runtimes import get_runtime, pytorch
-
-# A baseline's row points at its zoo model's folder; its runtime loads from this subfolder of it
-BASELINE_FOLDERS = {"torch_baseline": "torch", "tensorflow_baseline": ""}
+from green_deploy.zoo.baselines import baseline_of_variant
 
 
 def model_folder(row: Mapping[str, Any]) -> Path:
     """The folder a variants-table row's runtime loads: the variant's own, or a baseline's within
-    its zoo model's folder."""
+    its zoo model's folder (``zoo.baselines``)."""
     folder = Path(str(row["artifact_dir"]))
-    if row["variant_id"] in BASELINE_FOLDERS and row.get("technique") in (None, "baseline"):
-        return folder / BASELINE_FOLDERS[str(row["variant_id"])]
+    baseline = baseline_of_variant(str(row["variant_id"]))
+    if baseline is not None and row.get("technique") in (None, "baseline"):
+        return folder / baseline.subfolder
     return folder
 
 

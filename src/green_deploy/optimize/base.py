@@ -16,7 +16,7 @@ import numpy as np
 
 from green_deploy.errors import GreenDeployError
 
-Framework = Literal["torch", "tensorflow"]
+Framework = Literal["torch", "tensorflow", "onnx"]  # the baselines of ``zoo.baselines``
 
 
 class NotApplicable(GreenDeployError):

@@ -26,15 +26,15 @@ from green_deploy.optimize.macs import count_macs
 from green_deploy.optimize.spec import VariantSpec
 from green_deploy.optimize.techniques import get_technique
 from green_deploy.runtimes import get_runtime, pytorch
-from green_deploy.runtimes.base import in_batches
 from green_deploy.zoo import artifacts as zoo_artifacts
+from green_deploy.zoo.baselines import BASELINES, Baseline
 from green_deploy.zoo.builder import TaskData, ZooCard, encoded_splits, evaluate, load_card
+from green_deploy.zoo.inference import in_batches
 from green_deploy.zoo.spec import ZooEntry
 
 logger = logging.getLogger(__name__)
 
 RECORD_FILE = "record.json"
-BASELINES = {"torch": "torch_baseline", "tensorflow": "tensorflow_baseline"}
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class VariantRecord:
     size_on_disk_bytes: int | None
     compressed_size_bytes: int | None
     macs: int | None
-    baseline_macs: int
+    baseline_macs: int | None  # None: counted on PyTorch models only (a Keras or ONNX own model)
     optimization_duration_s: float
     optimization_energy: dict[str, Any] = field(default_factory=dict)
     artifact_dir: str = ""
@@ -99,21 +99,22 @@ class _Baselines:
     data: TaskData
     context: OptimizationContext
     check: tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
-    macs: int
-    torch_model: Any
+    macs: int | None
     card: ZooCard
-    _keras: Any = None
+    _models: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def keras_model(self) -> Any:
-        if not self.card.has_keras_twin:
+    def model(self, framework: str) -> Any:
+        """The baseline a variant of ``framework`` starts from, loaded once."""
+        if framework not in self.card.frameworks:
+            built = " and ".join(BASELINES[f].label for f in self.card.frameworks)
             raise NotApplicable(
-                f"{self.entry.model_id} has no TensorFlow baseline (a {self.entry.family} model is measured in "
-                "PyTorch only)"
+                f"{self.entry.model_id} has no {BASELINES[framework].label} baseline (a {self.entry.family} model "
+                f"is built in {built} only)"
             )
-        if self._keras is None:
-            self._keras = zoo_artifacts.load_keras_model(self.folder / zoo_artifacts.KERAS_FILE)
-        return self._keras
+        if framework not in self._models:
+            baseline = BASELINES[framework]
+            self._models[framework] = get_runtime(baseline.runtime).load(self.folder / baseline.subfolder)
+        return self._models[framework]
 
 
 def _predictor(runtime: str, model: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -145,11 +146,12 @@ def _prepare(
         finetune_x=None if train_y is None else data.train_x[: settings.finetune_examples],
         finetune_y=None if train_y is None else train_y[: settings.finetune_examples],
     )
-    import torch
+    baselines = _Baselines(entry, zoo_folder, data, context, check, None, card)
+    if "torch" in card.frameworks:
+        import torch
 
-    torch_model = zoo_artifacts.load_torch_model(zoo_folder / "torch")
-    macs = count_macs(torch_model, torch.as_tensor(calibration[:1]))
-    return _Baselines(entry, zoo_folder, data, context, check, macs, torch_model, card)
+        baselines.macs = count_macs(baselines.model("torch"), torch.as_tensor(calibration[:1]))
+    return baselines
 
 
 def _check_metric(b: _Baselines, runtime: str, model: Any, devices: tuple[str, ...]) -> float | None:
@@ -184,14 +186,13 @@ class ModelOptimizer:
         self.settings = settings
         self.monitor = monitor
         self.baselines = _prepare(entry, dataset_settings, zoo_folder, settings)  # load_card: zoo built?
-        self.baseline_metric = {
-            "torch": _check_metric(self.baselines, "pytorch", self.baselines.torch_model, ("cpu",))
-        }
-        if self.baselines.card.has_keras_twin:
-            self.baseline_metric["tensorflow"] = _check_metric(
-                self.baselines, "keras", self.baselines.keras_model, ("cpu",)
-            )
         card = self.baselines.card
+        self.baseline_metric = {
+            framework: _check_metric(
+                self.baselines, BASELINES[framework].runtime, self.baselines.model(framework), ("cpu",)
+            )
+            for framework in card.frameworks
+        }
         self._base_config = {
             "family": entry.family,
             "architecture": entry.architecture,
@@ -200,9 +201,8 @@ class ModelOptimizer:
 
     def baseline_records(self) -> list[VariantRecord]:
         return [
-            _baseline_record(self.baselines, self.baselines.card, framework, self.baseline_metric[framework])
-            for framework in BASELINES
-            if framework in self.baseline_metric
+            _baseline_record(self.baselines, BASELINES[framework], metric)
+            for framework, metric in self.baseline_metric.items()
         ]
 
     def variant(self, spec: VariantSpec, folder: Path) -> VariantRecord:
@@ -235,7 +235,7 @@ def optimize_model(
     monitor: EnergyMonitor,
     settings: RunSettings = RunSettings(),
 ) -> list[VariantRecord]:
-    """Baseline records for both frameworks, then every variant (reused when unchanged)."""
+    """Baseline records for the model's frameworks, then every variant (reused when unchanged)."""
     optimizer = ModelOptimizer(entry, dataset_settings, zoo_folder, monitor, settings)
     return optimizer.baseline_records() + [
         optimizer.variant(spec, out_dir / variant_id) for variant_id, spec in variants.items()
@@ -259,7 +259,7 @@ def _run_variant(
     start_s = time.perf_counter()
     monitor.begin_window(window)
     try:
-        model: Any = b.torch_model if spec.framework == "torch" else b.keras_model
+        model: Any = b.model(spec.framework)
         for step in spec.steps:
             optimized = get_technique(step.technique).apply(model, step.settings, b.context)
             model = optimized.model
@@ -334,24 +334,20 @@ def _run_variant(
     )
 
 
-def _baseline_record(b: _Baselines, card: Any, framework: str, metric: float | None) -> VariantRecord:
-    runtime, files = (
-        ("pytorch", ["torch/model.safetensors", "torch/model_config.json"])
-        if framework == "torch"
-        else ("keras", ["model.keras"])
-    )
-    sub = b.folder / "torch" if framework == "torch" else b.folder
-    stats = artifacts.measure_artifact(sub, [Path(f).name for f in files], runtime)
+def _baseline_record(b: _Baselines, baseline: Baseline, metric: float | None) -> VariantRecord:
+    runtime = get_runtime(baseline.runtime)
+    names = [Path(f).name for f in baseline.files]
+    stats = artifacts.measure_artifact(b.folder / baseline.subfolder, names, baseline.runtime)
     return VariantRecord(
         model_id=b.entry.model_id,
-        variant_id=BASELINES[framework],
-        framework=framework,
-        runtime=runtime,
+        variant_id=baseline.variant_id,
+        framework=baseline.framework,
+        runtime=baseline.runtime,
         technique="baseline",
         steps="[]",
         status="ok",
         reason="",
-        devices="cpu,cuda" if framework == "torch" else "cpu,gpu",
+        devices=",".join(runtime.devices),
         notes="the zoo model as built",
         metric=b.entry.metric,
         val_metric=metric,
@@ -366,7 +362,7 @@ def _baseline_record(b: _Baselines, card: Any, framework: str, metric: float | N
         baseline_macs=b.macs,
         optimization_duration_s=0.0,
         artifact_dir=str(b.folder),
-        artifact_sha256={f: card.artifact_sha256[f] for f in files},
+        artifact_sha256={f: b.card.artifact_sha256[f] for f in baseline.files},
         config_sha256="baseline",
     )
 

@@ -11,9 +11,16 @@ from typing import Any
 
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.techniques import known_techniques
+from green_deploy.zoo.baselines import FRAMEWORKS
 
-TENSORFLOW_TECHNIQUES = {"tflite", "tfmot_pruning", "tfmot_qat"}
-# Techniques whose result is a TFLite flatbuffer: nothing can follow them in a chain.
+# The baselines (``zoo.baselines``) each technique starts from; the others start from PyTorch.
+# ``onnx`` exports a PyTorch model and quantizes it in ONNX Runtime, or quantizes an ONNX graph.
+TECHNIQUE_FRAMEWORKS = {
+    "tflite": ("tensorflow",),
+    "tfmot_pruning": ("tensorflow",),
+    "tfmot_qat": ("tensorflow",),
+    "onnx": ("torch", "onnx"),
+}
 # Their result is a serialized model (TFLite flatbuffer, ONNX graph) that no further step takes.
 SERIALIZING_TECHNIQUES = {"tflite", "tfmot_qat", "onnx"}
 
@@ -68,10 +75,13 @@ def parse_variant(variant_id: str, raw: Mapping[str, Any]) -> VariantSpec:
             )
         steps.append(Step(step["technique"], dict(step.get("settings") or {})))
     framework = raw.get("framework")
-    expected = {"tensorflow" if s.technique in TENSORFLOW_TECHNIQUES else "torch" for s in steps}
-    if framework not in ("torch", "tensorflow") or expected != {framework}:
+    misfits = [
+        s.technique for s in steps if framework not in TECHNIQUE_FRAMEWORKS.get(s.technique, ("torch",))
+    ]
+    if framework not in FRAMEWORKS or misfits:
         raise ConfigError(
-            f"{where}: framework must be torch or tensorflow and match every step's technique; got {framework!r} for {[s.technique for s in steps]}"
+            f"{where}: framework must be one of {', '.join(FRAMEWORKS)} and every step's technique must start from "
+            f"it; got {framework!r} for {[s.technique for s in steps]}"
         )
     if any(s.technique in SERIALIZING_TECHNIQUES for s in steps[:-1]):
         raise ConfigError(

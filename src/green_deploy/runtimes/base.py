@@ -79,14 +79,6 @@ def read_checked_bytes(path: Path, runtime: str, parse: Callable[[bytes], Any]) 
     return data
 
 
-def in_batches(predict: Predict, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """``predict`` over ``inputs`` in slices of ``batch_size`` rows, as float outputs."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    outputs = [predict(inputs[start : start + batch_size]) for start in range(0, len(inputs), batch_size)]
-    return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
-
-
 class Runtime(ABC):
     """One way of storing and running a model.
 

@@ -7,15 +7,15 @@ onnxruntime are imported inside the functions.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from green_deploy.runtimes.base import Predict, SerializedGraphRuntime, WeightCounts, in_batches
+from green_deploy.runtimes.base import Predict, SerializedGraphRuntime, WeightCounts
+from green_deploy.zoo.artifacts import ONNX_FILE
+from green_deploy.zoo.inference import predict_onnx
 
-ONNX_FILE = "model.onnx"
 INPUT_NAME = "x"
 OUTPUT_NAME = "y"
 
@@ -76,61 +76,6 @@ class OnnxRuntime(SerializedGraphRuntime):
 
     def serving_path(self, keras_mode: str = "graph") -> str:
         return "ONNX Runtime session"
-
-
-@functools.lru_cache(maxsize=4)
-def _session(model_bytes: bytes, num_threads: int | None) -> Any:
-    """One InferenceSession per model bytes. Building a session parses and optimises the graph
-    (seconds for a MiniLM), and ``run`` is thread-safe, so repeated predictions share one; four
-    sessions at most stay alive. Keyed on the bytes themselves: equal bytes, same session."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: ORT warns about unused initializers etc.
-    if num_threads is not None:
-        options.intra_op_num_threads = num_threads
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-
-
-_ORT_DTYPES = {
-    "tensor(float)": np.float32,
-    "tensor(float16)": np.float16,
-    "tensor(double)": np.float64,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-}
-
-
-def predict_onnx(
-    model_bytes: bytes, inputs: np.ndarray, batch_size: int = 256, *, num_threads: int | None = None
-) -> np.ndarray:
-    """The model's outputs on ``inputs`` (PyTorch layout, as the zoo stores them), as float32 numpy.
-
-    Args:
-        model_bytes: the ``.onnx`` model.
-        inputs: NCHW float images or (N, L) integer ids, cast to the graph input's dtype
-            (int64 ids stay int64).
-        batch_size: examples per ``run``.
-        num_threads: ONNX Runtime intra-op threads; ``None`` lets it decide (one per core).
-    """
-    session = _session(model_bytes, num_threads)
-    graph_inputs, graph_outputs = session.get_inputs(), session.get_outputs()
-    if len(graph_inputs) != 1 or len(graph_outputs) != 1:
-        raise ValueError(
-            f"predict_onnx runs single-input, single-output models; this one has "
-            f"{len(graph_inputs)} inputs and {len(graph_outputs)} outputs"
-        )
-    source = graph_inputs[0]
-    dtype = _ORT_DTYPES.get(source.type)
-    if dtype is None:
-        raise ValueError(f"predict_onnx: unsupported input type {source.type} of {source.name!r}")
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(
-            session.run(None, {source.name: batch.astype(dtype, copy=False)})[0], dtype=np.float32
-        )
-
-    return in_batches(run, np.asarray(inputs), batch_size)
 
 
 def onnx_tensor_stats(model_bytes: bytes) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from green_deploy.runtimes.base import Predict, SerializedGraphRuntime, WeightCounts, in_batches
+from green_deploy.runtimes.base import Predict, SerializedGraphRuntime, WeightCounts
 from green_deploy.zoo.families.base import to_keras_layout
+from green_deploy.zoo.inference import in_batches
 
 TFLITE_FILE = "model.tflite"
 # Constant tensors of these types hold weights; constant int32/int64/bool tensors without

@@ -26,11 +26,12 @@ from green_deploy.evaluate.runner import EvaluationError, StudyRunner
 from green_deploy.evaluate.store import StudyStore
 from green_deploy.evaluate.study import StudySettings, expand_cells
 from green_deploy.evaluate.tracking import StudyTracker
-from green_deploy.optimize.runner import BASELINES, ModelOptimizer, VariantRecord
+from green_deploy.optimize.runner import ModelOptimizer, VariantRecord
 from green_deploy.optimize.spec import VariantSpec
 from green_deploy.search.space import suggest_variant
 from green_deploy.search.study import NOT_APPLICABLE_ATTR, OBJECTIVES, SearchSettings
 from green_deploy.tradeoff.frontier import pareto_mask
+from green_deploy.zoo.baselines import BASELINES
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class SearchObjective:
     def baseline(self, framework: str) -> dict[str, Any]:
         """The framework's baseline cell (measured once; stored)."""
         if framework not in self._baselines:
-            record = self.measurer.build(VariantSpec(BASELINES[framework], framework, ()))
+            record = self.measurer.build(VariantSpec(BASELINES[framework].variant_id, framework, ()))
             self._baselines[framework] = self.measurer.measure(record).row
         return self._baselines[framework]
 
@@ -240,6 +241,8 @@ def measure_front(
             {**row, "source": "search", "search_study": study_name, "trial_number": int(trial.number)}
         )
     for framework in sorted({specs[v].framework for v in front.variant_id}):
-        row = measurer.measure(measurer.build(VariantSpec(BASELINES[framework], framework, ()))).row
+        row = measurer.measure(
+            measurer.build(VariantSpec(BASELINES[framework].variant_id, framework, ()))
+        ).row
         rows.append({**row, "source": "baseline", "search_study": study_name, "trial_number": -1})
     return rows

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from green_deploy.zoo.baselines import BASELINE_VARIANT_IDS
+
 J_PER_KWH = 3.6e6
 
 
@@ -50,7 +52,7 @@ def pareto_front(
 
 
 def relative_to_baseline(
-    table: pd.DataFrame, baselines: Sequence[str] = ("torch_baseline", "tensorflow_baseline")
+    table: pd.DataFrame, baselines: Sequence[str] = BASELINE_VARIANT_IDS
 ) -> pd.DataFrame:
     """``energy_ratio`` (variant / its framework's baseline, same batch size and target) and
     ``accuracy_change_pp`` (percentage points) beside each row; rows without a baseline get NaN."""

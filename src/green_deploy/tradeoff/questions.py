@@ -28,8 +28,10 @@ from green_deploy.tradeoff.stats import (
     compare_groups,
     compare_paired,
 )
+from green_deploy.zoo import baselines as zoo_baselines
+from green_deploy.zoo.families.base import TWIN_FRAMEWORKS
 
-BASELINES = ("torch_baseline", "tensorflow_baseline")
+BASELINES = zoo_baselines.BASELINE_VARIANT_IDS
 CELL_KEYS = ["model_id", "framework", "target", "device", "batch_size"]
 
 
@@ -91,9 +93,10 @@ def optimization_energy(results: pd.DataFrame) -> Answer:
 def framework_effect(results: pd.DataFrame) -> Answer:
     """RQ1.2: each model's PyTorch baseline against its TensorFlow baseline, same batch size."""
     keys = ["model_id", "target", "device", "batch_size"]
-    base = results[results.variant_id.isin(BASELINES)]
+    base = results[results.variant_id.isin(BASELINES) & results.framework.isin(TWIN_FRAMEWORKS)]
     wide = base.pivot_table(index=keys, columns="framework", values=["energy_per_item_j", "accuracy"])
     wide = wide.dropna()
+    alone = _one_framework_models(results, set(wide.index.get_level_values("model_id")))
     tests, rows = {}, []
     if {"torch", "tensorflow"} <= set(base.framework):
         for metric in ("energy_per_item_j", "accuracy"):
@@ -105,15 +108,31 @@ def framework_effect(results: pd.DataFrame) -> Answer:
         rows = pd.DataFrame({"tensorflow / torch J/inference": ratio}).reset_index()
     table: pd.DataFrame = rows if len(rows) else pd.DataFrame()  # rows is [] only when untested
     if not tests:
-        return Answer("RQ1.2", "Framework", "Only one framework was measured: nothing to compare.", table)
+        return Answer(
+            "RQ1.2", "Framework", f"Only one framework was measured: nothing to compare.{alone}", table
+        )
     energy = tests["energy_per_item_j"]
     sentence = (
         f"Over {energy.n[0]} model x batch pairs, the TensorFlow baseline took a median "
         f"{float(np.median(table.iloc[:, -1])):.2f}x the J/inference of the PyTorch one "
         f"({_verdict(energy, 'different')}; Cliff's delta {energy.cliffs_delta:+.2f}, {energy.magnitude}); "
-        f"accuracy {_verdict(tests['accuracy'], 'different')}.{_serving_paths(base)}"
+        f"accuracy {_verdict(tests['accuracy'], 'different')}.{_serving_paths(base)}{alone}"
     )
     return Answer("RQ1.2", "Framework (PyTorch vs TensorFlow, same models)", sentence, table, tests)
+
+
+def _one_framework_models(results: pd.DataFrame, compared: set[str]) -> str:
+    """The models left out of RQ1.2 because they were measured in one framework (a user's own
+    model given as one file), named with it."""
+    base = results[results.variant_id.isin(BASELINES) & ~results.model_id.isin(compared)]
+    frameworks = base.groupby("model_id").framework.unique()
+    if frameworks.empty:
+        return ""
+    named = ", ".join(
+        f"{model} ({'/'.join(zoo_baselines.BASELINES[f].label for f in sorted(used))})"
+        for model, used in frameworks.items()
+    )
+    return f" Not compared, measured in one framework only: {named}."
 
 
 def technique_effect(results: pd.DataFrame, metric: str, question: str, label: str) -> Answer:
@@ -227,11 +246,10 @@ def _serving_paths(baselines: pd.DataFrame) -> str:
     if "serving_path" not in baselines or baselines.serving_path.isna().all():
         return ""
     paths = baselines.dropna(subset=["serving_path"]).groupby("framework").serving_path.unique()
-    named = {"torch": "PyTorch", "tensorflow": "TensorFlow"}
     return (
         " Served as: "
         + "; ".join(
-            f"{named.get(framework, framework)} baselines: {', '.join(sorted(used))}"
+            f"{zoo_baselines.BASELINES[framework].label} baselines: {', '.join(sorted(used))}"
             for framework, used in paths.items()
         )
         + "."

@@ -114,7 +114,7 @@ def _energy_accuracy(results: pd.DataFrame) -> Figure | None:
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), squeeze=False)
     for ax, model in zip(axes.flat, models, strict=False):
         subset = data[data.model_id == model]
-        for framework, marker in (("torch", "o"), ("tensorflow", "s")):
+        for framework, marker in (("torch", "o"), ("tensorflow", "s"), ("onnx", "^")):
             points = subset[subset.framework == framework]
             ax.scatter(
                 points.energy_per_item_j * 1e3,

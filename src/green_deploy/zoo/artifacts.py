@@ -17,9 +17,11 @@ from typing import Any
 from green_deploy.errors import ArtifactError
 from green_deploy.zoo.families import get_family
 
+TORCH_DIR = "torch"  # a zoo build's PyTorch model, beside its model.keras / model.onnx
 TORCH_WEIGHTS = "model.safetensors"
 TORCH_CONFIG = "model_config.json"
 KERAS_FILE = "model.keras"
+ONNX_FILE = "model.onnx"
 # the members of a .keras archive (tf_keras saving_lib)
 _KERAS_CONFIG = "config.json"
 _KERAS_WEIGHTS = "model.weights.h5"

@@ -20,9 +20,16 @@ import numpy as np
 
 from green_deploy.errors import ArtifactError, ConfigError
 from green_deploy.zoo import artifacts
+from green_deploy.zoo.baselines import BASELINES
 from green_deploy.zoo.data import RawDataset, load_dataset
 from green_deploy.zoo.families import Family, get_family
-from green_deploy.zoo.inference import KerasPredictor, ParityError, ParityTolerance, predict_torch
+from green_deploy.zoo.inference import (
+    KerasPredictor,
+    ParityError,
+    ParityTolerance,
+    predict_onnx,
+    predict_torch,
+)
 from green_deploy.zoo.metrics import (
     classification_scores,
     language_model_scores,
@@ -30,12 +37,11 @@ from green_deploy.zoo.metrics import (
     subset_indices,
 )
 from green_deploy.zoo.spec import ZooEntry
-from green_deploy.zoo.training import Objective, train
+from green_deploy.zoo.training import UNTRAINED, Objective, TrainingReport, train
 
 logger = logging.getLogger(__name__)
 
 CARD_FILE = "card.json"
-TORCH_DIR = "torch"
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,12 @@ class TaskData:
 
 @dataclass(frozen=True)
 class ZooCard:
-    """Everything known about one built zoo model; saved as ``card.json`` beside the artifacts."""
+    """Everything known about one built zoo model; saved as ``card.json`` beside the artifacts.
+
+    ``frameworks`` are the baselines built (``zoo.baselines``), the first the reference: a zoo
+    model's PyTorch model and Keras twin, or a user's own model's one framework. ``test_metrics``,
+    ``size_on_disk_bytes``: per framework; ``val_metrics``: the reference's.
+    """
 
     model_id: str
     domain: str
@@ -68,10 +79,10 @@ class ZooCard:
     n_train: int
     n_val: int
     n_test: int
-    torch_metrics: dict[str, float]
-    keras_metrics: dict[str, float] | None  # None: no Keras twin (a user's own model)
+    frameworks: list[str]
+    test_metrics: dict[str, dict[str, float]]
     val_metrics: dict[str, float]
-    parity_max_abs_diff: float | None
+    parity_max_abs_diff: float | None  # None: no twin to compare
     parity_bound: float | None
     training: dict[str, Any]
     size_on_disk_bytes: dict[str, int]
@@ -88,10 +99,23 @@ class ZooCard:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ZooCard:
+        """A card as saved; one written before own models (``torch_metrics``/``keras_metrics``, sizes
+        under ``keras``) is read in today's fields, so its build is reused rather than retrained."""
+        card = dict(values)
+        if "torch_metrics" in card:
+            tests = {"torch": card.pop("torch_metrics"), "tensorflow": card.pop("keras_metrics", None)}
+            card["test_metrics"] = {framework: m for framework, m in tests.items() if m is not None}
+            card["frameworks"] = list(card["test_metrics"])
+            sizes = card.get("size_on_disk_bytes", {})
+            card["size_on_disk_bytes"] = {("tensorflow" if k == "keras" else k): v for k, v in sizes.items()}
+        return cls(**card)
+
     @property
-    def has_keras_twin(self) -> bool:
-        """Whether a Keras twin was built beside the PyTorch model (a user's own model has none)."""
-        return self.keras_metrics is not None
+    def reference_metrics(self) -> dict[str, float]:
+        """The test metrics of the reference framework (the model as the entry built it)."""
+        return self.test_metrics[self.frameworks[0]]
 
 
 @dataclass(frozen=True)
@@ -206,7 +230,7 @@ def load_cached_card(folder: Path, config_sha256: str, manifest_sha256: str) -> 
     if not card_path.is_file():
         return None
     try:
-        card = ZooCard(**json.loads(card_path.read_text()))
+        card = ZooCard.from_dict(json.loads(card_path.read_text()))
     except (json.JSONDecodeError, TypeError) as error:
         logger.warning("%s: unreadable card (%s); rebuilding", folder, error)
         return None
@@ -256,36 +280,21 @@ def build_zoo_model(
         logger.info(
             "%s: reusing the build in %s, scoring other test items (%s)", entry.model_id, folder, test_subset
         )
-        torch_model = artifacts.load_torch_model(folder / TORCH_DIR)
-        keras_model = (
-            artifacts.load_keras_model(folder / artifacts.KERAS_FILE) if cached.has_keras_twin else None
-        )
-        scores = _score_test(entry, data, torch_model, keras_model, test_subset, tolerance)
-        card = replace(cached, **scores)
+        models = {framework: _load_baseline(framework, folder) for framework in cached.frameworks}
+        card = replace(cached, **_score_test(entry, data, models, test_subset, tolerance))
         (folder / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2))
         return card
 
     n_outputs = _n_outputs(entry, raw)
-    torch_model = family.build_torch(entry.architecture, n_outputs)
-    objective: Objective = "language_modeling" if entry.task == "language_modeling" else "classification"
-    logger.info("%s: training (%s) on %d examples", entry.model_id, entry.training.mode, len(data.train_x))
-    report = train(torch_model, data.train_x, data.train_y, entry.training, objective)
-
-    keras_model = None
-    if "keras" in family.frameworks:
-        keras_model = family.build_keras(entry.architecture, n_outputs)
-        family.port_weights(torch_model, keras_model)
-    scores = _score_test(entry, data, torch_model, keras_model, test_subset, tolerance)
+    models, report = _build_baselines(entry, family, data, n_outputs)
+    scores = _score_test(entry, data, models, test_subset, tolerance)
+    reference, reference_model = next(iter(models.items()))
     val_metrics, _ = evaluate(
-        entry.task, lambda x: predict_torch(torch_model, x), data.val_x, data.val_y, data.val_pairs
+        entry.task, _predictor(reference, reference_model), data.val_x, data.val_y, data.val_pairs
     )
-    artifacts.save_torch_model(torch_model, entry.family, entry.architecture, n_outputs, folder / TORCH_DIR)
-    files = [f"{TORCH_DIR}/{artifacts.TORCH_WEIGHTS}", f"{TORCH_DIR}/{artifacts.TORCH_CONFIG}"]
-    sizes = {"torch": artifacts.directory_size_bytes(folder / TORCH_DIR)}
-    if keras_model is not None:
-        artifacts.save_keras_model(keras_model, folder / artifacts.KERAS_FILE)
-        files.append(artifacts.KERAS_FILE)
-        sizes["keras"] = artifacts.directory_size_bytes(folder / artifacts.KERAS_FILE)
+    for framework, model in models.items():
+        _save_baseline(framework, model, entry, n_outputs, folder)
+    files = [name for framework in models for name in BASELINES[framework].files]
     card = ZooCard(
         model_id=entry.model_id,
         domain=entry.domain,
@@ -295,12 +304,16 @@ def build_zoo_model(
         dataset=entry.dataset,
         metric=entry.metric,
         n_outputs=n_outputs,
-        n_parameters=sum(p.numel() for p in torch_model.parameters()),
+        n_parameters=_n_parameters(reference, reference_model),
         n_train=len(data.train_x),
         n_val=len(data.val_x),
+        frameworks=list(models),
         val_metrics=val_metrics,
         training=asdict(report),
-        size_on_disk_bytes=sizes,
+        size_on_disk_bytes={
+            framework: sum((folder / name).stat().st_size for name in BASELINES[framework].files)
+            for framework in models
+        },
         artifact_sha256={name: artifacts.file_sha256(folder / name) for name in files},
         config_sha256=config_sha256,
         manifest_sha256=raw.manifest_sha256,
@@ -313,16 +326,106 @@ def build_zoo_model(
     return card
 
 
+def _build_baselines(
+    entry: ZooEntry, family: Family, data: TaskData, n_outputs: int
+) -> tuple[dict[str, Any], TrainingReport]:
+    """The family's models by framework, the reference first: PyTorch trained and its Keras twin
+    given its weights, or a user's own model in its one framework (used as it is)."""
+    models: dict[str, Any] = {}
+    report = UNTRAINED
+    if "torch" in family.frameworks:
+        models["torch"] = family.build_torch(entry.architecture, n_outputs)
+        objective: Objective = "language_modeling" if entry.task == "language_modeling" else "classification"
+        logger.info(
+            "%s: training (%s) on %d examples", entry.model_id, entry.training.mode, len(data.train_x)
+        )
+        report = train(models["torch"], data.train_x, data.train_y, entry.training, objective)
+    if "tensorflow" in family.frameworks:
+        models["tensorflow"] = family.build_keras(entry.architecture, n_outputs)
+        if "torch" in models:
+            family.port_weights(models["torch"], models["tensorflow"])
+    if "onnx" in family.frameworks:
+        models["onnx"] = family.build_onnx(entry.architecture, n_outputs)
+    if entry.task == "classification":
+        for framework, model in models.items():
+            _check_logits(entry, framework, _predictor(framework, model), data.val_x[:2], n_outputs)
+    return models, report
+
+
+def _check_logits(
+    entry: ZooEntry,
+    framework: str,
+    predict: Callable[[np.ndarray], np.ndarray],
+    rows: np.ndarray,
+    n_outputs: int,
+) -> None:
+    """Refuse a classifier that does not run on a batch of the dataset's inputs or whose logits
+    are not one per class: its accuracy would be computed on the wrong columns, silently."""
+    where = f"zoo.models.{entry.model_id}"
+    try:
+        outputs = predict(rows)
+    except Exception as error:  # frameworks raise their own types for a wrong input shape or dtype
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ConfigError(
+            f"{where}: the {BASELINES[framework].label} model does not run on a batch of {len(rows)} of the "
+            f"dataset's inputs ({reason}); check architecture.input and that the batch dimension is dynamic"
+        ) from error
+    if outputs.shape != (len(rows), n_outputs):
+        raise ConfigError(
+            f"{where}: the {BASELINES[framework].label} model gives outputs of shape {tuple(outputs.shape)} for "
+            f"{len(rows)} rows, but the dataset has {n_outputs} classes; it must return logits of shape "
+            f"(batch, {n_outputs}) (or give dataset_options.classes as its outputs)"
+        )
+
+
+def _predictor(framework: str, model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """How the zoo runs a baseline: PyTorch eagerly, Keras as a traced graph, ONNX in ONNX Runtime."""
+    if framework == "torch":
+        return lambda x: predict_torch(model, x)
+    if framework == "tensorflow":
+        return KerasPredictor(model)
+    return lambda x: predict_onnx(model, x)
+
+
+def _save_baseline(framework: str, model: Any, entry: ZooEntry, n_outputs: int, folder: Path) -> None:
+    if framework == "torch":
+        artifacts.save_torch_model(
+            model, entry.family, entry.architecture, n_outputs, folder / artifacts.TORCH_DIR
+        )
+    elif framework == "tensorflow":
+        artifacts.save_keras_model(model, folder / artifacts.KERAS_FILE)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / artifacts.ONNX_FILE).write_bytes(model)
+
+
+def _load_baseline(framework: str, folder: Path) -> Any:
+    if framework == "torch":
+        return artifacts.load_torch_model(folder / artifacts.TORCH_DIR)
+    if framework == "tensorflow":
+        return artifacts.load_keras_model(folder / artifacts.KERAS_FILE)
+    return (folder / artifacts.ONNX_FILE).read_bytes()  # its hash was checked with the card's
+
+
+def _n_parameters(framework: str, model: Any) -> int:
+    if framework == "torch":
+        return sum(p.numel() for p in model.parameters())
+    if framework == "tensorflow":
+        return int(model.count_params())
+    import onnx
+
+    return sum(int(np.prod(tensor.dims)) for tensor in onnx.load_model_from_string(model).graph.initializer)
+
+
 def _score_test(
     entry: ZooEntry,
     data: TaskData,
-    torch_model: Any,
-    keras_model: Any | None,
+    models: Mapping[str, Any],
     test_subset: ScoredItems,
     tolerance: ParityTolerance,
 ) -> dict[str, Any]:
-    """Both frameworks' metrics on the scored test items, refused beyond the parity tolerance
-    (PyTorch's alone without a twin); the card's fields that depend on which items were scored."""
+    """Every baseline's metrics on the scored test items, a Keras twin refused beyond the parity
+    tolerance of its PyTorch model; the card's fields that depend on which items were scored."""
     scored = subset_indices(
         len(data.test_x),
         test_subset.max_items,
@@ -335,33 +438,31 @@ def _score_test(
         data.test_pairs,
         scored if data.test_pairs is not None else None,
     )
-    torch_scores, torch_outputs = score_items(entry.task, lambda x: predict_torch(torch_model, x), *test)
-    torch_metrics = _means(torch_scores)
-    keras_metrics: dict[str, float] | None = None
+    metrics: dict[str, dict[str, float]] = {}
+    outputs: dict[str, list[np.ndarray]] = {}
+    for framework, model in models.items():
+        scores, outputs[framework] = score_items(entry.task, _predictor(framework, model), *test)
+        metrics[framework] = _means(scores)
     max_diff: float | None = None
     bound: float | None = None
-    if keras_model is not None:
-        keras_scores, keras_outputs = score_items(entry.task, KerasPredictor(keras_model), *test)
-        max_diff, scale = _max_abs_diff(torch_outputs, keras_outputs)
+    if {"torch", "tensorflow"} <= set(models):
+        max_diff, scale = _max_abs_diff(outputs["torch"], outputs["tensorflow"])
         bound = tolerance.atol + tolerance.rtol * scale
         if not max_diff <= bound:
             raise ParityError(
                 f"{entry.model_id}: Keras twin differs from PyTorch by {max_diff:.3g} > {bound:.3g} on the test set"
             )
-        keras_metrics = _means(keras_scores)
     logger.info(
-        "%s: %s %s (torch) / %s (keras) on %d of %d test items, parity %s",
+        "%s: %s %s on %d of %d test items, parity %s",
         entry.model_id,
         entry.metric,
-        torch_metrics[entry.metric],
-        "no twin" if keras_metrics is None else keras_metrics[entry.metric],
+        ", ".join(f"{values[entry.metric]} ({framework})" for framework, values in metrics.items()),
         len(scored),
         len(data.test_x),
         "-" if max_diff is None else f"{max_diff:.2g}",
     )
     return {
-        "torch_metrics": torch_metrics,
-        "keras_metrics": keras_metrics,
+        "test_metrics": metrics,
         "n_test": len(scored),
         "n_test_split": len(data.test_x),
         "parity_max_abs_diff": max_diff,
@@ -375,4 +476,4 @@ def load_card(folder: Path) -> ZooCard:
     path = folder / CARD_FILE
     if not path.is_file():
         raise ArtifactError(f"no zoo build in {folder}; run `kedro run --pipeline=zoo` first")
-    return ZooCard(**json.loads(path.read_text()))
+    return ZooCard.from_dict(json.loads(path.read_text()))

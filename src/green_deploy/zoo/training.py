@@ -34,6 +34,10 @@ class TrainingReport:
     trained_parameters: int
 
 
+# What a model used as it is (``mode: none``) reports
+UNTRAINED = TrainingReport("none", 0.0, 0, 0, math.nan, 0)
+
+
 def train(
     model: Any,
     inputs: np.ndarray,
@@ -48,7 +52,7 @@ def train(
     torch.manual_seed(settings.seed)
     start_s = time.perf_counter()
     if settings.mode == "none":
-        return TrainingReport("none", 0.0, 0, 0, math.nan, 0)
+        return UNTRAINED
     assert targets is not None  # only label-free tasks (retrieval) lack targets, and they train nothing
     if settings.mode == "head":
         features = predict_torch(model.backbone, inputs)

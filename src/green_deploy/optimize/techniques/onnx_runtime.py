@@ -57,7 +57,7 @@ import numpy as np
 
 from green_deploy.config import parse_settings
 from green_deploy.errors import ConfigError
-from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
+from green_deploy.optimize.base import Framework, NotApplicable, OptimizationContext, OptimizedModel
 
 logger = logging.getLogger(__name__)
 
@@ -155,32 +155,24 @@ class OnnxRuntimeConversion:
         return parse_onnx_settings(raw)
 
     def apply(self, model: Any, settings: Mapping[str, Any], context: OptimizationContext) -> OptimizedModel:
-        from torch import nn
-
-        from green_deploy.optimize.onnx_export import ExportError, export_onnx, first_line
+        """A PyTorch module is exported first; an ONNX graph (a user's own, framework ``onnx``) is
+        quantized as it is."""
+        from green_deploy.optimize.onnx_export import first_line
 
         s = self.settings(settings)
-        if not isinstance(model, nn.Module):
-            raise NotApplicable(f"ONNX export takes a PyTorch nn.Module, got {type(model).__name__}")
         if len(context.calibration_x) == 0:
-            raise NotApplicable("ONNX export traces the model on an input and calibration_x is empty")
-        if s.quantization != "none":
-            dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
-            if any(str(d) != "torch.float32" for d in dtypes):
-                raise NotApplicable(
-                    f"ONNX Runtime int8 quantization starts from float32 weights; this model's are "
-                    f"{sorted(str(d).removeprefix('torch.') for d in dtypes)}"
-                )
-        start_s = time.perf_counter()
-        try:
-            exported = export_onnx(model, np.asarray(context.calibration_x[:2]), s.opset)
-        except ExportError as error:
-            logger.info("%s: ONNX export failed: %s", context.model_id, error)
-            raise NotApplicable(f"torch.onnx.export (dynamo) failed: {error}") from error
-        export_s = time.perf_counter() - start_s
-
-        extra: dict[str, Any] = {"quantization": s.quantization, "export_s": export_s}
-        notes = [f"torch.onnx.export(dynamo=True, opset {_opset(exported)}), dynamic batch axis"]
+            raise NotApplicable(
+                "ONNX export and calibration run the model on inputs, and calibration_x is empty"
+            )
+        extra: dict[str, Any] = {"quantization": s.quantization}
+        if isinstance(model, bytes):
+            framework: Framework = "onnx"
+            exported = model
+            notes = [f"the given ONNX graph (opset {_opset(exported)})"]
+        else:
+            framework = "torch"
+            exported, extra["export_s"] = self._export(model, s, context)
+            notes = [f"torch.onnx.export(dynamo=True, opset {_opset(exported)}), dynamic batch axis"]
         model_bytes = exported
         if s.quantization != "none":
             try:
@@ -198,20 +190,43 @@ class OnnxRuntimeConversion:
         extra["exported_onnx_bytes"] = len(exported)
         notes.append("CPUExecutionProvider (the installed onnxruntime has no GPU provider)")
         logger.info(
-            "%s: ONNX %s model of %d bytes (export %d bytes)",
+            "%s: ONNX %s model of %d bytes (from %d bytes)",
             context.model_id,
             s.quantization,
             len(model_bytes),
             len(exported),
         )
         return OptimizedModel(
-            framework="torch",
+            framework=framework,
             runtime="onnxruntime",
             model=model_bytes,
             devices=("cpu",),
             notes="; ".join(notes),
             extra=extra,
         )
+
+    def _export(self, model: Any, s: OnnxSettings, context: OptimizationContext) -> tuple[bytes, float]:
+        """The module's ONNX graph and the seconds exporting took."""
+        from torch import nn
+
+        from green_deploy.optimize.onnx_export import ExportError, export_onnx
+
+        if not isinstance(model, nn.Module):
+            raise NotApplicable(f"ONNX export takes a PyTorch nn.Module, got {type(model).__name__}")
+        if s.quantization != "none":
+            dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+            if any(str(d) != "torch.float32" for d in dtypes):
+                raise NotApplicable(
+                    f"ONNX Runtime int8 quantization starts from float32 weights; this model's are "
+                    f"{sorted(str(d).removeprefix('torch.') for d in dtypes)}"
+                )
+        start_s = time.perf_counter()
+        try:
+            exported = export_onnx(model, np.asarray(context.calibration_x[:2]), s.opset)
+        except ExportError as error:
+            logger.info("%s: ONNX export failed: %s", context.model_id, error)
+            raise NotApplicable(f"torch.onnx.export (dynamo) failed: {error}") from error
+        return exported, time.perf_counter() - start_s
 
     def _quantize(
         self, exported: bytes, s: OnnxSettings, context: OptimizationContext
@@ -252,7 +267,7 @@ class OnnxRuntimeConversion:
                     quantize_static(
                         source,
                         target,
-                        _CalibrationReader(samples),
+                        _CalibrationReader(samples, *_graph_input(exported)),
                         quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=op_types,
                         per_channel=s.per_channel,
@@ -297,16 +312,15 @@ class OnnxRuntimeConversion:
 class _CalibrationReader:
     """ORT's ``CalibrationDataReader`` protocol over calibration rows, ``CALIBRATION_BATCH`` at a time."""
 
-    def __init__(self, samples: np.ndarray):
+    def __init__(self, samples: np.ndarray, input_name: str, dtype: Any):
         self._samples = samples
+        self._input_name = input_name
+        self._dtype = dtype
         self._batches = self._iterate()
 
     def _iterate(self) -> Iterator[dict[str, np.ndarray]]:
-        from green_deploy.runtimes.onnxruntime import INPUT_NAME
-
-        dtype = np.float32 if np.issubdtype(self._samples.dtype, np.floating) else np.int64
         for start in range(0, len(self._samples), CALIBRATION_BATCH):
-            yield {INPUT_NAME: self._samples[start : start + CALIBRATION_BATCH].astype(dtype)}
+            yield {self._input_name: self._samples[start : start + CALIBRATION_BATCH].astype(self._dtype)}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
@@ -335,6 +349,14 @@ def _preprocess(source: Path, target: Path) -> tuple[Path, str]:
         )
     except Exception as error:
         return source, f"skipped (failed: {first_line(error)})"
+
+
+def _graph_input(model_bytes: bytes) -> tuple[str, Any]:
+    """The name and numpy dtype of the graph's input (the exporter's ``x``, or a user's own)."""
+    from green_deploy.zoo.inference import ORT_DTYPES, onnx_session
+
+    graph_input = onnx_session(model_bytes, None).get_inputs()[0]
+    return str(graph_input.name), ORT_DTYPES.get(graph_input.type, np.float32)
 
 
 def _opset(model_bytes: bytes) -> int | None:

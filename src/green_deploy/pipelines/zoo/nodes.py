@@ -14,11 +14,9 @@ from green_deploy.zoo.spec import ZOO_KEYS, dataset_settings, select_entry
 
 logger = logging.getLogger(__name__)
 
-FRAMEWORKS = ("torch", "keras")
-
 
 def build_model(zoo: dict[str, Any], model_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train (or reuse) one zoo model in both frameworks; its card and its MLflow metrics.
+    """Train (or reuse) one zoo model in its frameworks; its card and its MLflow metrics.
 
     The artifacts go to ``<zoo.models_dir>/<model_id>/``, which is also the build cache (the
     ``{model_id}.torch_model`` and ``{model_id}.keras_model`` catalog entries read them).
@@ -35,8 +33,7 @@ def build_model(zoo: dict[str, Any], model_id: str) -> tuple[dict[str, Any], dic
     )
     metrics = {
         f"{model_id}.{framework}.{name}": {"value": float(value), "step": 0}
-        for framework, values in (("torch", card.torch_metrics), ("keras", card.keras_metrics))
-        if values is not None
+        for framework, values in card.test_metrics.items()
         for name, value in values.items()
     }
     if card.parity_max_abs_diff is not None:
@@ -55,7 +52,7 @@ def summarize_zoo(*cards: dict[str, Any]) -> tuple[pd.DataFrame, str]:
             "family": card["family"],
             "task": card["task"],
             "metric": card["metric"],
-            "value": card[f"{framework}_metrics"][card["metric"]],
+            "value": values[card["metric"]],
             "parameters": card["n_parameters"],
             "size_on_disk_mb": card["size_on_disk_bytes"][framework] / 1e6,
             "n_test": card["n_test"],
@@ -63,8 +60,7 @@ def summarize_zoo(*cards: dict[str, Any]) -> tuple[pd.DataFrame, str]:
             "parity_max_abs_diff": card["parity_max_abs_diff"],
         }
         for card in cards
-        for framework in FRAMEWORKS
-        if card[f"{framework}_metrics"] is not None  # an own model has no Keras twin
+        for framework, values in card["test_metrics"].items()
     ]
     table = pd.DataFrame(rows)
     return table, _markdown(table)

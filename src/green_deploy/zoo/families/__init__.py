@@ -17,6 +17,8 @@ _MODULES = {
     "byte_transformer_lm": "green_deploy.zoo.families.byte_transformer_lm",
     "huggingface": "green_deploy.zoo.families.huggingface",
     "torch_export": "green_deploy.zoo.families.torch_export",
+    "keras": "green_deploy.zoo.families.keras",
+    "onnx": "green_deploy.zoo.families.onnx",
 }
 
 

@@ -25,17 +25,19 @@ if TYPE_CHECKING:
     import torch
 
 
-# The frameworks of a family with a Keras twin; an own model's family has its own framework only
-TWIN_FRAMEWORKS = ("torch", "keras")
+# The frameworks (``zoo.baselines``) of a family with a Keras twin; an own model has its own only
+TWIN_FRAMEWORKS = ("torch", "tensorflow")
 
 
 class Family(Protocol):
     """An architecture family; ``arch`` is the entry's ``architecture`` mapping from config.
 
-    ``frameworks``: the models the family builds (``TWIN_FRAMEWORKS``, or ``("torch",)`` for a
-    user's own model, which has no twin: ``build_keras`` and ``port_weights`` are never called).
-    ``training_modes``: the ``training.mode`` values its models can take (``TRAINING_MODES``; an
-    exported program only ``none``).
+    ``frameworks``: the baselines the family builds (``zoo.baselines``): ``TWIN_FRAMEWORKS``
+    (a PyTorch model, trained, and its Keras twin receiving the weights), or a user's own model's
+    one framework: ``("torch",)`` builds with ``build_torch`` only, ``("tensorflow",)`` with
+    ``build_keras`` only (the user's Keras model), ``("onnx",)`` with ``build_onnx`` only.
+    ``training_modes``: the ``training.mode`` values its models can take (``TRAINING_MODES``; a
+    model file used as it is only ``none``).
     """
 
     name: str
@@ -43,7 +45,7 @@ class Family(Protocol):
     training_modes: tuple[str, ...]
 
     def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
-        """Raw examples (images, strings or bytes) to the PyTorch model's input array."""
+        """Raw examples (images, strings or bytes) to the model's input array (PyTorch layout)."""
         ...
 
     def build_torch(self, arch: Mapping[str, Any], n_outputs: int) -> torch.nn.Module:
@@ -51,11 +53,15 @@ class Family(Protocol):
         ...
 
     def build_keras(self, arch: Mapping[str, Any], n_outputs: int) -> tf_keras.Model:
-        """The Keras twin, built (variables created) but with its own initial weights."""
+        """The Keras model: a twin (variables created, its own initial weights), or the user's."""
         ...
 
     def port_weights(self, torch_model: torch.nn.Module, keras_model: tf_keras.Model) -> None:
         """Copy every PyTorch weight into the Keras twin, in place."""
+        ...
+
+    def build_onnx(self, arch: Mapping[str, Any], n_outputs: int) -> bytes:
+        """The ONNX graph's bytes (an ``("onnx",)`` family only)."""
         ...
 
 

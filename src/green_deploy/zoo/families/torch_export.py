@@ -13,14 +13,14 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from green_deploy.errors import ArtifactError, ConfigError, ModelNotFoundError
-from green_deploy.zoo.families.base import images_to_unit_float, parse_architecture, require_examples
+from green_deploy.zoo.families.base import parse_architecture
+from green_deploy.zoo.families.own_inputs import OwnFileSettings, encode_own_inputs
 
 if TYPE_CHECKING:
     import torch
@@ -28,32 +28,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NAME = "torch_export"
-INPUTS = ("image", "text")
-
-
-@dataclass(frozen=True)
-class TorchExportSettings:
-    """The ``architecture`` keys of an exported program.
-
-    Attributes:
-        path: the ``.pt2`` file (relative paths are relative to the project root).
-        input: ``image`` (uint8 images to float32 NCHW in [0, 1]) or ``text`` (token ids).
-        tokenizer: the Hugging Face folder whose tokenizer makes the token ids (``text`` only).
-        max_length: tokens per text, truncated and padded to it.
-    """
-
-    path: str
-    input: str = "image"
-    tokenizer: str | None = None
-    max_length: int = 128
-
-    def __post_init__(self) -> None:
-        if self.input not in INPUTS:
-            raise ConfigError(f"torch_export input must be one of {', '.join(INPUTS)}; got {self.input!r}")
-        if self.input == "text" and not self.tokenizer:
-            raise ConfigError(
-                "torch_export input text needs tokenizer: the Hugging Face folder of its tokenizer"
-            )
 
 
 @functools.cache
@@ -79,26 +53,12 @@ class TorchExportFamily:
     frameworks = ("torch",)
     training_modes = ("none",)
 
-    def settings(self, arch: Mapping[str, Any]) -> TorchExportSettings:
-        return parse_architecture(TorchExportSettings, arch, self.name)
+    def settings(self, arch: Mapping[str, Any]) -> OwnFileSettings:
+        return parse_architecture(OwnFileSettings, arch, self.name)
 
     def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
-        """Images to float32 NCHW in [0, 1] (grayscale gets one channel), or texts to int64 token ids."""
         s = self.settings(arch)
-        require_examples(
-            examples,
-            s.input,
-            f"the exported program {s.path}",
-            "set architecture.input (and tokenizer for texts)",
-        )
-        if s.input == "text":
-            from green_deploy.zoo.families.huggingface import encode_texts, model_folder
-
-            return encode_texts(model_folder(str(s.tokenizer)), examples, s.max_length)
-        images = np.asarray(examples)
-        if images.ndim == 4:  # RGB (N, H, W, 3)
-            return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
-        return images_to_unit_float(images)
+        return encode_own_inputs(examples, s, f"the exported program {s.path}")
 
     def build_torch(self, arch: Mapping[str, Any], n_outputs: int) -> torch.nn.Module:
         """The program's module, checked on two example rows: it takes a batch of another size than

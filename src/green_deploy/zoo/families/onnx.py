@@ -1,0 +1,74 @@
+"""A user's own ONNX graph (a ``.onnx`` file), used as it is.
+
+The graph is the ONNX baseline, served by ONNX Runtime; ONNX Runtime's own quantization (dynamic
+and static int8, ``technique: onnx`` with framework ``onnx``) applies to it, PyTorch and
+TensorFlow techniques do not. It must take one input, the batch (its first dimension symbolic,
+e.g. exported with a dynamic batch axis), and give one output, the logits. It reads images
+(float32 NCHW in [0, 1]) or, with ``tokenizer``, texts as token ids (cast to the graph input's
+integer type). ``training.mode`` is ``none``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from green_deploy.errors import ArtifactError, ConfigError, ModelNotFoundError
+from green_deploy.zoo.families.base import parse_architecture
+from green_deploy.zoo.families.own_inputs import OwnFileSettings, encode_own_inputs
+
+logger = logging.getLogger(__name__)
+
+NAME = "onnx"
+
+
+def read_user_onnx(path: Path) -> bytes:
+    """The bytes of the ONNX graph in ``path``, checked to be one the study can feed batches to."""
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"ONNX model {path.resolve()} does not exist; set architecture.path to a file written by "
+            "torch.onnx.export(..., dynamic_axes / dynamic_shapes for the batch) or another exporter"
+        )
+    import onnx
+
+    data = path.read_bytes()
+    try:
+        graph = onnx.load_model_from_string(data).graph
+    except Exception as error:  # protobuf's DecodeError for a damaged file
+        raise ArtifactError(f"{path} is not a readable ONNX model ({error})") from error
+    initializers = {tensor.name for tensor in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in initializers]
+    if len(inputs) != 1 or len(graph.output) != 1:
+        raise ConfigError(
+            f"{path}: the graph must take one input (the batch) and give one output (the logits); it takes "
+            f"{[value.name for value in inputs]} and gives {[value.name for value in graph.output]}"
+        )
+    return data
+
+
+class OnnxFamily:
+    """An ONNX graph used as it is: an ONNX baseline with no framework model, no training."""
+
+    name = NAME
+    frameworks = ("onnx",)
+    training_modes = ("none",)
+
+    def settings(self, arch: Mapping[str, Any]) -> OwnFileSettings:
+        return parse_architecture(OwnFileSettings, arch, self.name)
+
+    def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
+        s = self.settings(arch)
+        return encode_own_inputs(examples, s, f"the ONNX model {s.path}")
+
+    def build_onnx(self, arch: Mapping[str, Any], n_outputs: int) -> bytes:
+        s = self.settings(arch)
+        data = read_user_onnx(Path(s.path).expanduser())
+        logger.info("%s: an ONNX graph of %d bytes, %d classes", s.path, len(data), n_outputs)
+        return data
+
+
+FAMILY = OnnxFamily()
