@@ -9,9 +9,9 @@ import pytest
 from green_deploy.errors import ArtifactError
 from green_deploy.runtimes import get_runtime
 from green_deploy.runtimes.base import count_arrays
-from green_deploy.zoo.inference import in_batches
 from green_deploy.runtimes.onnxruntime import ONNX_FILE
 from green_deploy.runtimes.tflite import TFLITE_FILE
+from green_deploy.zoo.inference import in_batches
 
 
 def _onnx_bytes() -> bytes:

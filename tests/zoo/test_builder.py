@@ -38,7 +38,9 @@ def test_build_trains_ports_and_records_everything(entry, tmp_path):
     assert card.n_test == 120
     # learnt something real: three languages, chance is 1/3
     assert card.test_metrics["torch"]["accuracy"] > 0.6
-    assert card.test_metrics["tensorflow"]["accuracy"] == pytest.approx(card.test_metrics["torch"]["accuracy"])
+    assert card.test_metrics["tensorflow"]["accuracy"] == pytest.approx(
+        card.test_metrics["torch"]["accuracy"]
+    )
     assert card.parity_max_abs_diff <= card.parity_bound
     assert card.training["steps"] > 0 and card.training["duration_s"] > 0
     assert card.size_on_disk_bytes["torch"] > 2048 * 16 * 4  # the embedding table alone
@@ -65,7 +67,9 @@ def test_other_test_items_are_scored_without_training_again(entry, tmp_path, mon
         whole.artifact_sha256,
         whole.training,
     )
-    assert subset.test_metrics["tensorflow"]["accuracy"] == pytest.approx(subset.test_metrics["torch"]["accuracy"])
+    assert subset.test_metrics["tensorflow"]["accuracy"] == pytest.approx(
+        subset.test_metrics["torch"]["accuracy"]
+    )
     assert load_card(tmp_path) == subset
     assert build_zoo_model(entry, SETTINGS, tmp_path, test_subset=ScoredItems(30, seed=0)) == subset
 

@@ -94,12 +94,16 @@ def framework_effect(results: pd.DataFrame) -> Answer:
     """RQ1.2: each model's PyTorch baseline against its TensorFlow baseline, same batch size."""
     keys = ["model_id", "target", "device", "batch_size"]
     base = results[results.variant_id.isin(BASELINES) & results.framework.isin(TWIN_FRAMEWORKS)]
-    wide = base.pivot_table(index=keys, columns="framework", values=["energy_per_item_j", "accuracy"])
-    wide = wide.dropna()
-    alone = _one_framework_models(results, set(wide.index.get_level_values("model_id")))
+    values = ["energy_per_item_j", "accuracy"]
+    wide = base.pivot_table(index=keys, columns="framework", values=values)
+    # a model measured in both frameworks, at the same batch size and place
+    wide = wide.reindex(columns=pd.MultiIndex.from_product([values, TWIN_FRAMEWORKS])).dropna()
+    alone = _one_framework_models(
+        results, set(wide.index.get_level_values("model_id")) if len(wide) else set()
+    )
     tests, rows = {}, []
-    if {"torch", "tensorflow"} <= set(base.framework):
-        for metric in ("energy_per_item_j", "accuracy"):
+    if len(wide):
+        for metric in values:
             scale = np.log if metric == "energy_per_item_j" else np.asarray
             tests[metric] = compare_paired(
                 scale(wide[(metric, "torch")]), scale(wide[(metric, "tensorflow")])

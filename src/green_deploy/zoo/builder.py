@@ -272,8 +272,8 @@ def build_zoo_model(
     family = get_family(entry.family)
     if entry.training.mode not in family.training_modes:
         raise ConfigError(
-            f"zoo.models.{entry.model_id}.training.mode is {entry.training.mode!r}, but a {entry.family} model can "
-            f"take {', '.join(family.training_modes)}; set training: {{mode: {family.training_modes[0]}}}"
+            f"zoo.models.{entry.model_id}.training.mode is {entry.training.mode!r}, but family {entry.family} takes "
+            f"{', '.join(family.training_modes)}; set training: {{mode: {family.training_modes[0]}}}"
         )
     data = prepare_task_data(entry, raw, family)
     if cached is not None:

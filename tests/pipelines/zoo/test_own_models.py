@@ -5,48 +5,19 @@ a user meets on the way."""
 
 from __future__ import annotations
 
-import csv
-import itertools
-import random
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from green_deploy.zoo.families.minilm import model_dir
-from tests.pipelines.conftest import PROJECT, kedro
+from tests.pipelines.conftest import kedro
+from tests.pipelines.zoo.own_projects import classifier, own_project, run
 
 MODEL_ID = "own_reviews"
 VARIANTS = ["pt_fp16", "pt_dynamic_int8", "pt_onnx_dynamic_int8", "tf_tflite_dynamic_int8"]
 MEASURED = ["torch_baseline", "pt_fp16", "pt_dynamic_int8", "pt_onnx_dynamic_int8"]
-
-
-def write_reviews(path: Path) -> None:
-    """120 labelled reviews: sentences whose sentiment a sentence encoder can tell apart."""
-    things = ["film", "book", "meal", "hotel", "concert", "game", "phone", "course", "show", "album"]
-    templates = ["The {t} was {w}.", "What a {w} {t}!", "I found this {t} {w} from start to end."]
-    words = {
-        "positive": ["wonderful", "excellent", "delightful", "superb", "fantastic", "lovely"],
-        "negative": ["terrible", "awful", "dreadful", "disappointing", "horrible", "boring"],
-    }
-    rows = []
-    for label, adjectives in words.items():
-        combos = list(itertools.product(things, adjectives, templates))
-        random.Random(label).shuffle(combos)
-        rows += [(template.format(t=thing, w=word), label) for thing, word, template in combos[:60]]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["review", "sentiment"])
-        writer.writerows(rows)
-
-
-def classifier(**fields) -> dict:
-    """An own classifier's zoo entry: what every one has, and ``fields``."""
-    return {"task": "classification", "metric": "accuracy", **fields}
 
 
 def own_entry(**changes) -> dict:
@@ -66,47 +37,9 @@ def own_entry(**changes) -> dict:
     return classifier(**{**given, **changes})
 
 
-def _edit(path: Path, change) -> None:
-    data = yaml.safe_load(path.read_text())
-    change(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
-def own_project(
-    root: Path,
-    entry: dict,
-    model_id: str = MODEL_ID,
-    variants: list[str] = VARIANTS,
-    measured: list[str] = MEASURED,
-) -> Path:
-    """A copy of the project whose only model is ``entry`` (the tiny configuration otherwise)."""
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT / name, root / name)
-    shutil.copytree(PROJECT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    shutil.copytree(PROJECT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    (root / "conf/local").mkdir()
-    write_reviews(root / "data/01_raw/reviews.csv")
-    _edit(root / "conf/base/parameters_zoo.yml", lambda d: d["zoo"].update(models={model_id: entry}))
-    _edit(root / "conf/test/parameters_zoo.yml", lambda d: d["zoo"].update(models={}))
-    _edit(
-        root / "conf/test/parameters_optimize.yml", lambda d: d["optimize"].update(plan=None, only=variants)
-    )
-    _edit(
-        root / "conf/test/parameters_evaluate.yml",
-        lambda d: d["evaluate"].update(models=[model_id], variants=measured, batch_sizes=[1]),
-    )
-    return root
-
-
-def run(root: Path, pipeline: str) -> str:
-    result = kedro(root, "run", f"--pipeline={pipeline}")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
 @pytest.fixture(scope="module")
 def studied(tmp_path_factory):
-    root = own_project(tmp_path_factory.mktemp("own"), own_entry())
+    root = own_project(tmp_path_factory.mktemp("own"), own_entry(), MODEL_ID, VARIANTS, MEASURED)
     for pipeline in ("zoo", "optimize", "evaluate", "tradeoff"):
         run(root, pipeline)
     return root
@@ -168,7 +101,7 @@ def test_the_tradeoff_report_draws_its_front_and_says_rq12_has_one_framework(stu
     ],
 )
 def test_bad_input_names_the_entry_and_the_fix(tmp_path, changes, message):
-    root = own_project(tmp_path, own_entry(**changes))
+    root = own_project(tmp_path, own_entry(**changes), MODEL_ID, VARIANTS, MEASURED)
     result = kedro(root, "run", "--pipeline=zoo")
     assert result.returncode != 0
     assert re.search(message, result.stdout + result.stderr), result.stdout[-2000:] + result.stderr[-2000:]
@@ -235,7 +168,7 @@ def test_an_exported_program_is_optimized_where_it_can_be_and_measured(exported)
         (
             {"training": {"mode": "scratch"}},
             {},
-            r"training.mode is 'scratch', but a torch_export model can take none",
+            r"training.mode is 'scratch', but family torch_export takes none",
         ),
         ({"architecture": {"path": "data/01_raw/missing.pt2"}}, {}, r"missing.pt2 does not exist"),
     ],

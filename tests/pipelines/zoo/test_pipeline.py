@@ -33,7 +33,9 @@ def test_every_zoo_entry_exists_in_both_frameworks_with_the_same_outputs(project
     assert (folder / "torch/model.safetensors").is_file() and (folder / "model.keras").is_file()
     assert card["parity_max_abs_diff"] <= card["parity_bound"] <= 1e-3
     metric = card["metric"]
-    assert card["test_metrics"]["tensorflow"][metric] == pytest.approx(card["test_metrics"]["torch"][metric], abs=1e-3)
+    assert card["test_metrics"]["tensorflow"][metric] == pytest.approx(
+        card["test_metrics"]["torch"][metric], abs=1e-3
+    )
 
 
 def test_accuracy_and_summary_go_to_mlflow_and_the_catalog(project):
