@@ -231,21 +231,28 @@ def test_format_hf_disk_may_be_given(tmp_path: Path, manifests: Path) -> None:
     assert _load(folder, manifests, format="hf_disk").classes == NAMES
 
 
-def test_reading_other_formats_never_imports_datasets(tmp_path: Path) -> None:
+def test_only_a_saved_dataset_imports_datasets_and_its_format_imports_no_framework(tmp_path: Path) -> None:
     csv = tmp_path / "reviews.csv"
     pd.DataFrame({"text": [f"t{i}" for i in range(12)], "label": ["a", "b"] * 6}).to_csv(csv, index=False)
+    saved = _text_dataset()
+    saved.set_format("torch")  # recorded in state.json; reading it must not import torch
+    folder = _save(saved, tmp_path / "torch_format")
     script = (
         "import sys\n"
         "from pathlib import Path\n"
         "from green_deploy.zoo.data import load_dataset\n"
-        f"load_dataset('files', {{'path': {str(csv)!r}}}, manifest_dir=Path({str(tmp_path / 'm')!r}))\n"
+        f"manifests = Path({str(tmp_path / 'm')!r})\n"
+        f"load_dataset('files', {{'path': {str(csv)!r}}}, manifest_dir=manifests)\n"
         "print('datasets' in sys.modules)\n"
+        f"options = {{'path': {str(folder)!r}, 'text_column': 'review', 'label_column': 'sentiment'}}\n"
+        "print(load_dataset('files', options, manifest_dir=manifests).classes)\n"
+        "print('datasets' in sys.modules, 'torch' in sys.modules)\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
     )
-    assert result.stdout.strip() == "False"
+    assert result.stdout.split("\n")[:3] == ["False", str(NAMES), "True False"]
 
 
 # --- bad input ---------------------------------------------------------------------------------

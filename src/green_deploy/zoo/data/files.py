@@ -537,10 +537,10 @@ def read_saved_dataset(files: Mapping[str, bytes], settings: FilesSettings, fold
     import datasets  # heavy: imported only to read such a folder
 
     with tempfile.TemporaryDirectory(prefix="green_deploy_hf_disk_") as copy:
-        for rel, data in files.items():
-            (Path(copy) / rel).parent.mkdir(parents=True, exist_ok=True)
-            (Path(copy) / rel).write_bytes(data)
         try:
+            for rel, data in files.items():
+                (Path(copy) / rel).parent.mkdir(parents=True, exist_ok=True)
+                (Path(copy) / rel).write_bytes(_unformatted(data) if rel.endswith("state.json") else data)
             loaded = datasets.load_from_disk(copy)
         # pyarrow's parse errors are ValueErrors; a malformed dataset_info.json raises Key- or TypeErrors.
         except (OSError, ValueError, KeyError, TypeError) as error:
@@ -602,6 +602,14 @@ def _dict_parts(loaded: datasets.DatasetDict, folder: Path) -> list[tuple[str, S
         )
     parts = [(name, split, loaded[name]) for name, split in named.items() if split is not None]
     return sorted(parts, key=lambda part: SPLITS.index(part[1]))
+
+
+def _unformatted(state: bytes) -> bytes:
+    """A ``state.json`` without the output format ``set_format`` recorded: rows are read here as
+    Arrow, and a torch or tensorflow format would make ``load_from_disk`` import that framework."""
+    fields = json.loads(state)
+    fields.update(_format_type=None, _format_kwargs={}, _format_columns=None, _output_all_columns=False)
+    return json.dumps(fields).encode()
 
 
 def _with_image_column(features: datasets.Features, settings: FilesSettings, where: str) -> FilesSettings:
