@@ -246,6 +246,13 @@ def test_a_missing_image_after_the_freeze_is_named(tmp_path: Path, manifests: Pa
         load_dataset("files", {"path": str(folder)}, manifest_dir=manifests)
 
 
+def test_settings_changed_after_the_freeze_are_checked_again(tmp_path: Path, manifests: Path) -> None:
+    folder = _image_folder(tmp_path / "pets", {"cat": 4, "dog": 4})
+    load_dataset("files", {"path": str(folder)}, manifest_dir=manifests)
+    with pytest.raises(ConfigError, match="an image folder is split by val_fraction and test_fraction"):
+        load_dataset("files", {"path": str(folder), "split_column": "part"}, manifest_dir=manifests)
+
+
 def test_cli_freezes_own_data_and_all_means_the_system_datasets(
     tmp_path: Path, manifests: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
