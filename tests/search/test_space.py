@@ -56,6 +56,14 @@ def test_structured_pruning_then_half_precision():
     ]
 
 
+def test_an_onnx_graph_is_searched_over_onnx_runtime_quantization():
+    space = SearchSpace(frameworks=("onnx",))
+    spec = suggest_variant(FixedTrial({"onnx_quantization": "static_int8", "onnx_per_channel": False}), space)
+    assert spec.framework == "onnx" and spec.variant_id.startswith("search_onnx_")
+    assert _steps(spec) == [("onnx", {"quantization": "static_int8", "per_channel": False})]
+    assert suggest_variant(FixedTrial({"onnx_quantization": "none"}), space).steps == ()  # the graph as given
+
+
 def test_no_pruning_and_no_quantization_is_the_baseline():
     spec = suggest_variant(
         FixedTrial({"framework": "torch", "pruning": "none", "quantization": "none"}), SPACE

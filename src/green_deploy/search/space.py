@@ -4,7 +4,8 @@ A trial picks a framework, then for PyTorch: a pruning method (none, unstructure
 pruning, structured channel/head pruning) with its ratio, the layers it leaves alone and the
 fine-tune steps after it, then a quantization (none, dynamic or static int8, float16, bfloat16);
 for TensorFlow: tfmot pruning (none, unstructured, 2:4) with its ratio and fine-tune steps, then a
-TFLite conversion with its quantization. The choices become a ``VariantSpec`` of the optimize
+TFLite conversion with its quantization; for an ONNX graph (a user's own): ONNX Runtime's
+quantization (none is the baseline) and whether its weights get one scale per channel. The choices become a ``VariantSpec`` of the optimize
 pipeline's techniques, so a trial is built exactly as a declared variant is.
 
 Parameter names are prefixed per framework (``tf_...``) where the choices differ: Optuna keeps
@@ -27,7 +28,9 @@ TORCH_QUANTIZATION = ("none", "dynamic_int8", "static_int8", "float16", "bfloat1
 KEEP_LAYERS = ("none", "first", "output", "first_and_output")
 TF_PRUNING = ("none", "unstructured", "2:4")
 TF_QUANTIZATION = ("none", "dynamic_int8", "float16", "full_int8")
-FRAMEWORKS = ("torch", "tensorflow")
+ONNX_QUANTIZATION = ("none", "dynamic_int8", "static_int8")
+FRAMEWORKS = ("torch", "tensorflow", "onnx")
+_ID_PREFIXES = {"torch": "pt", "tensorflow": "tf", "onnx": "onnx"}
 
 
 class Suggester(Protocol):
@@ -53,6 +56,7 @@ class SearchSpace:
     quantization: tuple[str, ...] = TORCH_QUANTIZATION
     tf_pruning: tuple[str, ...] = TF_PRUNING
     tf_quantization: tuple[str, ...] = TF_QUANTIZATION
+    onnx_quantization: tuple[str, ...] = ONNX_QUANTIZATION
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> SearchSpace:
@@ -76,6 +80,7 @@ class SearchSpace:
             "quantization": TORCH_QUANTIZATION,
             "tf_pruning": TF_PRUNING,
             "tf_quantization": TF_QUANTIZATION,
+            "onnx_quantization": ONNX_QUANTIZATION,
         }
         for key, allowed in choices.items():
             chosen = getattr(self, key)
@@ -101,7 +106,9 @@ def suggest_variant(trial: Suggester, space: SearchSpace) -> VariantSpec:
         if len(space.frameworks) == 1
         else trial.suggest_categorical("framework", list(space.frameworks))
     )
-    steps = _torch_steps(trial, space) if framework == "torch" else _tensorflow_steps(trial, space)
+    steps = {"torch": _torch_steps, "tensorflow": _tensorflow_steps, "onnx": _onnx_steps}[framework](
+        trial, space
+    )
     return variant_spec(framework, steps)
 
 
@@ -110,7 +117,7 @@ def variant_spec(framework: str, steps: Sequence[Step]) -> VariantSpec:
     every trial and on every worker, so a retried trial reuses what was built and measured."""
     recipe = json.dumps([[s.technique, s.settings] for s in steps], sort_keys=True)
     digest = hashlib.sha256(f"{framework}:{recipe}".encode()).hexdigest()[:12]
-    variant_id = f"search_{'pt' if framework == 'torch' else 'tf'}_{digest}"
+    variant_id = f"search_{_ID_PREFIXES[framework]}_{digest}"
     raw = {
         "framework": framework,
         "steps": [{"technique": s.technique, "settings": s.settings} for s in steps],
@@ -173,3 +180,11 @@ def _tensorflow_steps(trial: Suggester, space: SearchSpace) -> list[Step]:
     quantization = trial.suggest_categorical("tf_quantization", list(space.tf_quantization))
     steps.append(Step("tflite", {"quantization": quantization}))
     return steps
+
+
+def _onnx_steps(trial: Suggester, space: SearchSpace) -> list[Step]:
+    quantization = trial.suggest_categorical("onnx_quantization", list(space.onnx_quantization))
+    if quantization == "none":
+        return []  # the graph as given
+    per_channel = trial.suggest_categorical("onnx_per_channel", [True, False])
+    return [Step("onnx", {"quantization": quantization, "per_channel": per_channel})]

@@ -141,10 +141,29 @@ def test_torch_int8_modules_do_not_export():
         get_technique("onnx").apply(quantized.model, {}, context)
 
 
-def test_not_a_module_is_not_applicable():
+@pytest.mark.parametrize("quantization", QUANTIZED)
+def test_a_given_onnx_graph_is_quantized_as_it_is(quantization):
+    """An ONNX own model (framework onnx): no export, ORT's quantizer on the graph's own input."""
+    import onnx
+
+    model, x, context = _setup("resnet_cnn")
+    graph = onnx.load_model_from_string(_onnx("resnet_cnn", "none").model)
+    for node in graph.graph.node:
+        node.input[:] = ["images" if name == "x" else name for name in node.input]
+    graph.graph.input[0].name = "images"
+    result = get_technique("onnx").apply(graph.SerializeToString(), {"quantization": quantization}, context)
+    assert (result.framework, result.runtime) == ("onnx", "onnxruntime")
+    assert "the given ONNX graph" in result.notes and "export_s" not in result.extra
+    reference = predict_torch(model, x)
+    assert np.max(np.abs(predict_onnx(result.model, x) - reference)) <= INT8_RELATIVE * np.max(
+        np.abs(reference)
+    )
+
+
+def test_neither_a_module_nor_a_graph_is_not_applicable():
     _, _, context = _setup("vit")
     with pytest.raises(NotApplicable, match="nn.Module"):
-        get_technique("onnx").apply(_onnx("vit", "none").model, {}, context)
+        get_technique("onnx").apply("a Keras model, say", {}, context)
 
 
 def test_a_quantizer_failure_is_not_applicable_with_its_first_line(monkeypatch):
