@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, astuple, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -286,6 +286,7 @@ def build_zoo_model(
         return card
 
     n_outputs = _n_outputs(entry, raw)
+    _check_output_names(entry, family, raw.classes, n_outputs)
     models, report = _build_baselines(entry, family, data, n_outputs)
     scores = _score_test(entry, data, models, test_subset, tolerance)
     reference, reference_model = next(iter(models.items()))
@@ -350,6 +351,26 @@ def _build_baselines(
         for framework, model in models.items():
             _check_logits(entry, framework, _predictor(framework, model), data.val_x[:2], n_outputs)
     return models, report
+
+
+def _check_output_names(entry: ZooEntry, family: Family, classes: Sequence[str], n_outputs: int) -> None:
+    """Refuse a head whose own labels (a Hugging Face ``id2label``) are not the dataset's classes
+    in the same order: scores would be computed against the wrong outputs, silently."""
+    output_names = getattr(family, "output_names", None)  # families whose models name their outputs
+    names = output_names(entry.architecture, n_outputs) if output_names and n_outputs else None
+    if names is None or list(names) == list(classes):
+        return
+    where = f"zoo.models.{entry.model_id}"
+    unknown = sorted(set(classes) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{where}: the dataset's labels {unknown} are unknown to the model's head, whose outputs are "
+            f"{names} (id2label); map your labels to those, or set architecture.head: new to train a head for them"
+        )
+    raise ConfigError(
+        f"{where}: the dataset numbers its classes {list(classes)}, but the model's head gives {names} in that "
+        f"order; set dataset_options.classes: {names}"
+    )
 
 
 def _check_logits(

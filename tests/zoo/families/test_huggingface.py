@@ -147,3 +147,77 @@ def test_an_image_model_gets_a_new_head_for_other_classes_and_loads_back(vision_
         np.testing.assert_array_equal(
             artifacts.load_torch_model(tmp_path)(pixels).numpy(), model(pixels).numpy()
         )
+
+
+@pytest.fixture(scope="module")
+def sentiment_folder(tmp_path_factory):
+    """A classifier whose head names its outputs (id2label), as a fine-tuned hub model does."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("sentiment")
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_pretrained(
+        str(model_dir()), num_labels=2, id2label={0: "negative", 1: "positive"}
+    ).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(str(model_dir())).save_pretrained(folder)
+    return folder
+
+
+def _sentiment_entry(folder, tmp_path, labels, classes=None):
+    import csv
+
+    from green_deploy.zoo.spec import parse_entry
+
+    path = tmp_path / "reviews.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows((f"{TEXTS[k % 3]} ({k})", label) for label in labels for k in range(20))
+    options = {"path": str(path), **({"classes": classes} if classes else {})}
+    return parse_entry(
+        "own_sentiment",
+        {
+            "domain": "nlp",
+            "family": "huggingface",
+            "source": "a test folder",
+            "task": "classification",
+            "dataset": "files",
+            "metric": "accuracy",
+            "architecture": {"path": str(folder), "max_length": 16},
+            "dataset_options": options,
+            "training": {"mode": "none"},
+        },
+    )
+
+
+def test_a_head_that_names_the_dataset_labels_is_used_as_it_is(sentiment_folder, tmp_path):
+    from green_deploy.zoo.builder import build_zoo_model
+
+    entry = _sentiment_entry(sentiment_folder, tmp_path, ["negative", "positive"])
+    card = build_zoo_model(entry, entry.dataset_options, tmp_path / "zoo", manifest_dir=tmp_path)
+    assert card.classes == ["negative", "positive"] and card.training["mode"] == "none"
+
+
+@pytest.mark.parametrize(
+    ("labels", "classes", "message"),
+    [
+        (
+            ["neg", "pos"],
+            None,
+            r"labels \['neg', 'pos'\] are unknown to the model's head, whose outputs are \['negative', 'positive'\]",
+        ),
+        (
+            ["negative", "positive"],
+            ["positive", "negative"],
+            r"numbers its classes \['positive', 'negative'\].*set dataset_options.classes: \['negative', 'positive'\]",
+        ),
+    ],
+)
+def test_labels_the_head_does_not_give_in_that_order_are_refused(
+    sentiment_folder, tmp_path, labels, classes, message
+):
+    from green_deploy.zoo.builder import build_zoo_model
+
+    entry = _sentiment_entry(sentiment_folder, tmp_path, labels, classes)
+    with pytest.raises(ConfigError, match=message):
+        build_zoo_model(entry, entry.dataset_options, tmp_path / "zoo", manifest_dir=tmp_path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,6 +169,15 @@ class HuggingFaceFamily:
                     "set head: new to train a head for these classes"
                 )
         return s.head != "new" and present and width == n_outputs
+
+    def output_names(self, arch: Mapping[str, Any], n_outputs: int) -> list[str] | None:
+        """The labels the folder's own head gives, in output order (its ``id2label``); ``None`` for a
+        new head, or names the hub's default (``LABEL_0``...) that say nothing."""
+        if not self.uses_folder_head(arch, n_outputs):
+            return None
+        id2label = _config(model_folder(self.settings(arch).path)).get("id2label") or {}
+        names = [str(id2label.get(str(index), id2label.get(index, ""))) for index in range(n_outputs)]
+        return None if all(re.fullmatch(r"LABEL_\d+", name) for name in names) else names
 
     def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
         """Texts to int64 token ids (N, max_length), truncated and padded by the folder's tokenizer;
