@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from green_deploy.errors import ConfigError, ModelNotFoundError
-from green_deploy.zoo.spec import dataset_settings, parse_entry, select_entry
+from green_deploy.zoo.spec import dataset_settings, parse_entry, require_known_models, select_entry
 
 ENTRY = {
     "domain": "nlp",
@@ -61,3 +61,12 @@ def test_entry_dataset_options_override_shared_settings():
     entry = parse_entry("ngram", {**ENTRY, "dataset_options": {"min_chars": 5}})
     merged = dataset_settings({"gettext_langid": {"min_chars": 12, "max_chars": 100}}, entry)
     assert merged == {"min_chars": 5, "max_chars": 100}
+
+
+def test_an_unknown_model_id_is_named_and_a_hub_id_gets_the_route_that_studies_it():
+    zoo = {"models": {"resnet_fmnist": {}}, "hub": {"bert_base": {}}}
+    require_known_models("evaluate.models", ["resnet_fmnist"], zoo)
+    with pytest.raises(ModelNotFoundError, match=r"unknown model\(s\) \['typo'\]; known: \['resnet_fmnist'\]$"):
+        require_known_models("evaluate.models", ["typo"], zoo)
+    with pytest.raises(ModelNotFoundError, match=r"\['bert_base'\] are zoo.hub entries.*family: huggingface"):
+        require_known_models("deploy.models", ["bert_base"], zoo)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -108,3 +108,21 @@ def select_entry(models: Mapping[str, Any], model_id: str) -> ZooEntry:
             f"{model_id!r} is not in zoo.models (conf/base/parameters_zoo.yml); known: {', '.join(sorted(models))}"
         )
     return parse_entry(model_id, models[model_id])
+
+
+def require_known_models(where: str, model_ids: Iterable[str], zoo: Mapping[str, Any]) -> None:
+    """Refuse model ids that are not zoo models, pointing a ``zoo.hub`` id (which sizes the GPU
+    benches, and no pipeline builds) to the route that studies it."""
+    unknown = sorted(set(model_ids) - set(zoo.get("models") or {}))
+    if not unknown:
+        return
+    hub = [model_id for model_id in unknown if model_id in (zoo.get("hub") or {})]
+    hint = (
+        f"; {hub} are zoo.hub entries, which size the GPU benches and no pipeline builds: to study one, declare "
+        "it under zoo.models with family: huggingface and its local folder (README: Your own model)"
+        if hub
+        else ""
+    )
+    raise ModelNotFoundError(
+        f"{where} names unknown model(s) {unknown}; known: {sorted(zoo.get('models') or {})}{hint}"
+    )

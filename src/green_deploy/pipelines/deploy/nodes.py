@@ -21,8 +21,7 @@ from green_deploy.deploy.runner import (
     still_running,
     validation_examples,
 )
-from green_deploy.errors import ConfigError
-from green_deploy.zoo.spec import dataset_settings, select_entry
+from green_deploy.zoo.spec import dataset_settings, require_known_models, select_entry
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +38,7 @@ def deploy_zoo_model(
     """Deploy and check every selected variant of one zoo model on every target; the rows of the
     deployments table and their MLflow metrics (``<model>.<variant>.<target>.<metric>``)."""
     settings = DeploySettings.parse(deploy)
-    unknown = sorted(set(settings.models) - set(zoo["models"]))
-    if unknown:
-        raise ConfigError(f"deploy.models names unknown model(s) {unknown}; known: {sorted(zoo['models'])}")
+    require_known_models("deploy.models", settings.models, zoo)
     if settings.models and model_id not in settings.models:
         return [], {}
     rows = select_rows(variants.to_dict("records"), model_id, settings.only)

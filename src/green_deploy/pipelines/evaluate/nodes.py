@@ -24,7 +24,7 @@ from green_deploy.evaluate.store import StudyStore
 from green_deploy.evaluate.study import StudySettings, expand_cells
 from green_deploy.evaluate.summary import summary_markdown
 from green_deploy.evaluate.tracking import active_run_tracker
-from green_deploy.zoo.spec import dataset_settings, select_entry
+from green_deploy.zoo.spec import dataset_settings, require_known_models, select_entry
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,7 @@ def evaluate_study(
     """Measure every pending cell of the study; the results and repetitions tables (every stored
     cell that matches today's variants and protocol), the summary, and what this run did."""
     settings = StudySettings.parse(evaluate)
-    unknown = sorted(set(settings.models) - set(zoo["models"]))
-    if unknown:
-        raise ConfigError(f"evaluate.models names unknown model(s) {unknown}; known: {sorted(zoo['models'])}")
+    require_known_models("evaluate.models", settings.models, zoo)
     rows = [row for row in variants.to_dict("records") if skip_reason(row) is None]
     cells = expand_cells(rows, settings)
     if not cells:
