@@ -121,3 +121,17 @@ def test_one_framework_is_not_a_parameter():
 def test_a_bad_space_is_a_config_error(raw, message):
     with pytest.raises(ConfigError, match=message):
         SearchSpace.parse(raw)
+
+
+def test_a_model_is_searched_in_the_frameworks_it_was_built_in():
+    from green_deploy.search.space import space_for_model
+
+    assert space_for_model(SPACE, "resnet_fmnist", ["torch", "tensorflow"]).frameworks == (
+        "torch",
+        "tensorflow",
+    )
+    assert space_for_model(SPACE, "own_keras", ["tensorflow"]).frameworks == ("tensorflow",)
+    with pytest.raises(
+        ConfigError, match=r"none of the frameworks own_onnx is built in \(\['onnx'\]\); add onnx"
+    ):
+        space_for_model(SPACE, "own_onnx", ["onnx"])

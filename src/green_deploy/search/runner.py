@@ -28,7 +28,7 @@ from green_deploy.evaluate.store import StudyStore
 from green_deploy.evaluate.study import StudySettings
 from green_deploy.evaluate.tracking import StudyTracker
 from green_deploy.optimize.runner import ModelOptimizer, RunSettings
-from green_deploy.search.space import suggest_variant
+from green_deploy.search.space import space_for_model, suggest_variant
 from green_deploy.search.study import SearchError, SearchSettings, WorkerOutcome, open_study, run_worker
 from green_deploy.search.trial import (
     SearchObjective,
@@ -135,6 +135,8 @@ def _search_model(
     meter = RepetitionMeter.open(study_settings.protocol.idle_s) if settings.device != "cpu" else None
     try:
         optimizer = ModelOptimizer(entry, dataset_settings, zoo_folder, monitor, run_settings)
+        space = space_for_model(settings.space, entry.model_id, optimizer.baselines.card.frameworks)
+        settings = replace(settings, space=space)
         deployers = study_deployers(study_settings, deploy or {}, None, meter)
         variants_dir = Path(settings.variants_dir) / settings.study / entry.model_id
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
 from green_deploy.errors import ConfigError
@@ -97,6 +97,18 @@ class SearchSpace:
                 f"search.space.finetune_steps must be [low, high] with 0 <= low <= high and finetune_step >= 1; "
                 f"got {list(self.finetune_steps)} by {self.finetune_step}"
             )
+
+
+def space_for_model(space: SearchSpace, model_id: str, built: Sequence[str]) -> SearchSpace:
+    """The space narrowed to the frameworks ``model_id`` was built in (a user's own model has one);
+    none of them in the space is a clear error, not a study of failing trials."""
+    frameworks = tuple(f for f in space.frameworks if f in built)
+    if not frameworks:
+        raise ConfigError(
+            f"search.space.frameworks {list(space.frameworks)} has none of the frameworks {model_id} is built in "
+            f"({list(built)}); add {built[0]} to search.space.frameworks"
+        )
+    return replace(space, frameworks=frameworks)
 
 
 def suggest_variant(trial: Suggester, space: SearchSpace) -> VariantSpec:
