@@ -66,7 +66,9 @@ def test_entry_dataset_options_override_shared_settings():
 def test_an_unknown_model_id_is_named_and_a_hub_id_gets_the_route_that_studies_it():
     zoo = {"models": {"resnet_fmnist": {}}, "hub": {"bert_base": {}}}
     require_known_models("evaluate.models", ["resnet_fmnist"], zoo)
-    with pytest.raises(ModelNotFoundError, match=r"unknown model\(s\) \['typo'\]; known: \['resnet_fmnist'\]$"):
+    with pytest.raises(
+        ModelNotFoundError, match=r"unknown model\(s\) \['typo'\]; known: \['resnet_fmnist'\]$"
+    ):
         require_known_models("evaluate.models", ["typo"], zoo)
     with pytest.raises(ModelNotFoundError, match=r"\['bert_base'\] are zoo.hub entries.*family: huggingface"):
         require_known_models("deploy.models", ["bert_base"], zoo)

@@ -39,7 +39,7 @@ def classifier(**fields) -> dict:
     return {"task": "classification", "metric": "accuracy", **fields}
 
 
-def _edit(path: Path, change) -> None:
+def edit_yaml(path: Path, change) -> None:
     data = yaml.safe_load(path.read_text())
     change(data)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -59,12 +59,12 @@ def own_project(
     shutil.copytree(PROJECT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (root / "conf/local").mkdir()
     write_reviews(root / "data/01_raw/reviews.csv")
-    _edit(root / "conf/base/parameters_zoo.yml", lambda d: d["zoo"].update(models={model_id: entry}))
-    _edit(root / "conf/test/parameters_zoo.yml", lambda d: d["zoo"].update(models={}))
-    _edit(
+    edit_yaml(root / "conf/base/parameters_zoo.yml", lambda d: d["zoo"].update(models={model_id: entry}))
+    edit_yaml(root / "conf/test/parameters_zoo.yml", lambda d: d["zoo"].update(models={}))
+    edit_yaml(
         root / "conf/test/parameters_optimize.yml", lambda d: d["optimize"].update(plan=None, only=variants)
     )
-    _edit(
+    edit_yaml(
         root / "conf/test/parameters_evaluate.yml",
         lambda d: d["evaluate"].update(models=[model_id], variants=measured, batch_sizes=[1]),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.pipelines.zoo.own_projects import classifier, own_project, run
+from tests.pipelines.zoo.own_projects import classifier, edit_yaml, own_project, run
 from tests.zoo.families.test_own_files import export_onnx, save_keras
 
 ONNX_VARIANTS = ["onnx_dynamic_int8", "onnx_static_int8", "pt_fp16", "tf_tflite_dynamic_int8"]
@@ -47,7 +47,11 @@ def onnx_study(tmp_path_factory):
         ONNX_MEASURED,
     )
     export_onnx(root / "data/01_raw/cnn.onnx")
-    return study(root)
+    edit_yaml(
+        root / "conf/test/parameters_search.yml",
+        lambda d: d["search"].update(models=["own_onnx"], space={"frameworks": ["onnx"]}),
+    )
+    return (*study(root, ("zoo", "optimize", "evaluate", "search", "tradeoff")), root)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +68,7 @@ def keras_study(tmp_path_factory):
 
 
 def test_an_onnx_graph_is_quantized_by_onnx_runtime_and_measured(onnx_study):
-    variants, results, answers = onnx_study
+    variants, results, answers, _ = onnx_study
     assert (variants.loc[ONNX_MEASURED, "status"] == "ok").all()
     assert (variants.loc[ONNX_MEASURED, "framework"] == "onnx").all()
     assert (variants.loc[ONNX_MEASURED, "runtime"] == "onnxruntime").all()
@@ -87,3 +91,10 @@ def test_a_keras_model_is_converted_to_tflite_and_measured(keras_study):
     assert "no PyTorch baseline" in variants.loc["pt_onnx_dynamic_int8", "reason"]
     assert sorted(results.variant_id) == sorted(KERAS_MEASURED) and (results.energy_per_item_j > 0).all()
     assert "measured in one framework only: own_keras (TensorFlow)" in answers.loc["RQ1.2", "answer"]
+
+
+def test_a_search_over_an_onnx_graph_tries_onnx_runtime_quantizations(onnx_study):
+    *_, root = onnx_study
+    trials = pd.read_parquet(root / "data/07_model_output/search_trials.parquet")
+    assert len(trials) >= 3 and set(trials.state) == {"COMPLETE"}
+    assert all(v.startswith("search_onnx_") for v in trials.variant_id)
