@@ -7,6 +7,7 @@ otherwise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -256,20 +257,20 @@ def build_zoo_model(
     manifest_dir: Path | None = None,
     test_subset: ScoredItems = ScoredItems(),
 ) -> ZooCard:
-    """Build (or reuse) ``entry`` in ``folder``: ``torch/`` and ``model.keras`` and ``card.json``.
+    """Build (or reuse) ``entry`` in ``folder``: its baselines (``zoo.baselines``) and ``card.json``.
 
-    A build whose training configuration, data and files are unchanged is reused; when only the
-    scored test items changed (``test_subset``), both frameworks are scored again on the new
-    items (and checked for parity), without training."""
+    A build whose training configuration, data and files (a user's own model files among them)
+    are unchanged is reused; when only the scored test items changed (``test_subset``), its
+    baselines are scored again on the new items (and checked for parity), without training."""
     start_s = time.perf_counter()
     raw = load_dataset(entry.dataset, dataset_settings, manifest_dir)
-    config_sha256 = entry.config_sha256(dataset_settings)
+    family = get_family(entry.family)
+    config_sha256 = _build_key(entry, dataset_settings, family)
     cached = load_cached_card(folder, config_sha256, raw.manifest_sha256)
     if cached is not None and (cached.test_max_items, cached.test_seed) == astuple(test_subset):
         logger.info("%s: reusing the build in %s", entry.model_id, folder)
         return cached
 
-    family = get_family(entry.family)
     if entry.training.mode not in family.training_modes:
         raise ConfigError(
             f"zoo.models.{entry.model_id}.training.mode is {entry.training.mode!r}, but family {entry.family} takes "
@@ -325,6 +326,21 @@ def build_zoo_model(
     )
     (folder / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2))
     return card
+
+
+def _build_key(entry: ZooEntry, dataset_settings: Mapping[str, Any], family: Family) -> str:
+    """The entry's configuration hash, and for a user's own model the sha256 of the files it is
+    read from, so a model file replaced at the same path is built again rather than reused."""
+    source_paths = getattr(family, "source_paths", None)  # families that read a user's files
+    key = entry.config_sha256(dataset_settings)
+    if source_paths is None:
+        return key
+    digest = hashlib.sha256(key.encode())
+    for root in source_paths(entry.architecture):
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in (p for p in files if p.is_file()):
+            digest.update(f"{path.relative_to(root.parent)}:{artifacts.file_sha256(path)}".encode())
+    return digest.hexdigest()
 
 
 def _build_baselines(

@@ -21,18 +21,13 @@ def export_onnx(path, n_outputs: int = 10, dynamic_batch: bool = True, inputs: i
     """The zoo's resnet_cnn exported with torch.onnx as a user would (their own input name)."""
     torch.manual_seed(0)
     model = get_family("resnet_cnn").build_torch({}, n_outputs).eval()
-    module = model if inputs == 1 else _TwoInputs(model)
+    module = model if inputs == 1 else _TwoInputs(model).eval()
     example = (torch.rand(4, 1, 28, 28),) * inputs
     names = ["images", "extra"][:inputs]
-    axes = {name: {0: "batch"} for name in names} if dynamic_batch else None
+    shapes = tuple({0: torch.export.Dim("batch")} for _ in names) if dynamic_batch else None
+    # torch.onnx's default (dynamo) exporter, which writes the weights to a .data file beside the graph
     torch.onnx.export(
-        module,
-        example,
-        str(path),
-        input_names=names,
-        output_names=["logits"],
-        dynamic_axes=axes,
-        dynamo=False,
+        module, example, str(path), input_names=names, output_names=["logits"], dynamic_shapes=shapes
     )
     return model
 
@@ -76,6 +71,7 @@ def own_entry(family: str, path) -> dict:
 
 def test_an_onnx_graph_is_built_as_the_onnx_baseline_and_gives_the_module_outputs(tmp_path):
     original = export_onnx(tmp_path / "cnn.onnx")
+    assert (tmp_path / "cnn.onnx.data").is_file()  # the weights sit beside the graph
     card = build_zoo_model(
         parse_entry("own_onnx", own_entry("onnx", tmp_path / "cnn.onnx")), FASHION, tmp_path / "zoo"
     )
@@ -93,6 +89,20 @@ def test_an_onnx_graph_is_built_as_the_onnx_baseline_and_gives_the_module_output
     with torch.inference_mode():
         np.testing.assert_allclose(predict_onnx(saved, x.numpy()), original(x).numpy(), atol=1e-4)
     assert load_card(tmp_path / "zoo").test_metrics == card.test_metrics
+
+
+def test_a_model_file_replaced_at_its_path_is_built_again(tmp_path):
+    entry = parse_entry("own_onnx", own_entry("onnx", tmp_path / "cnn.onnx"))
+    export_onnx(tmp_path / "cnn.onnx")
+    first = build_zoo_model(entry, FASHION, tmp_path / "zoo")
+    assert (
+        build_zoo_model(entry, FASHION, tmp_path / "zoo").build_duration_s == first.build_duration_s
+    )  # reused
+    weights = (tmp_path / "cnn.onnx.data").read_bytes()
+    (tmp_path / "cnn.onnx.data").write_bytes(weights[:-4] + b"\x00\x00\x80\x3f")  # one weight changed
+    again = build_zoo_model(entry, FASHION, tmp_path / "zoo")
+    assert again.config_sha256 != first.config_sha256
+    assert again.artifact_sha256 != first.artifact_sha256
 
 
 def test_a_keras_model_is_built_as_the_tensorflow_baseline(tmp_path):
@@ -144,6 +154,12 @@ def test_a_savedmodel_folder_loads_too(tmp_path):
             r"must take one input \(the batch\).*\['images', 'extra'\]",
         ),
         ("onnx", lambda p: p.write_bytes(b"not a graph"), ArtifactError, "not a readable ONNX model"),
+        (
+            "onnx",
+            lambda p: export_onnx(p) and p.with_suffix(".onnx.data").unlink(),
+            ArtifactError,
+            "not a readable ONNX",
+        ),
         ("onnx", lambda p: None, ModelNotFoundError, "does not exist; set architecture.path"),
         ("keras", lambda p: save_keras(p, n_outputs=3), ConfigError, r"outputs of shape \(2, 3\)"),
         (

@@ -38,6 +38,10 @@ class Family(Protocol):
     ``build_keras`` only (the user's Keras model), ``("onnx",)`` with ``build_onnx`` only.
     ``training_modes``: the ``training.mode`` values its models can take (``TRAINING_MODES``; a
     model file used as it is only ``none``).
+
+    A family that reads a user's files also has ``source_paths(arch) -> list[Path]`` (the files
+    a build's cache key hashes), and one whose models name their outputs ``output_names(arch,
+    n_outputs) -> list[str] | None`` (checked against the dataset's classes).
     """
 
     name: str

@@ -179,6 +179,10 @@ class HuggingFaceFamily:
         names = [str(id2label.get(str(index), id2label.get(index, ""))) for index in range(n_outputs)]
         return None if all(re.fullmatch(r"LABEL_\d+", name) for name in names) else names
 
+    def source_paths(self, arch: Mapping[str, Any]) -> list[Path]:
+        """The files the build reads (its key hashes them): the whole folder."""
+        return [Path(self.settings(arch).path).expanduser()]
+
     def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
         """Texts to int64 token ids (N, max_length), truncated and padded by the folder's tokenizer;
         images to the float32 pixel values (N, 3, H, W) its image processor makes."""

@@ -57,6 +57,9 @@ class KerasFamily:
     def settings(self, arch: Mapping[str, Any]) -> OwnFileSettings:
         return parse_architecture(OwnFileSettings, arch, self.name)
 
+    def source_paths(self, arch: Mapping[str, Any]) -> list[Path]:
+        return self.settings(arch).source_paths()
+
     def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
         s = self.settings(arch)
         return encode_own_inputs(examples, s, f"the Keras model {s.path}")

@@ -27,7 +27,9 @@ NAME = "onnx"
 
 
 def read_user_onnx(path: Path) -> bytes:
-    """The bytes of the ONNX graph in ``path``, checked to be one the study can feed batches to."""
+    """The ONNX graph in ``path`` as one self-contained model (weights that an exporter wrote to
+    external data files beside it are read in), checked to be one the study can feed batches to.
+    Protobuf caps one serialized model at 2 GB; a larger graph is refused when it is read."""
     if not path.is_file():
         raise ModelNotFoundError(
             f"ONNX model {path.resolve()} does not exist; set architecture.path to a file written by "
@@ -35,11 +37,13 @@ def read_user_onnx(path: Path) -> bytes:
         )
     import onnx
 
-    data = path.read_bytes()
     try:
-        graph = onnx.load_model_from_string(data).graph
-    except Exception as error:  # protobuf's DecodeError for a damaged file
-        raise ArtifactError(f"{path} is not a readable ONNX model ({error})") from error
+        model = onnx.load(str(path))  # with its external data files (torch.onnx's default), if any
+        data = model.SerializeToString()
+    except Exception as error:  # protobuf's DecodeError, a missing external data file, a graph over 2 GB
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ArtifactError(f"{path} is not a readable ONNX model ({reason})") from error
+    graph = model.graph
     initializers = {tensor.name for tensor in graph.initializer}
     inputs = [value for value in graph.input if value.name not in initializers]
     if len(inputs) != 1 or len(graph.output) != 1:
@@ -48,6 +52,27 @@ def read_user_onnx(path: Path) -> bytes:
             f"{[value.name for value in inputs]} and gives {[value.name for value in graph.output]}"
         )
     return data
+
+
+def external_data_files(path: Path) -> list[Path]:
+    """The external data files a graph's tensors name (torch.onnx writes ``<name>.onnx.data``)."""
+    if not path.is_file():
+        return []
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # a damaged file: the build names it when it reads the graph
+        return []
+    locations = {
+        entry.value
+        for tensor in model.graph.initializer
+        if uses_external_data(tensor)
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    return [path.parent / location for location in sorted(locations)]
 
 
 class OnnxFamily:
@@ -59,6 +84,11 @@ class OnnxFamily:
 
     def settings(self, arch: Mapping[str, Any]) -> OwnFileSettings:
         return parse_architecture(OwnFileSettings, arch, self.name)
+
+    def source_paths(self, arch: Mapping[str, Any]) -> list[Path]:
+        """The files a build reads, with the external data files the graph names."""
+        paths = self.settings(arch).source_paths()
+        return [*paths, *external_data_files(paths[0])]
 
     def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
         s = self.settings(arch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,12 @@ class OwnFileSettings:
     input: str = "image"
     tokenizer: str | None = None
     max_length: int = 128
+
+    def source_paths(self) -> list[Path]:
+        """The files a build reads, which its cache key hashes: the model and a tokenizer folder."""
+        return [Path(self.path).expanduser()] + (
+            [Path(self.tokenizer).expanduser()] if self.tokenizer else []
+        )
 
     def __post_init__(self) -> None:
         if self.input not in INPUTS:
