@@ -92,6 +92,26 @@ def test_a_tiny_study_is_answered_with_what_cannot_be_said():
     assert "too few" in answers["RQ1.5"].sentence
 
 
+def test_models_measured_in_one_framework_each_are_named_and_not_compared():
+    """Own models come in one framework each: RQ1.2 names them, and no framework figure is drawn."""
+    from green_deploy.tradeoff.report import figures
+
+    table = _table()
+    own = table[
+        ((table.model_id == "m0") & (table.framework == "torch"))
+        | ((table.model_id == "m1") & (table.framework == "tensorflow"))
+    ]
+    rq12 = next(a for a in answer_all(own) if a.question == "RQ1.2")
+    assert "No model was measured in both PyTorch and TensorFlow" in rq12.sentence
+    assert "measured in one framework only: m0 (PyTorch), m1 (TensorFlow)" in rq12.sentence
+    assert "framework_ratio" not in {f.name for f in figures(own.assign(metric="accuracy"))}
+    both = table[
+        table.model_id.isin(["m0", "m2", "m3"]) | ((table.model_id == "m1") & (table.framework == "torch"))
+    ]
+    rq12 = next(a for a in answer_all(both) if a.question == "RQ1.2")
+    assert rq12.tests and rq12.sentence.endswith("measured in one framework only: m1 (PyTorch).")
+
+
 def test_the_report_is_one_self_contained_page():
     from green_deploy.tradeoff.report import figures, render_html, render_markdown
 

@@ -112,9 +112,12 @@ def framework_effect(results: pd.DataFrame) -> Answer:
         rows = pd.DataFrame({"tensorflow / torch J/inference": ratio}).reset_index()
     table: pd.DataFrame = rows if len(rows) else pd.DataFrame()  # rows is [] only when untested
     if not tests:
-        return Answer(
-            "RQ1.2", "Framework", f"Only one framework was measured: nothing to compare.{alone}", table
+        measured = (
+            "No model was measured in both PyTorch and TensorFlow"
+            if base.framework.nunique() > 1
+            else ("Only one framework was measured")
         )
+        return Answer("RQ1.2", "Framework", f"{measured}: nothing to compare.{alone}", table)
     energy = tests["energy_per_item_j"]
     sentence = (
         f"Over {energy.n[0]} model x batch pairs, the TensorFlow baseline took a median "

@@ -170,6 +170,8 @@ def _framework_ratios(results: pd.DataFrame) -> Figure | None:
     if not {"torch", "tensorflow"} <= set(wide.columns):
         return None
     ratio = (wide.tensorflow / wide.torch).dropna().unstack("batch_size")
+    if ratio.empty:  # no model measured in both (own models come in one framework each)
+        return None
     figure, ax = plt.subplots(figsize=(8, 3.5))
     ratio.plot.bar(ax=ax, logy=True)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
