@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, label_ranking_average_precision_score, top_k_accuracy_score
 
+from green_deploy.errors import ConfigError
 from green_deploy.zoo.metrics import (
     METRICS,
     ClassificationEvidence,
     LanguageModelEvidence,
     RetrievalEvidence,
+    better_sign,
     metric_values,
     task_metrics,
 )
@@ -198,12 +200,14 @@ def test_macro_f1_of_many_resamples_at_once_equals_one_call_per_resample(classif
 
 
 def test_metrics_say_which_way_is_better():
-    lower = {name for metrics in METRICS.values() for name, m in metrics.items() if not m.higher_is_better}
-    assert lower == {"bits_per_byte", "perplexity"}
+    names = [name for metrics in METRICS.values() for name in metrics]
+    assert len(names) == len(set(names))  # a name alone says which metric, and so which way
+    assert {name for name in names if better_sign(name) < 0} == {"bits_per_byte", "perplexity"}
+    assert better_sign("macro_f1") == 1.0
+    with pytest.raises(ConfigError, match="unknown metric 'f1'; known: accuracy, bits_per_byte"):
+        better_sign("f1")
 
 
 def test_an_unknown_task_is_refused_with_the_known_ones():
-    from green_deploy.errors import ConfigError
-
     with pytest.raises(ConfigError, match="classification.*language_modeling.*retrieval"):
         task_metrics("detection")

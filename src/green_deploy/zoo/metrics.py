@@ -287,3 +287,13 @@ def task_metrics(task: str) -> Mapping[str, Metric[Any]]:
 def metric_values(evidence: Evidence) -> dict[str, float]:
     """Every metric of the evidence's task on all its items."""
     return {name: metric.value(evidence) for name, metric in task_metrics(evidence.task).items()}
+
+
+def better_sign(metric: str) -> float:
+    """+1 where a higher value of ``metric`` is better, -1 where a lower one is (bits per byte,
+    perplexity): a metric times its sign is better higher, as fronts and constraints compare it."""
+    for metrics in METRICS.values():
+        if metric in metrics:
+            return 1.0 if metrics[metric].higher_is_better else -1.0
+    known = sorted(name for metrics in METRICS.values() for name in metrics)
+    raise ConfigError(f"unknown metric {metric!r}; known: {', '.join(known)}")
