@@ -14,7 +14,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from kedro.config import OmegaConfigLoader
 
@@ -26,21 +25,22 @@ from green_deploy.zoo.builder import prepare_task_data, score_items
 from green_deploy.zoo.data import load_dataset
 from green_deploy.zoo.families import get_family
 from green_deploy.zoo.inference import predict_torch
+from green_deploy.zoo.metrics import Evidence, metric_values, task_metrics
 from green_deploy.zoo.spec import dataset_settings, select_entry
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def _scores(zoo: dict, model_id: str, models_dir: Path) -> tuple[dict[str, np.ndarray], dict]:
+def _scores(zoo: dict, model_id: str, models_dir: Path) -> tuple[Evidence, dict]:
     entry = select_entry(zoo["models"], model_id)
     settings = dataset_settings(zoo.get("datasets") or {}, entry)
     data = prepare_task_data(entry, load_dataset(entry.dataset, settings), get_family(entry.family))
     model = load_torch_model(models_dir / model_id / "torch")
-    scores, _ = score_items(
+    evidence, _ = score_items(
         entry.task, lambda x: predict_torch(model, x), data.test_x, data.test_y, data.test_pairs
     )
     card = json.loads((models_dir / model_id / "card.json").read_text())
-    return scores, card
+    return evidence, card
 
 
 def main() -> None:
@@ -54,12 +54,13 @@ def main() -> None:
     }
     rows = []
     for model_id in sorted(loaders["local"]["models"]):
-        metric = loaders["local"]["models"][model_id]["metric"]
+        entry = loaders["local"]["models"][model_id]
+        metric = entry["metric"]
         found = {}
         for env, root in (("full", args.full), ("local", args.quick)):
-            scores, card = _scores(loaders[env], model_id, PROJECT / root / "06_models/zoo")
-            interval = metric_interval(scores[metric])
-            found[env] = (float(np.mean(scores[metric])), interval, card)
+            evidence, card = _scores(loaders[env], model_id, PROJECT / root / "06_models/zoo")
+            interval = metric_interval(task_metrics(entry["task"])[metric], evidence)
+            found[env] = (metric_values(evidence)[metric], interval, card)
         (full, full_ci, full_card), (quick, quick_ci, quick_card) = found["full"], found["local"]
         rows.append(
             {
@@ -70,7 +71,7 @@ def main() -> None:
                 "quick budget": quick,
                 "quick 95% CI": f"[{quick_ci.low:.4f}, {quick_ci.high:.4f}]",
                 "Δ (pp)": (quick - full) * 100,
-                "test items": len(scores[metric]),
+                "test items": len(evidence),
                 "full training (s)": full_card["training"]["duration_s"],
                 "quick training (s)": quick_card["training"]["duration_s"],
                 "full build (s)": full_card["build_duration_s"],

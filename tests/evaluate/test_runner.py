@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
 from green_deploy.deploy.inprocess import InProcessDeployer
 from green_deploy.deploy.local import LocalDeployer, LocalSettings
@@ -232,6 +234,21 @@ def test_accuracy_is_scored_on_the_seeded_subset_with_its_interval(study, tmp_pa
     assert cell["accuracy_interval"] == "wilson"
     assert cell["accuracy_ci_low"] <= cell["accuracy"] <= cell["accuracy_ci_high"]
     assert cell["serving_path"] == "PyTorch eager (inference_mode)"
+
+
+def test_a_macro_f1_entry_reports_macro_f1_with_its_bootstrap_interval(study, tiny, tmp_path):
+    row, data, _ = study
+    settings = StudySettings.parse({"targets": ["inprocess"], "batch_sizes": [1], "protocol": PROTOCOL})
+    store = StudyStore(tmp_path / "study")
+    macro = replace(data, metric="macro_f1")
+    _runner(settings, row, macro, InProcessDeployer(), store).run(expand_cells([row], settings))
+    (cell,) = [c["row"] for c in store.cells()]
+    predicted = np.argmax(np.concatenate([tiny.expected] * 10), axis=1)
+    expected = f1_score(data.y, predicted, labels=np.arange(10), average="macro", zero_division=0)
+    assert (cell["metric"], cell["accuracy"]) == ("macro_f1", pytest.approx(expected))
+    assert cell["accuracy"] != pytest.approx(json.loads(cell["accuracy_metrics"])["accuracy"])
+    assert cell["accuracy_interval"] == "bootstrap"
+    assert cell["accuracy_ci_low"] < cell["accuracy"] < cell["accuracy_ci_high"]
 
 
 def test_a_variant_whose_files_changed_is_refused_and_a_rebuilt_one_is_measured_anew(study, tmp_path):

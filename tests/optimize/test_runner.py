@@ -128,3 +128,34 @@ def test_a_damaged_variant_is_a_clear_error(optimized, tmp_path):
     rebuild = 'rebuild it with `kedro run --pipeline=optimize --namespaces=tiny_model --params "optimize.only=pruned"`'
     with pytest.raises(ArtifactError, match=f"corrupt .*{re.escape(rebuild)}"):
         artifacts.load_torch_variant(broken)
+
+
+def test_a_macro_f1_entry_checks_its_variants_by_macro_f1(tmp_path):
+    from sklearn.metrics import f1_score
+
+    from green_deploy.optimize.runner import check_slice
+    from green_deploy.zoo.artifacts import load_torch_model
+    from green_deploy.zoo.builder import encoded_splits
+    from green_deploy.zoo.inference import predict_torch
+
+    entry = parse_entry("tiny_langid", {**RAW_ENTRY, "metric": "macro_f1"})
+    build_zoo_model(entry, SETTINGS, tmp_path / "zoo")
+    settings = RunSettings(check_examples=60, calibration_examples=30, finetune_examples=100)
+    records = optimize_model(
+        entry,
+        SETTINGS,
+        tmp_path / "zoo",
+        parse_variants({"fp16": VARIANTS["fp16"]}),
+        tmp_path / "variants",
+        EnergyMonitor(discover_sources(gpu=False)),
+        settings,
+    )
+    data = encoded_splits(entry, SETTINGS)
+    checked = check_slice(len(data.val_x), settings.check_examples)
+    model = load_torch_model(tmp_path / "zoo" / "torch")
+    predicted = predict_torch(model, data.val_x[checked]).argmax(axis=1)
+    expected = f1_score(data.val_y[checked], predicted, labels=[0, 1, 2], average="macro", zero_division=0)
+    by_id = {r.variant_id: r for r in records}
+    assert {r.metric for r in records} == {"macro_f1"}
+    assert by_id["torch_baseline"].val_metric == pytest.approx(expected)
+    assert by_id["fp16"].val_metric == pytest.approx(expected, abs=0.1)

@@ -9,7 +9,14 @@ import pytest
 from optuna.trial import TrialState
 
 from green_deploy.search.study import NOT_APPLICABLE_ATTR, SearchSettings, open_study, run_worker
-from green_deploy.search.trial import Measured, SearchObjective, TrialError, front_trials
+from green_deploy.search.trial import (
+    Measured,
+    SearchObjective,
+    TrialError,
+    accuracy_drop,
+    front_trials,
+    objective_values,
+)
 
 BASELINE = {"energy_per_item_j": 0.010, "accuracy": 0.90, "latency_p50_ms": 2.0, "size_on_disk_bytes": 1000}
 
@@ -121,3 +128,19 @@ def test_the_front_keeps_feasible_completed_trials_no_other_beats():
     assert list(front_trials(trials).number) == [1, 0]
     assert front_trials(pd.DataFrame()).empty
     assert optuna.__version__.startswith("5.")
+
+
+def test_a_metric_better_lower_is_maximized_turned_and_its_drop_is_a_rise():
+    baseline = {**BASELINE, "accuracy": 2.0, "metric": "bits_per_byte"}
+    worse = {**baseline, "accuracy": 2.3, "energy_per_item_j": 0.004}
+    assert accuracy_drop(baseline, worse) == pytest.approx(0.3)
+    assert accuracy_drop(baseline, {**worse, "accuracy": 1.9}) == pytest.approx(-0.1)
+    assert objective_values(worse, ("energy", "accuracy")) == pytest.approx([0.004, -2.3])
+    trials = pd.DataFrame(
+        [
+            {"number": 0, "state": "COMPLETE", "feasible": True, "variant_id": "a", "energy_per_item_j": 1.0},
+            {"number": 1, "state": "COMPLETE", "feasible": True, "variant_id": "b", "energy_per_item_j": 0.5},
+        ]
+    ).assign(accuracy=[2.0, 2.1], metric="bits_per_byte")
+    assert list(front_trials(trials).number) == [1, 0]  # cheaper but worse: both on the front
+    assert list(front_trials(trials.assign(accuracy=[2.1, 2.0])).number) == [1]  # cheaper and better

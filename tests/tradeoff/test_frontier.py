@@ -56,6 +56,21 @@ def test_relative_to_the_same_frameworks_baseline():
     assert math.isnan(relative.energy_ratio.iloc[2])  # no TensorFlow baseline in the table
 
 
+def test_a_metric_better_lower_is_compared_the_other_way():
+    keys = {"framework": "torch", "target": "local", "device": "cpu", "batch_size": 1, "model_id": "lm"}
+    table = pd.DataFrame(
+        [
+            {**keys, "variant_id": "torch_baseline", "energy_per_item_j": 2.0, "accuracy": 3.0},
+            {**keys, "variant_id": "cheap_worse", "energy_per_item_j": 1.0, "accuracy": 3.5},
+            {**keys, "variant_id": "dear_worse", "energy_per_item_j": 3.0, "accuracy": 3.2},
+        ]
+    ).assign(metric="perplexity")
+    # lower perplexity is better: the baseline and the cheaper variant are on the front
+    assert pareto_front(table).tolist() == [True, True, False]
+    assert relative_to_baseline(table).accuracy_change_pp.tolist() == pytest.approx([0.0, -50.0, -20.0])
+    assert pareto_front(table.assign(metric="accuracy")).tolist() == [False, True, False]
+
+
 def test_break_even_by_hand():
     # 3600 J to optimize; 0.010 - 0.004 = 0.006 J saved per inference -> 600,000 inferences
     result = break_even(3600.0, 0.010, 0.004, intensity_g_per_kwh=400.0)

@@ -91,3 +91,21 @@ def test_a_twin_that_does_not_match_fails_the_build_and_saves_nothing(entry, tmp
     with pytest.raises(ParityError, match="differs from PyTorch"):
         build_zoo_model(entry, SETTINGS, tmp_path)
     assert not (tmp_path / builder.CARD_FILE).exists()
+
+
+def test_a_macro_f1_entry_gets_macro_f1_on_its_card_from_both_frameworks(tmp_path):
+    from sklearn.metrics import f1_score
+
+    from green_deploy.zoo.artifacts import load_torch_model
+    from green_deploy.zoo.builder import encoded_splits
+    from green_deploy.zoo.inference import predict_torch
+
+    entry = parse_entry("tiny_langid", {**RAW_ENTRY, "metric": "macro_f1"})
+    card = build_zoo_model(entry, SETTINGS, tmp_path)
+    data = encoded_splits(entry, SETTINGS)
+    predicted = predict_torch(load_torch_model(tmp_path / builder.TORCH_DIR), data.test_x).argmax(axis=1)
+    expected = f1_score(data.test_y, predicted, labels=[0, 1, 2], average="macro", zero_division=0)
+    assert card.metric == "macro_f1"
+    assert card.torch_metrics["macro_f1"] == pytest.approx(expected)
+    assert card.keras_metrics["macro_f1"] == pytest.approx(expected)
+    assert set(card.val_metrics) == {"accuracy", "macro_f1", "top5_accuracy"}

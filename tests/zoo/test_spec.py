@@ -38,6 +38,23 @@ def test_rejects_bad_entries_with_a_message_naming_the_problem(change, message):
         parse_entry("ngram", {**ENTRY, **change})
 
 
+@pytest.mark.parametrize(
+    ("task", "metric"),
+    [
+        ("classification", "macro_f1"),
+        ("classification", "top5_accuracy"),
+        ("language_modeling", "perplexity"),
+    ],
+)
+def test_an_entry_chooses_any_metric_of_its_task(task, metric):
+    assert parse_entry("ngram", {**ENTRY, "task": task, "metric": metric}).metric == metric
+
+
+def test_an_unknown_metric_is_refused_with_the_tasks_metrics_named():
+    with pytest.raises(ConfigError, match=r"one of \('accuracy', 'macro_f1', 'top5_accuracy'\), got 'f1'"):
+        parse_entry("ngram", {**ENTRY, "metric": "f1"})
+
+
 def test_missing_required_key_is_named():
     raw = {k: v for k, v in ENTRY.items() if k != "dataset"}
     with pytest.raises(ConfigError, match="dataset"):

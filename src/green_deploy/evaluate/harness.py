@@ -31,6 +31,7 @@ from green_deploy.evaluate.accuracy import arrays_sha256, metric_interval, subse
 from green_deploy.evaluate.repetitions import Interval, RepeatedMeasurement, repeat_until_precise
 from green_deploy.evaluate.study import ProtocolSettings
 from green_deploy.zoo.builder import score_items
+from green_deploy.zoo.metrics import metric_values, task_metrics
 
 COMPONENTS = ("cpu", "gpu", "dram")
 
@@ -224,7 +225,8 @@ def measure_accuracy(
     client: Client, data: EvaluationSet, batch_size: int, confidence: float = 0.95, seed: int = 0
 ) -> AccuracyResult:
     """The task metrics of the deployment on the evaluation items (``zoo.builder.score_items``,
-    the scoring the zoo used for its baselines), with their ``confidence`` intervals."""
+    the scoring the zoo used for its baselines), each with its ``confidence`` interval
+    (``evaluate.accuracy.metric_interval``: Wilson or bootstrap, as fits the metric)."""
     energy = [0.0]
 
     def predict(x: np.ndarray) -> np.ndarray:
@@ -233,11 +235,14 @@ def measure_accuracy(
         return outputs
 
     started = time.perf_counter()
-    scores, _ = score_items(data.task, predict, data.x, data.y, data.pairs, data.answers)
+    evidence, _ = score_items(data.task, predict, data.x, data.y, data.pairs, data.answers)
     duration_s = time.perf_counter() - started
-    intervals = {name: metric_interval(values, confidence, seed) for name, values in scores.items()}
+    metrics = task_metrics(data.task)
+    intervals = {
+        name: metric_interval(metric, evidence, confidence, seed) for name, metric in metrics.items()
+    }
     return AccuracyResult(
-        metrics={name: float(np.mean(values)) for name, values in scores.items()},
+        metrics=metric_values(evidence),
         n_items=data.n_items,
         energy_j=energy[0],
         duration_s=duration_s,

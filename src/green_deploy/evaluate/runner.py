@@ -56,6 +56,7 @@ from green_deploy.evaluate.store import StudyStore
 from green_deploy.evaluate.study import Cell, StudySettings, protocol_hash, variant_hash
 from green_deploy.evaluate.tracking import StudyTracker
 from green_deploy.serving.model import check_devices_here, serving_path
+from green_deploy.zoo.metrics import task_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -373,7 +374,14 @@ class StudyRunner:
     def _accuracy(
         self, group: Group, row: Mapping[str, Any], path: str, client: Client, data: EvaluationSet
     ) -> AccuracyResult:
-        key = accuracy_key(artifact_hashes(row), str(row["runtime"]), path, group.device, data.items_sha256)
+        key = accuracy_key(
+            artifact_hashes(row),
+            str(row["runtime"]),
+            path,
+            group.device,
+            data.items_sha256,
+            tuple(task_metrics(data.task)),
+        )
         stored = self.store.accuracy(key)
         if stored is not None:
             return AccuracyResult(**stored)

@@ -30,6 +30,7 @@ SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 Direction = Literal["minimize", "maximize"]
 OBJECTIVES: dict[str, tuple[Direction, str]] = {  # name: (direction, column of the cell row)
     "energy": ("minimize", "energy_per_item_j"),
+    # the model's metric, times -1 where it is better lower (trial.objective_values)
     "accuracy": ("maximize", "accuracy"),
     "latency": ("minimize", "latency_p50_ms"),
     "size": ("minimize", "size_on_disk_bytes"),

@@ -30,8 +30,9 @@ from green_deploy.optimize.runner import ModelOptimizer, VariantRecord
 from green_deploy.optimize.spec import VariantSpec
 from green_deploy.search.space import suggest_variant
 from green_deploy.search.study import NOT_APPLICABLE_ATTR, OBJECTIVES, SearchSettings
-from green_deploy.tradeoff.frontier import pareto_mask
+from green_deploy.tradeoff.frontier import metric_signs, pareto_mask
 from green_deploy.zoo.baselines import BASELINES
+from green_deploy.zoo.metrics import better_sign
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,16 @@ class VariantMeasurer:
 
 
 def objective_values(row: Mapping[str, Any], objectives: Sequence[str]) -> list[float]:
-    return [float(row[OBJECTIVES[name][1]]) for name in objectives]
+    """The cell's objective values; accuracy with its sign turned where the metric is better
+    lower (bits per byte, perplexity), since the study maximizes it."""
+    signs = {"accuracy": better_sign(row["metric"])}
+    return [float(row[OBJECTIVES[name][1]]) * signs.get(name, 1.0) for name in objectives]
+
+
+def accuracy_drop(baseline: Mapping[str, Any], row: Mapping[str, Any]) -> float:
+    """How much worse than its baseline a cell scores (negative: better), whichever way its
+    metric is better."""
+    return (float(baseline["accuracy"]) - float(row["accuracy"])) * better_sign(row["metric"])
 
 
 class SearchObjective:
@@ -152,8 +162,7 @@ class SearchObjective:
             raise optuna.TrialPruned(str(why)) from why
         measured = self.measurer.measure(record)
         row = measured.row
-        drop = float(baseline["accuracy"]) - float(row["accuracy"])
-        trial.set_constraint("accuracy_drop", drop - self.settings.max_accuracy_drop)
+        trial.set_constraint("accuracy_drop", accuracy_drop(baseline, row) - self.settings.max_accuracy_drop)
         for key, value in _trial_figures(row, baseline).items():
             trial.set_user_attr(key, value)
         if self.tracker is not None:
@@ -184,7 +193,7 @@ def _trial_figures(row: Mapping[str, Any], baseline: Mapping[str, Any]) -> dict[
         "baseline_energy_per_item_j": float(baseline["energy_per_item_j"]),
         "baseline_accuracy": float(baseline["accuracy"]),
         "energy_ratio": energy_j / float(baseline["energy_per_item_j"]),
-        "accuracy_drop": float(baseline["accuracy"]) - float(row["accuracy"]),
+        "accuracy_drop": accuracy_drop(baseline, row),
         "optimization_energy_j": _finite(row.get("optimization_total_energy_j")),
         "steps": row["steps"],
     }
@@ -223,7 +232,7 @@ def front_trials(trials: pd.DataFrame) -> pd.DataFrame:
     done = done.drop_duplicates("variant_id")
     if done.empty:
         return done
-    mask = pareto_mask(done.energy_per_item_j.to_numpy(), done.accuracy.to_numpy())
+    mask = pareto_mask(done.energy_per_item_j.to_numpy(), (done.accuracy * metric_signs(done)).to_numpy())
     return done[mask].sort_values("energy_per_item_j")
 
 

@@ -1,9 +1,11 @@
 """Pareto fronts of energy against accuracy, and when an optimization pays its own energy back.
 
 A variant is on the front when no other variant of the same model uses no more energy per
-inference and scores no lower, with one of the two strictly better. Across models, figures are
-first made relative to each model's baseline (energy ratio, accuracy change in points), so a
-small model's millijoules do not crowd out a large one's.
+inference and scores no worse, with one of the two strictly better. "Accuracy" is the model's
+metric (the table's ``metric`` column): where lower is better (bits per byte, perplexity), a
+lower value scores better. Across models, figures are first made relative to each model's
+baseline (energy ratio, accuracy change in points), so a small model's millijoules do not crowd
+out a large one's.
 
 Break-even: optimizing costs energy once (measured or estimated by the optimize pipeline); each
 inference then saves the baseline's J/inference minus the variant's. The optimization has paid
@@ -20,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from green_deploy.zoo.baselines import BASELINE_VARIANT_IDS
+from green_deploy.zoo.metrics import better_sign
 
 J_PER_KWH = 3.6e6
 
@@ -38,6 +41,14 @@ def pareto_mask(costs: Sequence[float], benefits: Sequence[float]) -> np.ndarray
     return on_front
 
 
+def metric_signs(table: pd.DataFrame) -> pd.Series:
+    """Per row, +1 where its metric is better higher and -1 where better lower
+    (``zoo.metrics.better_sign``); +1 in a table without a ``metric`` column."""
+    if "metric" not in table:
+        return pd.Series(1.0, index=table.index)
+    return table["metric"].map(better_sign)
+
+
 def pareto_front(
     table: pd.DataFrame,
     cost: str = "energy_per_item_j",
@@ -46,8 +57,9 @@ def pareto_front(
 ) -> pd.Series:
     """Per group of ``by``, whether each row is on its energy-accuracy front (a boolean Series)."""
     mask = np.zeros(len(table), dtype=bool)
+    benefits = (table[benefit] * metric_signs(table)).to_numpy()
     for positions in table.groupby(list(by), sort=False).indices.values():
-        mask[positions] = pareto_mask(table[cost].to_numpy()[positions], table[benefit].to_numpy()[positions])
+        mask[positions] = pareto_mask(table[cost].to_numpy()[positions], benefits[positions])
     return pd.Series(mask, index=table.index)
 
 
@@ -55,13 +67,15 @@ def relative_to_baseline(
     table: pd.DataFrame, baselines: Sequence[str] = BASELINE_VARIANT_IDS
 ) -> pd.DataFrame:
     """``energy_ratio`` (variant / its framework's baseline, same batch size and target) and
-    ``accuracy_change_pp`` (percentage points) beside each row; rows without a baseline get NaN."""
+    ``accuracy_change_pp`` (percentage points, or 100 x the change of a metric that is no share;
+    negative when the variant scores worse, which for bits per byte is higher) beside each row;
+    rows without a baseline get NaN."""
     keys = ["model_id", "framework", "target", "device", "batch_size"]
     base = table[table.variant_id.isin(baselines)].set_index(keys)[["energy_per_item_j", "accuracy"]]
     joined = table.join(base, on=keys, rsuffix="_baseline")
     return joined.assign(
         energy_ratio=joined.energy_per_item_j / joined.energy_per_item_j_baseline,
-        accuracy_change_pp=(joined.accuracy - joined.accuracy_baseline) * 100,
+        accuracy_change_pp=(joined.accuracy - joined.accuracy_baseline) * 100 * metric_signs(joined),
     ).drop(columns=["energy_per_item_j_baseline", "accuracy_baseline"])
 
 

@@ -32,9 +32,11 @@ from green_deploy.zoo.inference import (
     predict_torch,
 )
 from green_deploy.zoo.metrics import (
-    classification_scores,
-    language_model_scores,
-    retrieval_scores,
+    ClassificationEvidence,
+    Evidence,
+    LanguageModelEvidence,
+    RetrievalEvidence,
+    metric_values,
     subset_indices,
 )
 from green_deploy.zoo.spec import ZooEntry
@@ -177,29 +179,30 @@ def score_items(
     pairs: np.ndarray | None = None,
     answers: np.ndarray | None = None,
     chunk: int = 1024,
-) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
-    """Per-item task scores of one model on one split (examples, queries or byte windows; a
-    metric is their mean), and its raw outputs by chunk (for parity).
+) -> tuple[Evidence, list[np.ndarray]]:
+    """The per-item evidence (``zoo.metrics``) of one model on one split (examples, queries or
+    byte windows), from which every task metric and its interval is computed, and the model's
+    raw outputs by chunk (for parity).
 
-    Language-model logits are large (windows x length x 256), so they are scored chunk by chunk.
+    Language-model logits are large (windows x length x 256), so they are reduced chunk by chunk.
     Retrieval ranks every document of ``pairs`` for each query; query i's answer is document
     ``answers[i]`` (default: i).
     """
     if task == "classification":
         assert y is not None  # classification splits hold labels
         logits = predict(x)
-        return classification_scores(logits, y), [logits]
+        return ClassificationEvidence(logits, y), [logits]
     if task == "retrieval":
         assert pairs is not None  # retrieval splits hold pairs
         queries, documents = predict(x), predict(pairs)
-        return retrieval_scores(queries, documents, answers), [queries, documents]
+        return RetrievalEvidence.from_embeddings(queries, documents, answers), [queries, documents]
     assert y is not None  # language-model windows hold their next bytes
     parts, outputs = [], []
     for start in range(0, len(x), chunk):
         logits = predict(x[start : start + chunk])
-        parts.append(language_model_scores(logits, y[start : start + chunk]))
+        parts.append(LanguageModelEvidence.from_logits(logits, y[start : start + chunk]))
         outputs.append(logits)
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}, outputs
+    return LanguageModelEvidence.concatenate(parts), outputs
 
 
 def evaluate(
@@ -210,13 +213,9 @@ def evaluate(
     pairs: np.ndarray | None = None,
     chunk: int = 1024,
 ) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Task metrics of one model on one split (the means of ``score_items``), and its raw outputs."""
-    scores, outputs = score_items(task, predict, x, y, pairs, chunk=chunk)
-    return _means(scores), outputs
-
-
-def _means(scores: Mapping[str, np.ndarray]) -> dict[str, float]:
-    return {name: float(np.mean(values)) for name, values in scores.items()}
+    """Task metrics of one model on one split, and its raw outputs."""
+    evidence, outputs = score_items(task, predict, x, y, pairs, chunk=chunk)
+    return metric_values(evidence), outputs
 
 
 def _max_abs_diff(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float]:
@@ -478,8 +477,8 @@ def _score_test(
     metrics: dict[str, dict[str, float]] = {}
     outputs: dict[str, list[np.ndarray]] = {}
     for framework, model in models.items():
-        scores, outputs[framework] = score_items(entry.task, _predictor(framework, model), *test)
-        metrics[framework] = _means(scores)
+        evidence, outputs[framework] = score_items(entry.task, _predictor(framework, model), *test)
+        metrics[framework] = metric_values(evidence)
     max_diff: float | None = None
     bound: float | None = None
     if {"torch", "tensorflow"} <= set(models):

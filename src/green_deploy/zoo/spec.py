@@ -14,15 +14,12 @@ from typing import Any, Literal
 
 from green_deploy.config import check_keys, parse_settings
 from green_deploy.errors import ConfigError, ModelNotFoundError
+from green_deploy.zoo.metrics import METRICS
 
 Task = Literal["classification", "retrieval", "language_modeling"]
 TRAINING_MODES = ("scratch", "head", "none")
 
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("accuracy",),
-    "retrieval": ("top1", "mrr"),
-    "language_modeling": ("next_byte_accuracy", "bits_per_byte"),
-}
+TASK_METRICS: dict[str, tuple[str, ...]] = {task: tuple(metrics) for task, metrics in METRICS.items()}
 
 
 @dataclass(frozen=True)
