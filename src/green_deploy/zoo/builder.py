@@ -262,19 +262,24 @@ def build_zoo_model(
     are unchanged is reused; when only the scored test items changed (``test_subset``), its
     baselines are scored again on the new items (and checked for parity), without training."""
     start_s = time.perf_counter()
-    raw = load_dataset(entry.dataset, dataset_settings, manifest_dir)
     family = get_family(entry.family)
+    if entry.task not in family.tasks:
+        raise ConfigError(
+            f"zoo.models.{entry.model_id}.task is {entry.task!r}, but family {entry.family} serves "
+            f"{', '.join(family.tasks)}; set task: {family.tasks[0]} (and a dataset of that task)"
+        )
+    if entry.training.mode not in family.training_modes:
+        raise ConfigError(
+            f"zoo.models.{entry.model_id}.training.mode is {entry.training.mode!r}, but family {entry.family} takes "
+            f"{', '.join(family.training_modes)}; set training: {{mode: {family.training_modes[0]}}}"
+        )
+    raw = load_dataset(entry.dataset, dataset_settings, manifest_dir)
     config_sha256 = _build_key(entry, dataset_settings, family)
     cached = load_cached_card(folder, config_sha256, raw.manifest_sha256)
     if cached is not None and (cached.test_max_items, cached.test_seed) == astuple(test_subset):
         logger.info("%s: reusing the build in %s", entry.model_id, folder)
         return cached
 
-    if entry.training.mode not in family.training_modes:
-        raise ConfigError(
-            f"zoo.models.{entry.model_id}.training.mode is {entry.training.mode!r}, but family {entry.family} takes "
-            f"{', '.join(family.training_modes)}; set training: {{mode: {family.training_modes[0]}}}"
-        )
     data = prepare_task_data(entry, raw, family)
     if cached is not None:
         logger.info(

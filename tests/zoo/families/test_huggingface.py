@@ -221,3 +221,25 @@ def test_labels_the_head_does_not_give_in_that_order_are_refused(
     entry = _sentiment_entry(sentiment_folder, tmp_path, labels, classes)
     with pytest.raises(ConfigError, match=message):
         build_zoo_model(entry, entry.dataset_options, tmp_path / "zoo", manifest_dir=tmp_path)
+
+
+@pytest.mark.parametrize(("task", "metric"), [("language_modeling", "bits_per_byte"), ("retrieval", "mrr")])
+def test_a_task_its_auto_classes_do_not_serve_is_refused_before_any_data_is_read(tmp_path, task, metric):
+    from green_deploy.zoo.builder import build_zoo_model
+    from green_deploy.zoo.spec import parse_entry
+
+    entry = parse_entry(
+        "own_lm",
+        {
+            "domain": "nlp",
+            "family": "huggingface",
+            "source": "a test folder",
+            "task": task,
+            "dataset": "no_such_dataset",  # never reached
+            "metric": metric,
+            "architecture": {"path": str(model_dir())},
+            "training": {"mode": "none"},
+        },
+    )
+    with pytest.raises(ConfigError, match=f"task is '{task}', but family huggingface serves classification"):
+        build_zoo_model(entry, {}, tmp_path)

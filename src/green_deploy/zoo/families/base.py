@@ -46,6 +46,7 @@ class Family(Protocol):
 
     name: str
     frameworks: tuple[str, ...]
+    tasks: tuple[str, ...]  # the zoo tasks (``zoo.spec.TASK_METRICS``) its models serve
     training_modes: tuple[str, ...]
 
     def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:

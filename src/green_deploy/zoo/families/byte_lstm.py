@@ -39,6 +39,7 @@ def left_padded_bytes(texts: Sequence[str], max_length: int) -> np.ndarray:
 class ByteLSTMFamily:
     name = "byte_lstm"
     frameworks = TWIN_FRAMEWORKS
+    tasks = ("classification",)
     training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> ByteLSTMSettings:

@@ -43,6 +43,7 @@ def byte_windows(texts: Sequence[bytes], length: int) -> np.ndarray:
 class ByteTransformerLMFamily:
     name = "byte_transformer_lm"
     frameworks = TWIN_FRAMEWORKS
+    tasks = ("language_modeling",)
     training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> ByteLMSettings:

@@ -167,6 +167,7 @@ class EfficientNetLiteFamily:
 
     name = "efficientnet_lite"
     frameworks = TWIN_FRAMEWORKS
+    tasks = ("classification",)
     training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> EfficientNetLiteSettings:

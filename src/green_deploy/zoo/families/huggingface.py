@@ -146,6 +146,7 @@ class HuggingFaceFamily:
 
     name = NAME
     frameworks = ("torch",)
+    tasks = ("classification",)  # its Auto classes: ...ForSequenceClassification, ...ForImageClassification
     training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> HuggingFaceSettings:

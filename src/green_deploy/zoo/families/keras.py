@@ -52,6 +52,7 @@ class KerasFamily:
 
     name = NAME
     frameworks = ("tensorflow",)
+    tasks = ("classification",)
     training_modes = ("none",)
 
     def settings(self, arch: Mapping[str, Any]) -> OwnFileSettings:

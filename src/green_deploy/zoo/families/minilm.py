@@ -92,6 +92,7 @@ class MiniLMFamily:
 
     name = "minilm"
     frameworks = TWIN_FRAMEWORKS
+    tasks = ("classification", "retrieval")
     training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> MiniLMSettings:

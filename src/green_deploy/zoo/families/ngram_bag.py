@@ -51,6 +51,7 @@ def hashed_ngrams(texts: Sequence[str], sizes: Sequence[int], max_bytes: int, n_
 class NgramBagFamily:
     name = "ngram_bag"
     frameworks = TWIN_FRAMEWORKS
+    tasks = ("classification",)
     training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> NgramBagSettings:

@@ -80,6 +80,7 @@ class OnnxFamily:
 
     name = NAME
     frameworks = ("onnx",)
+    tasks = ("classification",)
     training_modes = ("none",)
 
     def settings(self, arch: Mapping[str, Any]) -> OwnFileSettings:

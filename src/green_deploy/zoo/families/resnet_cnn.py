@@ -32,6 +32,7 @@ class ResNetSettings:
 class ResNetCNNFamily:
     name = "resnet_cnn"
     frameworks = TWIN_FRAMEWORKS
+    tasks = ("classification",)
     training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> ResNetSettings:

@@ -51,6 +51,7 @@ class TorchExportFamily:
 
     name = NAME
     frameworks = ("torch",)
+    tasks = ("classification",)
     training_modes = ("none",)
 
     def settings(self, arch: Mapping[str, Any]) -> OwnFileSettings:

@@ -37,6 +37,7 @@ class ViTSettings:
 class ViTFamily:
     name = "vit"
     frameworks = TWIN_FRAMEWORKS
+    tasks = ("classification",)
     training_modes = TRAINING_MODES
 
     def settings(self, arch: Mapping[str, Any]) -> ViTSettings:
