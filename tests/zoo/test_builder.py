@@ -96,16 +96,33 @@ def test_a_twin_that_does_not_match_fails_the_build_and_saves_nothing(entry, tmp
 def test_a_macro_f1_entry_gets_macro_f1_on_its_card_from_both_frameworks(tmp_path):
     from sklearn.metrics import f1_score
 
-    from green_deploy.zoo.artifacts import load_torch_model
+    from green_deploy.zoo.artifacts import TORCH_DIR, load_torch_model
     from green_deploy.zoo.builder import encoded_splits
     from green_deploy.zoo.inference import predict_torch
 
     entry = parse_entry("tiny_langid", {**RAW_ENTRY, "metric": "macro_f1"})
     card = build_zoo_model(entry, SETTINGS, tmp_path)
     data = encoded_splits(entry, SETTINGS)
-    predicted = predict_torch(load_torch_model(tmp_path / builder.TORCH_DIR), data.test_x).argmax(axis=1)
+    predicted = predict_torch(load_torch_model(tmp_path / TORCH_DIR), data.test_x).argmax(axis=1)
     expected = f1_score(data.test_y, predicted, labels=[0, 1, 2], average="macro", zero_division=0)
     assert card.metric == "macro_f1"
-    assert card.torch_metrics["macro_f1"] == pytest.approx(expected)
-    assert card.keras_metrics["macro_f1"] == pytest.approx(expected)
+    assert card.test_metrics["torch"]["macro_f1"] == pytest.approx(expected)
+    assert card.test_metrics["tensorflow"]["macro_f1"] == pytest.approx(expected)
     assert set(card.val_metrics) == {"accuracy", "macro_f1", "top5_accuracy"}
+
+
+def test_a_card_written_before_own_models_is_read_in_todays_fields(entry, tmp_path):
+    import json
+
+    card = build_zoo_model(entry, SETTINGS, tmp_path).to_dict()
+    old = {k: v for k, v in card.items() if k not in ("frameworks", "test_metrics")}
+    old.update(
+        torch_metrics=card["test_metrics"]["torch"],
+        keras_metrics=card["test_metrics"]["tensorflow"],
+        size_on_disk_bytes={"torch": 1, "keras": 2},
+    )
+    (tmp_path / builder.CARD_FILE).write_text(json.dumps(old))
+    read = load_card(tmp_path)
+    assert read.frameworks == ["torch", "tensorflow"] and read.test_metrics == card["test_metrics"]
+    assert read.size_on_disk_bytes == {"torch": 1, "tensorflow": 2}
+    assert build_zoo_model(entry, SETTINGS, tmp_path).build_duration_s == card["build_duration_s"]  # reused
