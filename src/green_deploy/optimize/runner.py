@@ -108,8 +108,8 @@ class _Baselines:
         if framework not in self.card.frameworks:
             built = " and ".join(BASELINES[f].label for f in self.card.frameworks)
             raise NotApplicable(
-                f"{self.entry.model_id} has no {BASELINES[framework].label} baseline (a {self.entry.family} model "
-                f"is built in {built} only)"
+                f"{self.entry.model_id} has no {BASELINES[framework].label} baseline (family {self.entry.family} builds "
+                f"{built} only)"
             )
         if framework not in self._models:
             baseline = BASELINES[framework]
