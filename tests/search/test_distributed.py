@@ -110,4 +110,5 @@ def test_a_second_worker_on_the_same_machine_is_refused_and_the_first_finishes_a
     study = optuna.load_study(study_name="default-distributed", storage=storage)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 4
-    assert len({tuple(sorted(t.params.items())) for t in complete}) == 4
+    # every trial ran once, in the first worker (random draws may repeat settings: 13% of runs did)
+    assert _numbers(marks, "finished") == sorted(t.number for t in complete)

@@ -50,13 +50,13 @@ def test_accuracy_and_summary_go_to_mlflow_and_the_catalog(project):
     for model_id in MODEL_IDS:
         metric = _card(project, model_id)["metric"]
         assert f"{model_id}.torch.{metric}" in run.data.metrics
-        assert f"{model_id}.keras.{metric}" in run.data.metrics
+        assert f"{model_id}.tensorflow.{metric}" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"zoo", "zoo_summary.md"} <= artifacts
 
     summary = pd.read_parquet(project / "data/08_reporting/zoo_summary.parquet")
     assert len(summary) == 2 * len(MODEL_IDS)
-    assert set(summary["framework"]) == {"torch", "keras"}
+    assert set(summary["framework"]) == {"torch", "tensorflow"}
     assert set(summary["domain"]) == {"cv", "nlp", "code"}
 
 
