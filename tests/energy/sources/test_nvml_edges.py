@@ -73,14 +73,3 @@ def test_a_counter_that_never_moves_is_refused_and_a_lost_gpu_stops_the_reads():
             source.read_j()
     finally:
         source.close()
-
-
-def test_discovery_takes_the_edge_corrected_counter_where_the_counter_moves(tmp_path):
-    from green_deploy.energy.sources import discover_sources
-
-    sources = discover_sources(nvml=SteppedNVML(POWER), powercap_root=tmp_path)
-    try:
-        assert isinstance(sources[0], NvmlEdgeCorrectedCounter)
-        assert sources[0].name == "nvml_counter_edge_corrected" and sources[0].measured
-    finally:
-        sources[0].close()

@@ -18,17 +18,17 @@ def discover_sources(
 ) -> list[EnergySource]:
     """Every source this machine offers, best first per component.
 
-    GPU: the NVML energy counter with each read completed to its moment (``NvmlEdgeCorrectedCounter``),
-    else the plain counter (a counter that did not move within a second), else NVML power sampling. CPU and DRAM: RAPL where readable,
+    GPU: the NVML energy counter, else NVML power sampling. (``NvmlEdgeCorrectedCounter``, which
+    completes each read to its moment, is not chosen here until it has run on the GPU machine.) CPU and DRAM: RAPL where readable,
     then the labelled estimates, which stay open as the fallback when a meter fails mid-run.
     """
     from green_deploy.energy.sources.estimate import CpuTimeEstimate, RamEstimate
-    from green_deploy.energy.sources.nvml import NvmlEdgeCorrectedCounter, NvmlEnergyCounter, NvmlPowerSampler
+    from green_deploy.energy.sources.nvml import NvmlEnergyCounter, NvmlPowerSampler
     from green_deploy.energy.sources.rapl import available_rapl_sources
 
     sources: list[EnergySource] = []
     if gpu:
-        for source_class in (NvmlEdgeCorrectedCounter, NvmlEnergyCounter, NvmlPowerSampler):
+        for source_class in (NvmlEnergyCounter, NvmlPowerSampler):
             try:
                 sources.append(source_class(nvml=nvml))
                 break
