@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from green_deploy.errors import ConfigError
 from green_deploy.zoo.artifacts import KERAS_FILE, ONNX_FILE, TORCH_CONFIG, TORCH_DIR, TORCH_WEIGHTS
 
 
@@ -53,12 +52,6 @@ BASELINES: dict[str, Baseline] = {
 }
 BASELINE_VARIANT_IDS = tuple(baseline.variant_id for baseline in BASELINES.values())
 FRAMEWORKS = tuple(BASELINES)
-
-
-def baseline_of(framework: str) -> Baseline:
-    if framework not in BASELINES:
-        raise ConfigError(f"unknown framework {framework!r}; known: {', '.join(FRAMEWORKS)}")
-    return BASELINES[framework]
 
 
 def baseline_of_variant(variant_id: str) -> Baseline | None:

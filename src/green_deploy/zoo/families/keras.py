@@ -11,15 +11,12 @@ dataset's classes. ``training.mode`` is ``none``: the model is measured as the u
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from green_deploy.errors import ArtifactError, ModelNotFoundError
-from green_deploy.zoo.families.base import parse_architecture
-from green_deploy.zoo.families.own_inputs import OwnFileSettings, encode_own_inputs
+from green_deploy.zoo.families.own_inputs import OwnFileFamily
 
 if TYPE_CHECKING:
     import tf_keras
@@ -47,23 +44,12 @@ def load_user_keras(path: Path) -> tf_keras.Model:
         ) from error
 
 
-class KerasFamily:
+class KerasFamily(OwnFileFamily):
     """A Keras model used as it is: a TensorFlow baseline with no PyTorch twin, no training."""
 
     name = NAME
     frameworks = ("tensorflow",)
-    tasks = ("classification",)
-    training_modes = ("none",)
-
-    def settings(self, arch: Mapping[str, Any]) -> OwnFileSettings:
-        return parse_architecture(OwnFileSettings, arch, self.name)
-
-    def source_paths(self, arch: Mapping[str, Any]) -> list[Path]:
-        return self.settings(arch).source_paths()
-
-    def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
-        s = self.settings(arch)
-        return encode_own_inputs(examples, s, f"the Keras model {s.path}")
+    describes = "the Keras model"
 
     def build_keras(self, arch: Mapping[str, Any], n_outputs: int) -> tf_keras.Model:
         s = self.settings(arch)

@@ -11,15 +11,12 @@ integer type). ``training.mode`` is ``none``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from green_deploy.errors import ArtifactError, ConfigError, ModelNotFoundError
-from green_deploy.zoo.families.base import parse_architecture
-from green_deploy.zoo.families.own_inputs import OwnFileSettings, encode_own_inputs
+from green_deploy.zoo.families.own_inputs import OwnFileFamily
 
 logger = logging.getLogger(__name__)
 
@@ -75,25 +72,17 @@ def external_data_files(path: Path) -> list[Path]:
     return [path.parent / location for location in sorted(locations)]
 
 
-class OnnxFamily:
+class OnnxFamily(OwnFileFamily):
     """An ONNX graph used as it is: an ONNX baseline with no framework model, no training."""
 
     name = NAME
     frameworks = ("onnx",)
-    tasks = ("classification",)
-    training_modes = ("none",)
-
-    def settings(self, arch: Mapping[str, Any]) -> OwnFileSettings:
-        return parse_architecture(OwnFileSettings, arch, self.name)
+    describes = "the ONNX model"
 
     def source_paths(self, arch: Mapping[str, Any]) -> list[Path]:
         """The files a build reads, with the external data files the graph names."""
         paths = self.settings(arch).source_paths()
         return [*paths, *external_data_files(paths[0])]
-
-    def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
-        s = self.settings(arch)
-        return encode_own_inputs(examples, s, f"the ONNX model {s.path}")
 
     def build_onnx(self, arch: Mapping[str, Any], n_outputs: int) -> bytes:
         s = self.settings(arch)

@@ -8,7 +8,7 @@ NHWC, as every Keras model here does (``families.base.to_keras_layout``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from green_deploy.errors import ConfigError
-from green_deploy.zoo.families.base import images_to_unit_float, require_examples
+from green_deploy.zoo.families.base import images_to_unit_float, parse_architecture, require_examples
 
 INPUTS = ("image", "text")
 
@@ -66,3 +66,23 @@ def encode_own_inputs(
     if images.ndim == 4:  # RGB (N, H, W, 3)
         return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
     return images_to_unit_float(images)
+
+
+class OwnFileFamily:
+    """What the families of a model file used as it is share: their settings, the files a build
+    reads, and the inputs they take. ``describes`` names the model in messages ("the ONNX model")."""
+
+    name: str
+    describes: str
+    tasks = ("classification",)
+    training_modes = ("none",)
+
+    def settings(self, arch: Mapping[str, Any]) -> OwnFileSettings:
+        return parse_architecture(OwnFileSettings, arch, self.name)
+
+    def source_paths(self, arch: Mapping[str, Any]) -> list[Path]:
+        return self.settings(arch).source_paths()
+
+    def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
+        s = self.settings(arch)
+        return encode_own_inputs(examples, s, f"{self.describes} {s.path}")

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from green_deploy.errors import ArtifactError, ConfigError, ModelNotFoundError
-from green_deploy.zoo.families.base import parse_architecture
-from green_deploy.zoo.families.own_inputs import OwnFileSettings, encode_own_inputs
+from green_deploy.zoo.families.own_inputs import OwnFileFamily
 
 if TYPE_CHECKING:
     import torch
@@ -46,23 +43,12 @@ def _program(path: Path) -> Any:
         raise ArtifactError(f"{path} is not a readable torch.export program ({error})") from error
 
 
-class TorchExportFamily:
+class TorchExportFamily(OwnFileFamily):
     """An exported PyTorch program, used as it is (no twin, no training)."""
 
     name = NAME
     frameworks = ("torch",)
-    tasks = ("classification",)
-    training_modes = ("none",)
-
-    def settings(self, arch: Mapping[str, Any]) -> OwnFileSettings:
-        return parse_architecture(OwnFileSettings, arch, self.name)
-
-    def source_paths(self, arch: Mapping[str, Any]) -> list[Path]:
-        return self.settings(arch).source_paths()
-
-    def encode(self, examples: Sequence[Any] | np.ndarray, arch: Mapping[str, Any]) -> np.ndarray:
-        s = self.settings(arch)
-        return encode_own_inputs(examples, s, f"the exported program {s.path}")
+    describes = "the exported program"
 
     def build_torch(self, arch: Mapping[str, Any], n_outputs: int) -> torch.nn.Module:
         """The program's module, checked on two example rows: it takes a batch of another size than
