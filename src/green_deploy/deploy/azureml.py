@@ -43,6 +43,7 @@ from green_deploy.deploy.base import (
 from green_deploy.deploy.credentials import Credentials, redacting_logs
 from green_deploy.deploy.packaging import (
     REQUIREMENTS_FILE,
+    SERVING_CONFIG,
     ServingConfig,
     read_constraints,
     resource_name,
@@ -217,11 +218,8 @@ class AzureMLDeployer:
         s = self.settings
         folder = (self.work_dir / variant.model_id / variant.variant_id / TARGET).resolve()
         folder.mkdir(parents=True, exist_ok=True)
-        constraints = read_constraints(Path(s.constraints_file))
-        serving = ServingConfig.for_variant(variant, max_items=s.max_items, max_batch_items=s.max_batch_items)
-        code_dir = write_code_dir(
-            variant, folder / CODE_FOLDER, constraints, serving, {SCORING_SCRIPT: (SCORE_SCRIPT, 0o644)}
-        )
+        code_dir = write_scoring_code(variant, folder, s.constraints_file, s.max_items, s.max_batch_items)
+        serving = ServingConfig.read(code_dir / SERVING_CONFIG)
         conda = conda_environment(
             (code_dir / REQUIREMENTS_FILE).read_text(),
             s.python_version,
@@ -398,6 +396,21 @@ class AzureMLDeployer:
                 "manifests": str(plan.folder),
             },
         )
+
+
+def write_scoring_code(
+    variant: Variant, folder: Path, constraints_file: str, max_items: int, max_batch_items: int
+) -> Path:
+    """The code folder an Azure ML deployment receives (``folder/code``): the vendored serving
+    core, ``serving.json``, the pinned ``requirements.txt`` and ``score.py``."""
+    serving = ServingConfig.for_variant(variant, max_items=max_items, max_batch_items=max_batch_items)
+    return write_code_dir(
+        variant,
+        folder / CODE_FOLDER,
+        read_constraints(Path(constraints_file)),
+        serving,
+        {SCORING_SCRIPT: (SCORE_SCRIPT, 0o644)},
+    )
 
 
 def conda_environment(

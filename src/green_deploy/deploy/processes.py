@@ -185,13 +185,16 @@ def _close_zygotes() -> None:
     _ZYGOTES.clear()
 
 
-def start_process(command: list[str], log_file: Path, env: dict[str, str], *, tied: bool) -> subprocess.Popen:
+def start_process(
+    command: list[str], log_file: Path, env: dict[str, str], *, tied: bool, cwd: Path | None = None
+) -> subprocess.Popen:
     """``command`` as a new interpreter in a session of its own, its output appended to
     ``log_file``; it outlives this process unless ``tied`` (then it ends with it, however this
     process ends). Waited for when stopped, so it is never left a zombie."""
     with log_file.open("ab") as log:
         process = subprocess.Popen(
             command,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -220,6 +223,29 @@ def stop_process(pid: int, process_start: str | None, timeout_s: float) -> bool:
         os.kill(pid, signal.SIGKILL)
     _wait_gone(pid, process_start, child, 10.0)
     return True
+
+
+def stop_process_group(pid: int, process_start: str | None, timeout_s: float) -> bool:
+    """``stop_process`` for a server that started helpers of its own (TorchServe's Java frontend,
+    gunicorn's workers): the root first, so it can stop them gracefully, then whatever of its
+    session is left is killed. True when the root was running."""
+    was_running = stop_process(pid, process_start, timeout_s)
+    for member in _session_members(pid):  # the root led its own session (start_process)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(member, signal.SIGKILL)
+    return was_running
+
+
+def _session_members(session_id: int) -> list[int]:
+    """The processes still in session ``session_id`` (looked up, so a recycled id that now
+    leads nothing kills nothing)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ProcessLookupError):
+                if os.getsid(int(entry.name)) == session_id:
+                    members.append(int(entry.name))
+    return members
 
 
 def _wait_gone(pid: int, process_start: str | None, child: subprocess.Popen | None, timeout_s: float) -> bool:

@@ -37,6 +37,7 @@ from green_deploy.deploy.base import (
 from green_deploy.deploy.local import TARGET as LOCAL_TARGET
 from green_deploy.deploy.local import LocalDeployer, LocalSettings, teardown_all
 from green_deploy.deploy.processes import rss_bytes, write_json_atomically
+from green_deploy.deploy.provider_stack import StackDeployer
 from green_deploy.deploy.targets import (
     DEFAULT_TARGET,
     DeployerOptions,
@@ -361,6 +362,9 @@ def _deploy_one(
     row.check_energy_source = "; ".join(f"{c.get('component')}={c.get('source')}" for c in energy.components)
     if target in cloud_targets():
         record_deployment(deployer.work_dir, deployment)
+    if isinstance(deployer, StackDeployer):  # measured by evaluate, which starts it again
+        deployer.teardown(deployment)
+        row.reason = "checked, then stopped: a provider stack runs only while the study measures it"
     logger.info("%s: answered %d examples, max |server - in-process| = %.3g", name, len(examples), diff)
     return row
 

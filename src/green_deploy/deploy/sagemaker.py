@@ -211,13 +211,9 @@ class SageMakerDeployer:
         s = self.settings
         folder = self.work_dir / variant.model_id / variant.variant_id / TARGET
         folder.mkdir(parents=True, exist_ok=True)
-        constraints = read_constraints(Path(s.constraints_file))
-        serving = ServingConfig.for_variant(variant, max_items=s.max_items, max_batch_items=s.max_batch_items)
-        code_dir = write_code_dir(
-            variant, folder / "build" / "code", constraints, serving, {"serve": (SERVE_SCRIPT, 0o755)}
+        archive, sha256, code_dir = write_model_archive(
+            variant, folder, s.constraints_file, s.max_items, s.max_batch_items
         )
-        archive = folder / "model.tar.gz"
-        sha256 = write_archive(archive_entries(variant, code_dir), archive)
         name = resource_name(s.endpoint_prefix, variant.model_id, variant.variant_id, sha256, _NAME_LENGTH)
         key = "/".join(
             part
@@ -447,6 +443,23 @@ class SageMakerDeployer:
             pue=s.pue,
             resources=resources,
         )
+
+
+def write_model_archive(
+    variant: Variant, folder: Path, constraints_file: str, max_items: int, max_batch_items: int
+) -> tuple[Path, str, Path]:
+    """``folder/model.tar.gz`` as SageMaker receives it (the variant's files, ``code/`` with the
+    vendored serving core and ``serve``); the archive, its sha256 and the code folder."""
+    serving = ServingConfig.for_variant(variant, max_items=max_items, max_batch_items=max_batch_items)
+    code_dir = write_code_dir(
+        variant,
+        folder / "build" / "code",
+        read_constraints(Path(constraints_file)),
+        serving,
+        {"serve": (SERVE_SCRIPT, 0o755)},
+    )
+    archive = folder / "model.tar.gz"
+    return archive, write_archive(archive_entries(variant, code_dir), archive), code_dir
 
 
 def wait_for_endpoint(

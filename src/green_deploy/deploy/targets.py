@@ -18,9 +18,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from green_deploy.deploy import azureml, inprocess, local, sagemaker
+from green_deploy.deploy import azureml, inprocess, local, sagemaker, sagemaker_server
 from green_deploy.deploy.base import Deployer
 from green_deploy.deploy.credentials import Credentials
+from green_deploy.deploy.provider_stack import StackDeployer, StackSettings
 from green_deploy.errors import ConfigError
 
 
@@ -127,6 +128,24 @@ def _azureml(settings: azureml.AzureMLSettings, options: DeployerOptions) -> Dep
     )
 
 
+def _stack(deployer: type[StackDeployer]) -> Target:
+    """A provider's serving stack run on this machine (``provider_stack``): configured in
+    ``deploy.<its name>``, which must name at least the provider region it is costed in."""
+
+    def parse(raw: Mapping[str, Any] | None) -> StackSettings:
+        if not raw:
+            raise ConfigError(
+                f"deploy.{deployer.target} is not configured; it needs at least the provider region "
+                f"its cells are costed in (see conf/base/parameters_deploy.yml)"
+            )
+        return StackSettings.parse(raw, f"deploy.{deployer.target}")
+
+    def build(settings: StackSettings, options: DeployerOptions) -> Deployer:
+        return deployer(settings, options.work_dir, dry_run=options.dry_run, tied=options.tied)
+
+    return Target(deployer.target, deployer.target, parse, build, provider=deployer.provider, local=True)
+
+
 TARGETS: Mapping[str, Target] = MappingProxyType(
     {
         target.name: target
@@ -161,6 +180,7 @@ TARGETS: Mapping[str, Target] = MappingProxyType(
                 credentials="azure",
                 credential_keys=azureml.AZURE_CREDENTIAL_KEYS,
             ),
+            _stack(sagemaker_server.SageMakerServerDeployer),
         )
     }
 )

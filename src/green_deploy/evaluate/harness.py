@@ -12,6 +12,13 @@ The GPU is the exception: NVML's energy counter steps about every 100 ms and one
 shows mostly 0 or a whole step and adds 7 ms to every request. For a target on this machine the
 harness therefore reads the counter itself, around each repetition (a contiguous window of at
 least ``repetition_s``), and the servers run without NVML so the GPU is counted once.
+
+A server on this machine is also metered from outside, around each repetition
+(``ServerMeter``: its whole process tree's CPU time and memory, RAPL where readable): the
+``server_*`` figures, taken the same way whatever the stack, so serving stacks are compared
+alike. A provider's stack (TorchServe, Azure ML's server) reports no energy per request; for it
+the server meter's figures are the cell's energy, each request's the repetition's share, and the
+record says so (``*_window: repetition``).
 """
 
 from __future__ import annotations
@@ -96,6 +103,11 @@ class Repetition:
     active_energy_j: float | None
     component_energy_j: dict[str, float]
     latencies_s: tuple[float, ...] = field(repr=False)
+    server_energy_j: float | None = None
+
+    @property
+    def server_energy_per_item_j(self) -> float | None:
+        return None if self.server_energy_j is None else self.server_energy_j / self.n_items
 
     @property
     def energy_per_item_j(self) -> float:
@@ -105,6 +117,7 @@ class Repetition:
         """One row of the repetitions table (latencies summarised, not listed)."""
         row = {k: v for k, v in asdict(self).items() if k not in ("component_energy_j", "latencies_s")}
         row["energy_per_item_j"] = self.energy_per_item_j
+        row["server_energy_per_item_j"] = self.server_energy_per_item_j
         row["active_energy_per_item_j"] = (
             None if self.active_energy_j is None else self.active_energy_j / self.n_items
         )
@@ -148,6 +161,30 @@ class RepetitionMeter:
         monitor = EnergyMonitor([counter])
         monitor.measure_idle(max(idle_s, cls.MIN_IDLE_S))
         return cls(monitor)
+
+    def close(self) -> None:
+        self.monitor.close()
+
+
+class ServerMeter:
+    """One server's energy measured from outside: its process tree (``energy.sources.process_tree``)
+    and RAPL where readable (whole-machine: it counts this client too, and its name says so)."""
+
+    def __init__(self, monitor: EnergyMonitor) -> None:
+        self.monitor = monitor
+
+    @classmethod
+    def open(cls, pid: int) -> ServerMeter | None:
+        """The meter of the server process ``pid``; ``None`` where ``/proc`` cannot show it."""
+        from green_deploy.energy.sources.base import SourceUnavailableError
+        from green_deploy.energy.sources.process_tree import process_tree_sources
+        from green_deploy.energy.sources.rapl import available_rapl_sources
+
+        try:
+            tree = process_tree_sources(pid)
+        except SourceUnavailableError:
+            return None
+        return cls(EnergyMonitor([*available_rapl_sources(), *tree]))
 
     def close(self) -> None:
         self.monitor.close()
@@ -282,15 +319,19 @@ def measure_repetition(
     duration_s: float,
     index: int,
     meter: RepetitionMeter | None = None,
+    server_meter: ServerMeter | None = None,
 ) -> Repetition:
     """Requests back to back until ``duration_s`` has passed (at least one); with a ``meter``,
-    its counter's energy over the whole repetition is added to what the server metered."""
+    its counter's energy over the whole repetition is added to what the server metered; with a
+    ``server_meter``, the server's own energy over it is kept beside (and is the repetition's
+    energy where the server reported none)."""
     latencies: list[float] = []
     n_items, energy_j, active_j = 0, 0.0, 0.0
     components: dict[str, float] = {}
     active_known = True
-    if meter is not None:
-        meter.monitor.begin_window("repetition")
+    meters = [m.monitor for m in (server_meter, meter) if m is not None]
+    for monitor in meters:
+        monitor.begin_window("repetition")
     started = time.perf_counter()
     while not latencies or time.perf_counter() - started < duration_s:
         batch = next(inputs)
@@ -306,19 +347,29 @@ def measure_repetition(
             name = str(component["component"])
             components[name] = components.get(name, 0.0) + float(component["energy_j"])
     repetition_s = time.perf_counter() - started
+    readings: list[Any] = []
+    server_energy_j = None
     if meter is not None:
         window = meter.monitor.end_window("repetition", n_items)
         client.warnings.update(window.warnings)
-        for reading in window.components:
-            client.sources.setdefault(
-                reading.component, SourceOf(reading.source, reading.measured, "repetition")
+        readings.extend(window.components)
+    if server_meter is not None:
+        window = server_meter.monitor.end_window("repetition", n_items)
+        server_energy_j = window.total_energy_j
+        if not components:  # the server reported nothing: its tree's figures are the repetition's
+            client.warnings.update(window.warnings)
+            active_known = False
+            readings.extend(
+                r for r in window.components if r.component not in {x.component for x in readings}
             )
-            components[reading.component] = components.get(reading.component, 0.0) + reading.energy_j
-            energy_j += reading.energy_j
-            if reading.active_energy_j is None:
-                active_known = False
-            else:
-                active_j += reading.active_energy_j
+    for reading in readings:
+        client.sources.setdefault(reading.component, SourceOf(reading.source, reading.measured, "repetition"))
+        components[reading.component] = components.get(reading.component, 0.0) + reading.energy_j
+        energy_j += reading.energy_j
+        if reading.active_energy_j is None:
+            active_known = False
+        else:
+            active_j += reading.active_energy_j
     return Repetition(
         index=index,
         n_requests=len(latencies),
@@ -328,6 +379,7 @@ def measure_repetition(
         active_energy_j=active_j if active_known else None,
         component_energy_j=components,
         latencies_s=tuple(latencies),
+        server_energy_j=server_energy_j,
     )
 
 
@@ -337,12 +389,13 @@ def measure_cell(
     protocol: ProtocolSettings,
     on_repetition: Callable[[Repetition], None] | None = None,
     meter: RepetitionMeter | None = None,
+    server_meter: ServerMeter | None = None,
 ) -> CellMeasurement:
     """Repetitions of one cell until J/inference is as precise as the protocol asks."""
     client.warnings.clear()
 
     def once(index: int) -> Repetition:
-        repetition = measure_repetition(client, inputs, protocol.repetition_s, index, meter)
+        repetition = measure_repetition(client, inputs, protocol.repetition_s, index, meter, server_meter)
         if on_repetition is not None:
             on_repetition(repetition)
         return repetition
@@ -395,6 +448,11 @@ def summarize(measurement: CellMeasurement) -> dict[str, Any]:
         "throughput_items_per_s": n_items / duration_s if duration_s > 0 else None,
         "duration_per_item_s": duration_s / n_items,
         "energy_warnings": "; ".join(measurement.warnings),
+        "server_energy_per_item_j": (
+            None
+            if any(r.server_energy_j is None for r in reps)
+            else sum(r.server_energy_j or 0.0 for r in reps) / n_items
+        ),
     }
     for component in COMPONENTS:
         source = measurement.sources.get(component)

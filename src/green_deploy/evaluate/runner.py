@@ -46,6 +46,7 @@ from green_deploy.evaluate.harness import (
     Client,
     EvaluationSet,
     RepetitionMeter,
+    ServerMeter,
     batches,
     measure_accuracy,
     measure_cell,
@@ -297,6 +298,8 @@ class StudyRunner:
         phases_s = {"deploy": time.perf_counter() - started}
         protocol = self.settings.protocol
         measured = 0
+        server_pid = deployment.resources.get("pid")
+        server_meter = ServerMeter.open(int(server_pid)) if server_pid else None
         try:
             client = Client(deployer, deployment, max_items_of(deployer))
             path = deployment.resources.get("serving_path") or serving_path(str(row["runtime"]))
@@ -309,8 +312,14 @@ class StudyRunner:
                     # at the cell's own batch shape: a compiled model specialises on it
                     warm_up(client, inputs, protocol.warmup_s)
                 with _timed(phases_s, "cells"):
-                    measurement = measure_cell(client, inputs, protocol, meter=meter)
+                    measurement = measure_cell(
+                        client, inputs, protocol, meter=meter, server_meter=server_meter
+                    )
                 figures = summarize(measurement)
+                if server_meter is not None:
+                    figures["server_energy_sources"] = ", ".join(
+                        source.name for source in server_meter.monitor.sources
+                    )
                 cell_row = self._cell_row(cell, row, deployment, data, accuracy, figures, intensity, path)
                 repetitions = [{**_cell_keys(cell), **r.to_row()} for r in measurement.repetitions]
                 with _timed(phases_s, "records"):
@@ -323,6 +332,8 @@ class StudyRunner:
                 if protocol.cooldown_s > 0:
                     time.sleep(protocol.cooldown_s)
         finally:
+            if server_meter is not None:
+                server_meter.close()
             if stop_after:
                 with _timed(phases_s, "stop"):
                     deployer.teardown(deployment)
@@ -405,7 +416,7 @@ class StudyRunner:
 
     def _intensity(self, name: str, deployment: Deployment) -> CarbonIntensity:
         target = get_target(name)
-        if not target.local:
+        if target.provider != "local":  # a cloud endpoint, or a provider's stack standing for one
             return intensity_for_cloud(target.provider, deployment.region)
         return intensity_for_country(self.settings.country_iso)
 

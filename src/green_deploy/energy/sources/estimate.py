@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,7 +113,12 @@ def cpu_power_model(cpuinfo_path: Path = Path("/proc/cpuinfo"), table: Path | No
 
 
 class CpuTimeEstimate:
-    """CPU energy of this process = its CPU time × one hardware thread's share of the TDP."""
+    """CPU energy = CPU time × one hardware thread's share of the TDP.
+
+    The CPU time is this process's (``time.process_time``) unless ``cpu_time_s`` reads another's
+    (``process_tree.ProcessTree.cpu_time_s``: a server green-deploy did not write); ``label``
+    names the reading in the source's name.
+    """
 
     component: Component = "cpu"
     measured = False
@@ -120,10 +126,16 @@ class CpuTimeEstimate:
     # (not tick-sampled like /proc/stat); it advances in steps of ~0.45 µs measured here
     resolution_s = 1e-6
 
-    def __init__(self, model: CpuPowerModel | None = None):
+    def __init__(
+        self,
+        model: CpuPowerModel | None = None,
+        cpu_time_s: Callable[[], float] = time.process_time,
+        label: str = "cpu_time_tdp_estimate",
+    ):
         self.model = model or cpu_power_model()
-        self.name = f"cpu_time_tdp_estimate({self.model.power_per_thread_w:.2f} W/thread)"
-        self._origin_s = time.process_time()
+        self.name = f"{label}({self.model.power_per_thread_w:.2f} W/thread)"
+        self._cpu_time_s = cpu_time_s
+        self._origin_s = cpu_time_s()
         logger.info(
             "CPU energy is estimated: %s, TDP %.0f W (%s) over %d threads (%s)",
             self.model.cpu_model,
@@ -134,7 +146,7 @@ class CpuTimeEstimate:
         )
 
     def read_j(self) -> float:
-        return (time.process_time() - self._origin_s) * self.model.power_per_thread_w
+        return (self._cpu_time_s() - self._origin_s) * self.model.power_per_thread_w
 
     def close(self) -> None:
         pass
@@ -156,25 +168,37 @@ def resident_memory_bytes(statm_fd: int | None = None) -> int:
 
 
 class RamEstimate:
-    """DRAM energy of this process = resident memory × 0.375 W/GB, integrated between reads."""
+    """DRAM energy = resident memory × 0.375 W/GB, integrated between reads.
+
+    The memory is this process's resident set unless ``memory_bytes`` reads another's
+    (``process_tree.ProcessTree.pss_bytes``); ``label`` names the reading in the source's name.
+    """
 
     component: Component = "dram"
     measured = False
     resolution_s = 0.0  # computed, not sampled: any window length works
 
-    def __init__(self, power_w_per_gb: float = RAM_POWER_W_PER_GB):
+    def __init__(
+        self,
+        power_w_per_gb: float = RAM_POWER_W_PER_GB,
+        memory_bytes: Callable[[], int] | None = None,
+        label: str = "ram_rss_estimate",
+    ):
         self.power_w_per_gb = power_w_per_gb
-        self.name = f"ram_rss_estimate({power_w_per_gb:.3f} W/GB)"
+        self.name = f"{label}({power_w_per_gb:.3f} W/GB)"
         self._energy_j = 0.0
-        try:
-            self._statm_fd: int | None = os.open("/proc/self/statm", os.O_RDONLY)
-        except OSError:
-            self._statm_fd = None
+        self._statm_fd: int | None = None
+        if memory_bytes is None:
+            try:
+                self._statm_fd = os.open("/proc/self/statm", os.O_RDONLY)
+            except OSError:
+                self._statm_fd = None
+        self._memory_bytes = memory_bytes or (lambda: resident_memory_bytes(self._statm_fd))
         self._last_t = time.perf_counter()
         self._last_power_w = self._power_w()
 
     def _power_w(self) -> float:
-        return resident_memory_bytes(self._statm_fd) / 1e9 * self.power_w_per_gb
+        return self._memory_bytes() / 1e9 * self.power_w_per_gb
 
     def read_j(self) -> float:
         now, power_w = time.perf_counter(), self._power_w()
