@@ -7,6 +7,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
+STACKS := $(VENV)/provider-stacks
+STACKS_STAMP := $(STACKS)/.setup-stamp
 
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
@@ -16,13 +18,19 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: setup study test lint system-data clean-results
 
-setup: $(STAMP) system-data
+setup: $(STAMP) system-data $(STACKS_STAMP)
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
+
+# The provider stacks' own packages (Azure ML's inference server, SageMaker's toolkit on
+# TorchServe), each beside the venv in a folder its server puts first on its path.
+$(STACKS_STAMP): $(STAMP) scripts/install_provider_stacks.sh
+	bash scripts/install_provider_stacks.sh $(BIN)/python $(STACKS)
+	touch $(STACKS_STAMP)
 
 # Debian packages: the zoo's datasets (Fashion-MNIST, fortunes, gettext catalogues) and Chromium
 # (the tradeoff report is opened headless in the tests).

@@ -15,13 +15,24 @@ from green_deploy.deploy.processes import process_alive
 from green_deploy.deploy.provider_stack import StackSettings
 from green_deploy.deploy.targets import DeployerOptions, get_target
 from green_deploy.evaluate.harness import ServerMeter
+from tests.deploy.conftest import REPO
 
-STACKS = ("sagemaker_server",)
+STACKS = ("sagemaker_server", "azureml_server")
+
+
+REGIONS = {"sagemaker_server": "eu-west-1", "azureml_server": "westeurope"}
+PUES = {"aws": 1.15, "azure": 1.18}
+PACKAGES = REPO / ".venv" / "provider-stacks"  # make setup installs them
 
 
 def _deployer(name: str, tmp_path, constraints_file: str, **settings):
     target = get_target(name)
-    raw = {"region": "eu-west-1", "constraints_file": constraints_file, **settings}
+    raw = {
+        "region": REGIONS[name],
+        "constraints_file": constraints_file,
+        "packages": str(PACKAGES),
+        **settings,
+    }
     return target.build(target.parse_settings(raw), DeployerOptions(tmp_path, tied=True))
 
 
@@ -42,7 +53,8 @@ def test_stack_serves_the_variant_and_is_metered_from_outside(name, tiny, tmp_pa
         cpu = window.component("cpu")
         assert cpu is not None and cpu.source.startswith("process_tree_cpu_time_tdp_estimate")
         assert cpu.energy_j > 0 and not cpu.measured
-        assert deployment.region == "eu-west-1" and deployment.pue == pytest.approx(1.15)
+        provider = get_target(name).provider
+        assert deployment.region == REGIONS[name] and deployment.pue == pytest.approx(PUES[provider])
     finally:
         deployer.teardown(deployment)
     assert not process_alive(pid)

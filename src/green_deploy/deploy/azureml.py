@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,6 +63,11 @@ DEPLOYMENT_MANIFEST = "deployment.yml"
 CONDA_FILE = "conda.yml"
 CODE_FOLDER = "code"
 SCORING_SCRIPT = "score.py"
+
+# azureml-inference-server-http 1.5.1 pins pydantic~=2.12.0 (and its pydantic-core): with the
+# project's own pins beside it the environment cannot be resolved, so the server's pins decide
+# (the serving core runs on both).
+SERVER_PINNED = ("pydantic", "pydantic-core")
 
 SCORE_SCRIPT = '''"""Azure ML scoring script: the green-deploy serving core in process.
 
@@ -416,15 +422,21 @@ def write_scoring_code(
 def conda_environment(
     requirements: str, python_version: str, inference_server: str, runtime: str
 ) -> dict[str, Any]:
-    """The conda file: Python, pip, and the pinned requirements (index options kept)."""
+    """The conda file: Python, pip, and the pinned requirements (index options kept); packages
+    the inference server pins itself are left to its pins (``SERVER_PINNED``)."""
     pip = [line.strip() for line in requirements.splitlines() if line.strip() and not line.startswith("#")]
     if inference_server:
+        pip = [line for line in pip if _project(line) not in SERVER_PINNED]
         pip.append(inference_server)
     return {
         "name": f"green-deploy-{runtime}",
         "channels": ["conda-forge"],
         "dependencies": [f"python={python_version}", "pip", {"pip": pip}],
     }
+
+
+def _project(requirement: str) -> str:
+    return re.split(r"[=<>!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
 def _wait(poller: Any, timeout_s: float, what: str) -> Any:

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from green_deploy.deploy import azureml, inprocess, local, sagemaker, sagemaker_server
+from green_deploy.deploy import azureml, azureml_server, inprocess, local, sagemaker, sagemaker_server
 from green_deploy.deploy.base import Deployer
 from green_deploy.deploy.credentials import Credentials
 from green_deploy.deploy.provider_stack import StackDeployer, StackSettings
@@ -181,6 +181,7 @@ TARGETS: Mapping[str, Target] = MappingProxyType(
                 credential_keys=azureml.AZURE_CREDENTIAL_KEYS,
             ),
             _stack(sagemaker_server.SageMakerServerDeployer),
+            _stack(azureml_server.AzureMLServerDeployer),
         )
     }
 )

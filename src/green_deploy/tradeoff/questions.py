@@ -8,7 +8,8 @@ RQ1.2 framework: the same models' baselines in PyTorch and TensorFlow, paired by
 RQ1.3 / RQ1.4 each technique against its own framework's baseline, paired by model and batch,
 on J/inference and on accuracy; RQ1.5 the trade-off: Pareto fronts and the rank correlation of
 energy saved with accuracy lost; RQ1.6 / RQ1.7 target (provider) on energy and on accuracy, the
-same variants paired across targets.
+same variants paired across targets against the reference (``local``): J/inference of each
+serving stack metered alike, then the location (grid, PUE) apart from the software.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def answer_all(results: pd.DataFrame) -> list[Answer]:
         technique_effect(results, "energy_per_item_j", "RQ1.3", "J/inference"),
         technique_effect(results, "accuracy", "RQ1.4", "accuracy"),
         trade_off(results),
-        target_effect(results, "energy_per_item_j", "RQ1.6", "J/inference"),
-        target_effect(results, "accuracy", "RQ1.7", "accuracy"),
+        target_energy_effect(results),
+        target_accuracy_effect(results),
     ]
 
 
@@ -228,24 +229,153 @@ def trade_off(results: pd.DataFrame) -> Answer:
     return Answer("RQ1.5", "The energy-accuracy trade-off", sentence, table)
 
 
-def target_effect(results: pd.DataFrame, metric: str, question: str, label: str) -> Answer:
-    """RQ1.6 / RQ1.7: the same variants on each target (provider)."""
-    title = f"Target (provider) and {label}"
+def target_energy_effect(results: pd.DataFrame) -> Answer:
+    """RQ1.6: each target's serving stack against the reference target, the same variants at the
+    same batch size and device paired, on the same metering; then what its location (region's
+    grid, PUE) adds, kept apart from what its software costs."""
+    title = "Target (provider): J/inference of its serving stack, then its location"
+    paired = _paired_targets(results)
+    if isinstance(paired, str):
+        return Answer("RQ1.6", title, paired, pd.DataFrame())
+    reference, wide, metric = paired
+    rows, tests, parts = [], {}, []
+    for target in wide.columns.get_level_values("target").unique():
+        if target == reference:
+            continue
+        pair = (
+            wide.xs(target, axis=1, level="target")[[metric, "latency_p50_ms"]]
+            .join(wide.xs(reference, axis=1, level="target")[[metric, "latency_p50_ms"]], rsuffix="_ref")
+            .dropna()
+        )
+        if not len(pair):
+            continue
+        test = compare_paired(np.log(pair[f"{metric}_ref"]), np.log(pair[metric]))
+        tests[target] = test
+        ratio = pair[metric] / pair[f"{metric}_ref"]
+        place = _place(results, target, reference)
+        software = float(np.median(ratio))
+        rows.append(
+            {
+                "target": target,
+                "paired cells": len(pair),
+                f"J/inference / {reference}": software,
+                "95% CI": _ratio_interval(test),
+                "test": _verdict(test, "different"),
+                "Cliff's delta": test.cliffs_delta,
+                f"latency p50 / {reference}": float(np.median(pair.latency_p50_ms / pair.latency_p50_ms_ref)),
+                **place,
+                f"gCO2e / {reference}": software * place["PUE ratio"] * place["grid ratio"],
+            }
+        )
+        parts.append(
+            f"{target} took {software:.2f}x the J/inference of {reference} over {len(pair)} paired cells "
+            f"({_verdict(test, 'different')}; Cliff's delta {_signed(test.cliffs_delta)}), and with its "
+            f"region's grid ({place['grid ratio']:.2f}x) and PUE ({place['PUE ratio']:.2f}x) "
+            f"{software * place['PUE ratio'] * place['grid ratio']:.2f}x the gCO2e"
+        )
+    if not rows:
+        return Answer(
+            "RQ1.6", title, f"No variant was measured both on {reference} and another target.", pd.DataFrame()
+        )
+    how = (
+        "each server's process tree metered from outside around every repetition, the same way for every stack"
+        if metric == "server_energy_per_item_j"
+        else "J/inference as each target reported it"
+    )
+    sentence = (
+        f"Against {reference} ({how}): " + "; ".join(parts) + ". Software is the J/inference ratio; "
+        "location is the grid and PUE ratio. The hardware is this machine's for every stack on it, not the provider's."
+    )
+    return Answer("RQ1.6", title, sentence, pd.DataFrame(rows), tests)
+
+
+def target_accuracy_effect(results: pd.DataFrame) -> Answer:
+    """RQ1.7: accuracy of the same variants on each target; every variant whose accuracy differs
+    between targets is named (the same files should answer alike wherever they are served)."""
+    title = "Target (provider) and accuracy"
+    paired = _paired_targets(results)
+    if isinstance(paired, str):
+        return Answer("RQ1.7", title, paired, pd.DataFrame())
+    reference, _, _ = paired
+    keys = ["model_id", "variant_id", "device"]
+    wide = results.pivot_table(index=keys, columns="target", values="accuracy", aggfunc="first").dropna()
+    tests, rows = {}, []
+    for target in wide.columns:
+        if target == reference:
+            continue
+        tests[target] = compare_paired(wide[reference], wide[target])
+        for key, row in wide[wide[target] != wide[reference]].iterrows():
+            rows.append(
+                {
+                    **dict(zip(keys, key, strict=True)),
+                    "target": target,
+                    reference: row[reference],
+                    target + " accuracy": row[target],
+                    "difference (pp)": 100 * (row[target] - row[reference]),
+                }
+            )
+    if not tests:
+        return Answer(
+            "RQ1.7", title, f"No variant was measured both on {reference} and another target.", pd.DataFrame()
+        )
+    verdicts = "; ".join(f"{t}: {_verdict(test, 'different')}" for t, test in tests.items())
+    named = (
+        f" {len(rows)} variant(s) scored differently: "
+        + ", ".join(
+            f"{r['model_id']}/{r['variant_id']} on {r['target']} ({r['difference (pp)']:+.2f} pp)"
+            for r in rows
+        )
+        + "."
+        if rows
+        else f" Every variant scored exactly the same on every target as on {reference} ({len(wide)} variants)."
+    )
+    return Answer(
+        "RQ1.7", title, f"Accuracy against {reference}: {verdicts}.{named}", pd.DataFrame(rows), tests
+    )
+
+
+def _paired_targets(results: pd.DataFrame) -> tuple[str, pd.DataFrame, str] | str:
+    """The reference target (``local`` when measured), the cells as one column per target, and
+    the energy metric compared: ``server_energy_per_item_j`` where every server was metered from
+    outside, else each target's own ``energy_per_item_j``; or why nothing can be compared."""
     targets = sorted(results.target.unique())
     if len(targets) < 2:
-        return Answer(
-            question,
-            title,
-            f"Only the {targets[0]} target was measured: nothing to compare (add targets to evaluate.targets).",
-            pd.DataFrame(),
-        )
+        return f"Only the {targets[0]} target was measured: nothing to compare (add targets to evaluate.targets)."
+    reference = "local" if "local" in targets else targets[0]
+    outside = "server_energy_per_item_j"
+    metric = outside if outside in results and results[outside].notna().all() else "energy_per_item_j"
     keys = ["model_id", "variant_id", "device", "batch_size"]
-    wide = results.pivot_table(index=keys, columns="target", values=metric).dropna()
-    groups = {t: wide[t].to_numpy() for t in targets}
-    test = compare_groups(groups)
-    table = wide.median().rename(f"median {label}").reset_index()
-    sentence = f"Across {len(wide)} cells measured on all of {', '.join(targets)}: {_verdict(test, 'targets differ')}."
-    return Answer(question, title, sentence, table, {"targets": test})
+    wide = results.pivot_table(index=keys, columns="target", values=[metric, "latency_p50_ms"])
+    wide.columns = wide.columns.set_names(["value", "target"])
+    return reference, wide.swaplevel(axis=1).sort_index(axis=1), metric
+
+
+def _place(results: pd.DataFrame, target: str, reference: str) -> dict[str, Any]:
+    """Where ``target`` was costed (region, PUE, grid intensity) and its ratios to ``reference``'s."""
+
+    def where(name: str) -> pd.Series:
+        return results[results.target == name][["region", "pue", "intensity_g_per_kwh"]].iloc[0]
+
+    here, there = where(target), where(reference)
+    return {
+        "region": here.region,
+        "PUE": float(here.pue),
+        "gCO2e/kWh": float(here.intensity_g_per_kwh),
+        "PUE ratio": float(here.pue) / float(there.pue),
+        "grid ratio": float(here.intensity_g_per_kwh) / float(there.intensity_g_per_kwh),
+    }
+
+
+def _ratio_interval(test: Comparison) -> str:
+    """The median log-ratio's bootstrap interval as a ratio interval."""
+    if test.difference_ci is None:
+        return ""
+    low, high = np.exp(test.difference_ci)
+    return f"[{low:.2f}, {high:.2f}]"
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
 
 
 def _serving_paths(baselines: pd.DataFrame) -> str:
