@@ -21,3 +21,8 @@ install azureml_server azureml-inference-server-http==1.5.1
 # package of the same name: make this one regular too, so the server's exporter matches its
 # OpenTelemetry.
 touch "$ROOT/azureml_server/azure/monitor/opentelemetry/__init__.py"
+
+# SageMaker's PyTorch inference toolkit on TorchServe (its Java frontend runs on Debian's JDK,
+# installed by scripts/install_system_data.sh); the rest of what it imports is in the venv.
+install sagemaker_torchserve --no-deps sagemaker-inference==1.10.1 sagemaker-pytorch-inference==2.0.25 \
+  torchserve==0.12.0 torch-model-archiver==0.12.0 enum-compat==0.0.3 retrying==1.3.7

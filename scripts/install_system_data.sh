@@ -2,11 +2,12 @@
 # Install the Debian packages the project needs, if any is missing: those that hold the zoo's
 # datasets (the fixed ones below plus every provider named in conf/base/manifests/), and
 # Chromium, which opens the tradeoff report headless in the tests, and PostgreSQL, whose server the
-# tests start on loopback for the Optuna RDB storage (tests/conftest.py's postgres_url).
+# tests start on loopback for the Optuna RDB storage (tests/conftest.py's postgres_url), and a Java
+# runtime, which TorchServe's frontend needs (the sagemaker_torchserve provider stack).
 set -euo pipefail
 python=${1:-.venv/bin/python}
 
-packages=(dataset-fashion-mnist fortunes fortunes-min chromium postgresql)
+packages=(dataset-fashion-mnist fortunes fortunes-min chromium postgresql openjdk-17-jre-headless)
 while read -r package; do
   [[ -n "$package" ]] && packages+=("$package")
 done < <("$python" -m green_deploy.zoo.data debian-packages)
@@ -17,7 +18,7 @@ for package in $(printf '%s\n' "${packages[@]}" | sort -u); do
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
-echo "Installing the Debian packages the project needs (datasets, Chromium, PostgreSQL): ${missing[*]}"
+echo "Installing the Debian packages the project needs (datasets, Chromium, PostgreSQL, Java): ${missing[*]}"
 if [[ $(id -u) -eq 0 ]]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 elif command -v sudo >/dev/null; then

@@ -4,23 +4,26 @@ with nothing left behind."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from green_deploy.deploy.base import DeploymentError
-from green_deploy.deploy.processes import process_alive
+from green_deploy.deploy.processes import process_alive, session_members
 from green_deploy.deploy.provider_stack import StackSettings
 from green_deploy.deploy.targets import DeployerOptions, get_target
 from green_deploy.evaluate.harness import ServerMeter
 from tests.deploy.conftest import REPO
 
-STACKS = ("sagemaker_server", "azureml_server")
+STACKS = ("sagemaker_server", "azureml_server", "sagemaker_torchserve")
 
 
-REGIONS = {"sagemaker_server": "eu-west-1", "azureml_server": "westeurope"}
+REGIONS = {
+    "sagemaker_server": "eu-west-1",
+    "azureml_server": "westeurope",
+    "sagemaker_torchserve": "us-east-1",
+}
 PUES = {"aws": 1.15, "azure": 1.18}
 PACKAGES = REPO / ".venv" / "provider-stacks"  # make setup installs them
 
@@ -58,14 +61,7 @@ def test_stack_serves_the_variant_and_is_metered_from_outside(name, tiny, tmp_pa
     finally:
         deployer.teardown(deployment)
     assert not process_alive(pid)
-    assert not [p for p in os.listdir("/proc") if p.isdigit() and _session_of(int(p)) == pid]
-
-
-def _session_of(pid: int) -> int | None:
-    try:
-        return os.getsid(pid)
-    except OSError:
-        return None
+    assert not session_members(pid)  # the Java frontend, workers and helpers ended too
 
 
 def test_a_stack_that_dies_while_starting_quotes_its_log(tiny, tmp_path, constraints_file):

@@ -73,12 +73,56 @@ def test_every_question_finds_what_was_planted():
     assert "Only the local target" in answers["RQ1.6"].sentence
 
 
-def test_targets_are_compared_when_more_than_one_was_measured():
-    table = _table()
-    cloud = table.assign(target="sagemaker", energy_per_item_j=table.energy_per_item_j * 1.5)
-    answers = {a.question: a for a in answer_all(pd.concat([table, cloud]))}
-    assert answers["RQ1.6"].tests["targets"].test == "Kruskal-Wallis"
-    assert "local, sagemaker" in answers["RQ1.6"].sentence
+def _on_targets(table: pd.DataFrame) -> pd.DataFrame:
+    """The table on the local server (Germany's grid, PUE 1.0) and on a provider stack that
+    costs 1.5x the J/inference (metered from outside alike) in a region with half the grid
+    intensity and PUE 1.2; one variant scores differently there."""
+    local = table.assign(
+        server_energy_per_item_j=table.energy_per_item_j * 1.2,
+        latency_p50_ms=10.0,
+        region="localhost",
+        pue=1.0,
+        intensity_g_per_kwh=400.0,
+    )
+    stack = local.assign(
+        target="azureml_server",
+        server_energy_per_item_j=local.server_energy_per_item_j * 1.5,
+        latency_p50_ms=12.0,
+        region="westeurope",
+        pue=1.2,
+        intensity_g_per_kwh=200.0,
+    )
+    changed = (stack.model_id == "m3") & (stack.variant_id == "pt_int8")
+    stack.loc[changed, "accuracy"] += 0.01
+    return pd.concat([local, stack])
+
+
+def test_targets_are_compared_on_the_same_metering_with_location_apart():
+    answers = {a.question: a for a in answer_all(_on_targets(_table()))}
+    rq16 = answers["RQ1.6"]
+    test = rq16.tests["azureml_server"]
+    assert test.significant and test.cliffs_delta == 1.0  # the stack costs more in every pair
+    row = rq16.table.set_index("target").loc["azureml_server"]
+    assert row["J/inference / local"] == pytest.approx(1.5)  # server_energy, not energy_per_item_j
+    assert row["PUE ratio"] == pytest.approx(1.2) and row["grid ratio"] == pytest.approx(0.5)
+    assert row["gCO2e / local"] == pytest.approx(1.5 * 1.2 * 0.5)
+    assert row["latency p50 / local"] == pytest.approx(1.2)
+    assert "process tree metered from outside" in rq16.sentence
+    assert "not the provider's" in rq16.sentence
+
+    rq17 = answers["RQ1.7"]
+    assert list(zip(rq17.table.model_id, rq17.table.variant_id, strict=True)) == [("m3", "pt_int8")]
+    assert "m3/pt_int8 on azureml_server (+1.00 pp)" in rq17.sentence
+
+
+def test_targets_without_outside_metering_compare_their_own_figures():
+    table = _on_targets(_table())
+    table.loc[table.target == "local", "server_energy_per_item_j"] = np.nan  # e.g. the in-process target
+    rq16 = {a.question: a for a in answer_all(table)}["RQ1.6"]
+    assert "as each target reported it" in rq16.sentence
+    assert rq16.table.set_index("target").loc["azureml_server", "J/inference / local"] == pytest.approx(
+        1.0, rel=0.05
+    )
 
 
 def test_a_tiny_study_is_answered_with_what_cannot_be_said():

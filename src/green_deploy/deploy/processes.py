@@ -228,24 +228,32 @@ def stop_process(pid: int, process_start: str | None, timeout_s: float) -> bool:
 def stop_process_group(pid: int, process_start: str | None, timeout_s: float) -> bool:
     """``stop_process`` for a server that started helpers of its own (TorchServe's Java frontend,
     gunicorn's workers): the root first, so it can stop them gracefully, then whatever of its
-    session is left is killed. True when the root was running."""
+    session is left is killed and waited for (up to 10 s). True when the root was running."""
     was_running = stop_process(pid, process_start, timeout_s)
-    for member in _session_members(pid):  # the root led its own session (start_process)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(member, signal.SIGKILL)
+    deadline = time.monotonic() + 10.0
+    while (left := session_members(pid)) and time.monotonic() < deadline:
+        for member in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(member, signal.SIGKILL)
+        time.sleep(0.05)
     return was_running
 
 
-def _session_members(session_id: int) -> list[int]:
-    """The processes still in session ``session_id`` (looked up, so a recycled id that now
-    leads nothing kills nothing)."""
+def session_members(session_id: int) -> list[int]:
+    """The live processes of session ``session_id`` (zombies, already ended, left out). Looked up
+    one by one, so an id no live process leads finds nothing."""
     members = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ProcessLookupError):
-                if os.getsid(int(entry.name)) == session_id:
-                    members.append(int(entry.name))
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ProcessLookupError, IndexError):
+            if os.getsid(int(entry.name)) == session_id and _proc_state(entry) != "Z":
+                members.append(int(entry.name))
     return members
+
+
+def _proc_state(entry: Path) -> str:
+    return (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def _wait_gone(pid: int, process_start: str | None, child: subprocess.Popen | None, timeout_s: float) -> bool:

@@ -125,7 +125,9 @@ class StackSettings:
 @dataclass(frozen=True)
 class Launch:
     """How to start one stack for one variant: the command, its environment additions, and the
-    URLs it answers on once started (``{port}`` is filled in with the port chosen)."""
+    paths it answers on once started. ``ports`` free ports are chosen: ``{port}`` in the command
+    and environment is the first (where it serves), ``{port1}``, ``{port2}``... the others
+    (metrics, gRPC). Ready: ``ready_path`` answers 200, with ``ready_marker`` in its body if given."""
 
     command: list[str]
     env: dict[str, str]
@@ -133,7 +135,20 @@ class Launch:
     predict_path: str
     request_type: str = JSON_TYPE
     cwd: Path | None = None
+    ports: int = 1
+    ready_marker: str = ""
     details: dict[str, str] = field(default_factory=dict)
+
+    def filled(self, ports: list[int]) -> tuple[list[str], dict[str, str]]:
+        """The command and environment with the ports filled in."""
+        names = {"{port}": ports[0], **{f"{{port{i}}}": port for i, port in enumerate(ports) if i}}
+
+        def fill(text: str) -> str:
+            for name, port in names.items():
+                text = text.replace(name, str(port))
+            return text
+
+        return [fill(part) for part in self.command], {key: fill(value) for key, value in self.env.items()}
 
 
 class StackDeployer:
@@ -144,7 +159,7 @@ class StackDeployer:
     ``runtimes_reason`` says why the others cannot be.
     """
 
-    target: ClassVar[str]
+    target: str
     provider: ClassVar[str]
     serving_path: ClassVar[str]
     runtimes: ClassVar[tuple[str, ...]] = ()
@@ -184,16 +199,17 @@ class StackDeployer:
         if self.dry_run:
             write_json_atomically(folder / COMMAND_FILE, {"command": launch.command, "env": launch.env})
             return self._record(variant, STATUS_DRY_RUN, "", {"command_file": str(folder / COMMAND_FILE)})
-        port = free_port()
-        command = [part.replace("{port}", str(port)) for part in launch.command]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.update({key: value.replace("{port}", str(port)) for key, value in launch.env.items()})
+        ports = free_ports(launch.ports)
+        command, env_added = launch.filled(ports)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_added}
         log_file = folder / LOG_FILE
-        base_url = f"http://127.0.0.1:{port}"
+        base_url = f"http://127.0.0.1:{ports[0]}"
         started = time.perf_counter()
         process = start_process(command, log_file, env, tied=self.tied, cwd=launch.cwd)
         try:
-            self._wait_until_ready(process, f"{base_url}{launch.ready_path}", log_file, variant)
+            self._wait_until_ready(
+                process, f"{base_url}{launch.ready_path}", launch.ready_marker, log_file, variant
+            )
         except BaseException:
             stop_process_group(process.pid, None, self.settings.stop_timeout_s)
             raise
@@ -256,11 +272,16 @@ class StackDeployer:
 
     # ---- helpers ------------------------------------------------------------------------------
     def check_runtime(self, runtime: str) -> None:
-        """A ``DeploymentError`` naming why this stack cannot serve ``runtime``."""
+        """A ``DeploymentError`` naming why this stack cannot serve ``runtime`` here."""
         if self.runtimes and runtime not in self.runtimes:
             raise DeploymentError(
                 f"{self.target} cannot serve {runtime} variants: {self.runtimes_reason} "
                 f"(it serves {', '.join(self.runtimes)})"
+            )
+        if self.settings.device != "cpu":
+            raise DeploymentError(
+                f"{self.target} is measured on the CPU only: its server would open the GPU's "
+                "counter itself, beside the study's"
             )
 
     def packages_dir(self) -> Path:
@@ -274,7 +295,9 @@ class StackDeployer:
             )
         return folder
 
-    def _wait_until_ready(self, process: Any, url: str, log_file: Path, variant: Variant) -> None:
+    def _wait_until_ready(
+        self, process: Any, url: str, marker: str, log_file: Path, variant: Variant
+    ) -> None:
         name = f"{variant.model_id}/{variant.variant_id} on {self.target}"
         deadline = time.monotonic() + self.settings.start_timeout_s
         while time.monotonic() < deadline:
@@ -285,8 +308,8 @@ class StackDeployer:
                     f"the end of {log_file}:\n{_tail(log_file)}"
                 )
             try:
-                status, _, _ = http_request("GET", url, timeout_s=5.0)
-                if status == 200:
+                status, _, body = http_request("GET", url, timeout_s=5.0)
+                if status == 200 and marker.encode() in body:
                     return
             except (OSError, http.client.HTTPException):
                 pass
@@ -334,11 +357,16 @@ def parse_answer(payload: bytes) -> tuple[np.ndarray, ServerEnergy]:
     return array, ServerEnergy(energy_j=0.0, energy_per_item_j=0.0, measured=False, components=())
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (stacks take a port number, not 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on 127.0.0.1 now (stacks take port numbers, not 0)."""
+    probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def _tail(path: Path) -> str:

@@ -18,7 +18,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from green_deploy.deploy import azureml, azureml_server, inprocess, local, sagemaker, sagemaker_server
+from green_deploy.deploy import (
+    azureml,
+    azureml_server,
+    inprocess,
+    local,
+    sagemaker,
+    sagemaker_server,
+    sagemaker_torchserve,
+)
 from green_deploy.deploy.base import Deployer
 from green_deploy.deploy.credentials import Credentials
 from green_deploy.deploy.provider_stack import StackDeployer, StackSettings
@@ -62,6 +70,8 @@ class Target:
         credentials: the ``credentials.yml`` entry it reads (``None``: none).
         credential_keys: the keys allowed in that entry.
         not_in_deploy_pipeline: why ``deploy.targets`` may not name it (empty: it may).
+        runtimes: the runtimes it can serve (empty: all); ``runtimes_reason`` says why not others.
+        devices: the devices it can serve on (empty: all).
     """
 
     name: str
@@ -73,6 +83,17 @@ class Target:
     credentials: str | None = None
     credential_keys: tuple[str, ...] = ()
     not_in_deploy_pipeline: str = ""
+    runtimes: tuple[str, ...] = ()
+    runtimes_reason: str = ""
+    devices: tuple[str, ...] = ()
+
+    def cannot_serve(self, runtime: str, device: str) -> str | None:
+        """Why this target cannot serve a ``runtime`` variant on ``device``; ``None``: it can."""
+        if self.runtimes and runtime not in self.runtimes:
+            return f"{self.name} serves {', '.join(self.runtimes)} only: {self.runtimes_reason}"
+        if self.devices and device not in self.devices:
+            return f"{self.name} is measured on {', '.join(self.devices)} only"
+        return None
 
     def settings_from(self, deploy: Mapping[str, Any]) -> Any:
         """The target's settings from the ``deploy`` parameters."""
@@ -143,7 +164,17 @@ def _stack(deployer: type[StackDeployer]) -> Target:
     def build(settings: StackSettings, options: DeployerOptions) -> Deployer:
         return deployer(settings, options.work_dir, dry_run=options.dry_run, tied=options.tied)
 
-    return Target(deployer.target, deployer.target, parse, build, provider=deployer.provider, local=True)
+    return Target(
+        deployer.target,
+        deployer.target,
+        parse,
+        build,
+        provider=deployer.provider,
+        local=True,
+        runtimes=deployer.runtimes,
+        runtimes_reason=deployer.runtimes_reason,
+        devices=("cpu",),
+    )
 
 
 TARGETS: Mapping[str, Target] = MappingProxyType(
@@ -182,6 +213,7 @@ TARGETS: Mapping[str, Target] = MappingProxyType(
             ),
             _stack(sagemaker_server.SageMakerServerDeployer),
             _stack(azureml_server.AzureMLServerDeployer),
+            _stack(sagemaker_torchserve.SageMakerTorchServeDeployer),
         )
     }
 )

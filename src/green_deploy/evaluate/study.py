@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from green_deploy.config import parse_names, parse_settings
-from green_deploy.deploy.targets import DEFAULT_TARGET, local_targets, target_names
+from green_deploy.deploy.targets import DEFAULT_TARGET, get_target, local_targets, target_names
 from green_deploy.errors import ConfigError
 from green_deploy.runtimes import DEVICES, runtimes_on
 
@@ -80,6 +80,20 @@ class ProtocolSettings:
 
 
 @dataclass(frozen=True)
+class TargetScope:
+    """``evaluate.target_scope.<target>``: the models and variant ids measured on that target
+    (empty: all of the study's), so that a costly target takes a few paired cells."""
+
+    models: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()
+
+    def admits(self, row: Mapping[str, Any]) -> bool:
+        return (not self.models or row["model_id"] in self.models) and (
+            not self.variants or row["variant_id"] in self.variants
+        )
+
+
+@dataclass(frozen=True)
 class StudySettings:
     """``evaluate`` in ``parameters_evaluate.yml``.
 
@@ -101,18 +115,32 @@ class StudySettings:
     price_per_kwh: float = 0.0
     work_dir: str = "data/07_model_output/evaluate"
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
+    target_scope: Mapping[str, TargetScope] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> StudySettings:
         raw = dict(raw or {})
         protocol = parse_settings(ProtocolSettings, raw.pop("protocol", None), "evaluate.protocol")
         protocol.check()
+        scopes = raw.pop("target_scope", None) or {}
+        if not isinstance(scopes, Mapping):
+            raise ConfigError(
+                f"evaluate.target_scope must map targets to {{models, variants}}, got {scopes!r}"
+            )
+        target_scope = {}
+        for target, raw_scope in scopes.items():
+            where = f"evaluate.target_scope.{target}"
+            scope = dict(raw_scope or {})
+            for key in ("models", "variants"):
+                if key in scope:
+                    scope[key] = parse_names(scope[key], f"{where}.{key}")
+            target_scope[str(target)] = parse_settings(TargetScope, scope, where)
         for key in ("models", "variants", "targets", "devices"):
             if key in raw:
                 raw[key] = parse_names(raw[key], f"evaluate.{key}") or getattr(cls, key, ())
         if isinstance(raw.get("batch_sizes"), int):
             raw["batch_sizes"] = [raw["batch_sizes"]]
-        settings = replace(parse_settings(cls, raw, "evaluate"), protocol=protocol)
+        settings = replace(parse_settings(cls, raw, "evaluate"), protocol=protocol, target_scope=target_scope)
         settings.check()
         return settings
 
@@ -123,6 +151,11 @@ class StudySettings:
                 raise ConfigError(
                     f"evaluate.{key} must name some of {list(allowed)}; got {list(getattr(self, key))}"
                 )
+        unscoped = sorted(set(self.target_scope) - set(self.targets))
+        if unscoped:
+            raise ConfigError(
+                f"evaluate.target_scope names {unscoped}, which evaluate.targets does not; targets: {list(self.targets)}"
+            )
         # the study chooses the device of a target on this machine; a cloud endpoint runs on its
         # instance type's
         on_machine = local_targets()
@@ -199,15 +232,22 @@ def expand_cells(variant_rows: Iterable[Mapping[str, Any]], settings: StudySetti
             )
     shared = protocol_hash(settings)
     cells, off_device = [], 0
+    not_served: dict[str, int] = {}
     for row in rows:
         if settings.models and row["model_id"] not in settings.models:
             continue
         if settings.variants and row["variant_id"] not in settings.variants:
             continue
         for target in settings.targets:
+            if target in settings.target_scope and not settings.target_scope[target].admits(row):
+                continue
             for device in settings.devices:
                 if not runs_on(row, device):
                     off_device += 1
+                    continue
+                reason = get_target(target).cannot_serve(str(row.get("runtime") or ""), device)
+                if reason is not None:
+                    not_served[reason] = not_served.get(reason, 0) + 1
                     continue
                 for batch_size in settings.batch_sizes:
                     cells.append(
@@ -228,6 +268,8 @@ def expand_cells(variant_rows: Iterable[Mapping[str, Any]], settings: StudySetti
             off_device,
             " or ".join(sorted(CPU_ONLY_TECHNIQUES)),
         )
+    for reason, count in not_served.items():
+        logger.info("%d variant x device combinations left out: %s", count, reason)
     return cells
 
 
