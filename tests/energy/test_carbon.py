@@ -250,3 +250,16 @@ def test_misspelt_gcp_region_is_reachable_by_its_real_id():
     if real is None:
         pytest.skip("this codecarbon has no Doha region")
     assert intensity_for_cloud("gcp", "me-central1").intensity_g_per_kwh == real
+
+
+def test_aws_and_azure_regions_take_their_countrys_grid():
+    """CodeCarbon's cloud table holds GCP only: an AWS or Azure region is costed with the grid of
+    the country its data centres are in, and the source says so."""
+    ireland, netherlands = intensity_for_country("IRL"), intensity_for_country("NLD")
+    aws = intensity_for_cloud("aws", "eu-west-1")
+    assert aws.intensity_g_per_kwh == ireland.intensity_g_per_kwh
+    assert aws.source.startswith("aws eu-west-1 is in IRL") and ireland.source in aws.source
+    assert intensity_for_cloud("Azure", "WestEurope").intensity_g_per_kwh == netherlands.intensity_g_per_kwh
+    assert intensity_for_cloud("azure", "swedencentral").intensity_g_per_kwh < aws.intensity_g_per_kwh
+    with pytest.raises(ConfigError, match="known aws regions: .*eu-west-1"):
+        intensity_for_cloud("aws", "moon-1")

@@ -82,3 +82,61 @@ def test_unknown_models_or_variants_are_named():
 
 def test_protocol_defaults_are_valid():
     ProtocolSettings().check()
+
+
+def test_a_target_scope_gives_a_costly_target_a_few_paired_cells():
+    rows = [{**row, "runtime": "pytorch"} for row in ROWS] + [
+        {"model_id": "m1", "variant_id": "tf_tflite_fp16", "runtime": "tflite", "config_sha256": "d"}
+    ]
+    settings = StudySettings.parse(
+        {
+            "targets": ["local", "azureml_server", "sagemaker_torchserve"],
+            "batch_sizes": [1],
+            "target_scope": {
+                "azureml_server": {"models": "m1"},
+                "sagemaker_torchserve": {"models": ["m1"], "variants": "torch_baseline tf_tflite_fp16"},
+            },
+        }
+    )
+    by_target: dict[str, set] = {}
+    for cell in expand_cells(rows, settings):
+        by_target.setdefault(cell.target, set()).add((cell.model_id, cell.variant_id))
+    assert len(by_target["local"]) == 4  # a target not scoped takes every cell
+    assert by_target["azureml_server"] == {
+        ("m1", "torch_baseline"),
+        ("m1", "pt_fp16"),
+        ("m1", "tf_tflite_fp16"),
+    }
+    # TorchServe serves PyTorch only: the TFLite variant in its scope is left out (logged with the reason)
+    assert by_target["sagemaker_torchserve"] == {("m1", "torch_baseline")}
+
+
+@pytest.mark.parametrize(
+    ("scope", "message"),
+    [
+        ({"gcp": {"models": ["m1"]}}, r"target_scope names \['gcp'\], which are not targets"),
+        ({"local": {"model": ["m1"]}}, "model"),
+    ],
+)
+def test_bad_target_scopes_name_the_key(scope, message):
+    with pytest.raises(ConfigError, match=message):
+        StudySettings.parse({"targets": ["local"], "target_scope": scope})
+
+
+def test_a_scope_naming_an_unknown_variant_is_said_and_gives_no_cell(caplog):
+    settings = StudySettings.parse(
+        {
+            "targets": ["local", "azureml_server"],
+            "target_scope": {"azureml_server": {"variants": ["pt_typo"]}},
+        }
+    )
+    cells = expand_cells(ROWS, settings)
+    assert {c.target for c in cells} == {"local"}
+    assert "evaluate.target_scope.azureml_server.variants names ['pt_typo']" in caplog.text
+
+
+def test_a_scope_of_a_target_not_measured_is_ignored():
+    settings = StudySettings.parse(
+        {"targets": ["local"], "target_scope": {"azureml_server": {"models": ["m9"]}}}
+    )
+    assert len(expand_cells(ROWS, settings)) == 3 * 2

@@ -200,8 +200,78 @@ def intensity_for_country(iso_code: str) -> CarbonIntensity:
     )
 
 
+# Where each region's data centres are (the providers' region lists), for providers CodeCarbon's
+# cloud table leaves out (3.3.2 holds GCP only): their regions take their country's grid.
+REGION_COUNTRIES: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "aws": {
+            "us-east-1": "USA",
+            "us-east-2": "USA",
+            "us-west-1": "USA",
+            "us-west-2": "USA",
+            "ca-central-1": "CAN",
+            "sa-east-1": "BRA",
+            "eu-west-1": "IRL",
+            "eu-west-2": "GBR",
+            "eu-west-3": "FRA",
+            "eu-central-1": "DEU",
+            "eu-central-2": "CHE",
+            "eu-north-1": "SWE",
+            "eu-south-1": "ITA",
+            "eu-south-2": "ESP",
+            "ap-northeast-1": "JPN",
+            "ap-northeast-2": "KOR",
+            "ap-southeast-1": "SGP",
+            "ap-southeast-2": "AUS",
+            "ap-south-1": "IND",
+        },
+        "azure": {
+            "eastus": "USA",
+            "eastus2": "USA",
+            "westus": "USA",
+            "westus2": "USA",
+            "westus3": "USA",
+            "centralus": "USA",
+            "southcentralus": "USA",
+            "canadacentral": "CAN",
+            "brazilsouth": "BRA",
+            "westeurope": "NLD",
+            "northeurope": "IRL",
+            "uksouth": "GBR",
+            "francecentral": "FRA",
+            "germanywestcentral": "DEU",
+            "swedencentral": "SWE",
+            "norwayeast": "NOR",
+            "switzerlandnorth": "CHE",
+            "polandcentral": "POL",
+            "italynorth": "ITA",
+            "japaneast": "JPN",
+            "koreacentral": "KOR",
+            "southeastasia": "SGP",
+            "australiaeast": "AUS",
+            "centralindia": "IND",
+        },
+    }
+)
+
+
+def _intensity_of_region_country(provider: str, region: str) -> CarbonIntensity:
+    countries = REGION_COUNTRIES[provider]
+    if region not in countries:
+        raise ConfigError(
+            f"region {region!r} of {provider} is not known here (it is not in codecarbon {_CLOUD_TABLE} "
+            f"either); known {provider} regions: {', '.join(sorted(countries))}"
+        )
+    country = intensity_for_country(countries[region])
+    return CarbonIntensity(
+        intensity_g_per_kwh=country.intensity_g_per_kwh,
+        source=f"{provider} {region} is in {countries[region]}: {country.source}",
+    )
+
+
 def intensity_for_cloud(provider: str, region: str) -> CarbonIntensity:
-    """The carbon intensity of a cloud region, from CodeCarbon's ``cloud/impact.csv``.
+    """The carbon intensity of a cloud region, from CodeCarbon's ``cloud/impact.csv``; for a
+    provider that table leaves out, its region's country's grid (``REGION_COUNTRIES``).
 
     Raises:
         ConfigError: the provider or region is not in the table; the message lists what is.
@@ -210,6 +280,8 @@ def intensity_for_cloud(provider: str, region: str) -> CarbonIntensity:
     provider_key = provider.strip().lower()
     region_key = region.strip().lower()
     regions = table.get(provider_key)
+    if regions is None and provider_key in REGION_COUNTRIES:
+        return _intensity_of_region_country(provider_key, region_key)
     if regions is None:
         raise ConfigError(
             f"cloud provider {provider!r} is not in codecarbon {_CLOUD_TABLE} "

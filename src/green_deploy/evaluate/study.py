@@ -82,7 +82,8 @@ class ProtocolSettings:
 @dataclass(frozen=True)
 class TargetScope:
     """``evaluate.target_scope.<target>``: the models and variant ids measured on that target
-    (empty: all of the study's), so that a costly target takes a few paired cells."""
+    (empty: all of the study's), so that a costly target takes a few paired cells. A scope of a
+    target the study does not measure is ignored (``--params evaluate.targets=local`` works)."""
 
     models: tuple[str, ...] = ()
     variants: tuple[str, ...] = ()
@@ -151,10 +152,10 @@ class StudySettings:
                 raise ConfigError(
                     f"evaluate.{key} must name some of {list(allowed)}; got {list(getattr(self, key))}"
                 )
-        unscoped = sorted(set(self.target_scope) - set(self.targets))
-        if unscoped:
+        unknown_targets = sorted(set(self.target_scope) - set(target_names()))
+        if unknown_targets:
             raise ConfigError(
-                f"evaluate.target_scope names {unscoped}, which evaluate.targets does not; targets: {list(self.targets)}"
+                f"evaluate.target_scope names {unknown_targets}, which are not targets; known: {list(target_names())}"
             )
         # the study chooses the device of a target on this machine; a cloud endpoint runs on its
         # instance type's
@@ -230,6 +231,16 @@ def expand_cells(variant_rows: Iterable[Mapping[str, Any]], settings: StudySetti
             raise ConfigError(
                 f"evaluate.{key} names {unknown}, which the variants table does not hold; it holds {sorted(known)}"
             )
+        for target, scope in settings.target_scope.items():
+            if target in settings.targets and set(getattr(scope, key)) - known:
+                logger.warning(
+                    "evaluate.target_scope.%s.%s names %s, which the variants table does not hold: "
+                    "no cell of %s comes from them",
+                    target,
+                    key,
+                    sorted(set(getattr(scope, key)) - known),
+                    target,
+                )
     shared = protocol_hash(settings)
     cells, off_device = [], 0
     not_served: dict[str, int] = {}
