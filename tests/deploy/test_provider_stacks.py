@@ -80,3 +80,56 @@ def test_a_stack_that_dies_while_starting_quotes_its_log(tiny, tmp_path, constra
 def test_stack_settings_need_a_region():
     with pytest.raises(Exception, match="region"):
         StackSettings.parse({}, "deploy.sagemaker_server")
+
+
+def test_a_study_measures_each_stack_alike_and_costs_it_in_its_region(tiny, tmp_path, constraints_file):
+    """The local server and TorchServe measured by the study: both metered from outside per
+    repetition (server_energy_per_item_j); TorchServe reports nothing itself, so its cells' energy
+    is the repetition's share, said by the cpu window; its carbon is its region's country's grid."""
+    from green_deploy.energy.carbon import intensity_for_cloud
+    from green_deploy.evaluate.harness import EvaluationSet
+    from green_deploy.evaluate.runner import StudyRunner, study_deployers
+    from green_deploy.evaluate.store import StudyStore
+    from green_deploy.evaluate.study import StudySettings, expand_cells
+
+    deploy = {
+        "work_dir": str(tmp_path / "deploy"),
+        "sagemaker_torchserve": {
+            "region": "eu-west-1",
+            "constraints_file": constraints_file,
+            "packages": str(PACKAGES),
+        },
+    }
+    study = StudySettings.parse(
+        {
+            "targets": ["local", "sagemaker_torchserve"],
+            "batch_sizes": [2],
+            "protocol": {"idle_s": 0.0, "warmup_s": 0.05, "repetition_s": 0.05, "max_cell_s": 0.5},
+        }
+    )
+    row = {
+        "model_id": tiny.variant.model_id,
+        "variant_id": tiny.variant.variant_id,
+        "runtime": "pytorch",
+        "technique": "magnitude_pruning",
+        "artifact_dir": str(tiny.variant.folder),
+        "config_sha256": "abc123",
+    }
+    labels = np.arange(len(tiny.batch)) % 10
+    data = EvaluationSet("classification", "accuracy", tiny.batch, labels, domain="cv")
+    store = StudyStore(tmp_path / "study")
+    runner = StudyRunner(study, [row], study_deployers(study, deploy), lambda _: data, store)
+    outcome = runner.run(expand_cells([row], study))
+    assert (outcome.measured, outcome.failures) == (2, [])
+    cells = {c["row"]["target"]: c["row"] for c in store.cells()}
+    local, stack = cells["local"], cells["sagemaker_torchserve"]
+    for cell in (local, stack):
+        assert cell["server_energy_per_item_j"] > 0
+        assert cell["server_energy_sources"].startswith("process_tree_cpu_time_tdp_estimate")
+    assert (local["cpu_window"], stack["cpu_window"]) == ("request", "repetition")
+    assert stack["energy_per_item_j"] == pytest.approx(stack["server_energy_per_item_j"])
+    assert stack["accuracy"] == local["accuracy"]  # the same files answer alike
+    assert stack["serving_path"] == "sagemaker_pytorch_torchserve"
+    ireland = intensity_for_cloud("aws", "eu-west-1")
+    assert (stack["region"], stack["intensity_g_per_kwh"]) == ("eu-west-1", ireland.intensity_g_per_kwh)
+    assert stack["pue"] == pytest.approx(1.15) and local["pue"] == pytest.approx(1.0)
