@@ -16,9 +16,11 @@ import pytest
 
 from green_deploy.deploy import targets
 from green_deploy.deploy.azureml import AZURE_CREDENTIAL_KEYS, AzureMLDeployer, AzureMLSettings
+from green_deploy.deploy.azureml_server import AzureMLServerDeployer
 from green_deploy.deploy.base import STATUS_IN_SERVICE, Deployment, ServerEnergy, Variant
 from green_deploy.deploy.inprocess import InProcessDeployer
 from green_deploy.deploy.local import LocalDeployer, LocalSettings
+from green_deploy.deploy.provider_stack import StackSettings
 from green_deploy.deploy.runner import (
     CloudCredentials,
     DeploySettings,
@@ -27,6 +29,8 @@ from green_deploy.deploy.runner import (
     undeploy_all,
 )
 from green_deploy.deploy.sagemaker import AWS_CREDENTIAL_KEYS, SageMakerDeployer, SageMakerSettings
+from green_deploy.deploy.sagemaker_server import SageMakerServerDeployer
+from green_deploy.deploy.sagemaker_torchserve import SageMakerTorchServeDeployer
 from green_deploy.deploy.settings import parse_target_settings
 from green_deploy.deploy.targets import (
     DeployerOptions,
@@ -62,7 +66,19 @@ ENTRIES = {
         AWS_CREDENTIAL_KEYS,
     ),
     "azureml": ("azureml", AzureMLSettings, AzureMLDeployer, "azure", False, "azure", AZURE_CREDENTIAL_KEYS),
+    "sagemaker_server": ("sagemaker_server", StackSettings, SageMakerServerDeployer, "aws", True, None, ()),
+    "azureml_server": ("azureml_server", StackSettings, AzureMLServerDeployer, "azure", True, None, ()),
+    "sagemaker_torchserve": (
+        "sagemaker_torchserve",
+        StackSettings,
+        SageMakerTorchServeDeployer,
+        "aws",
+        True,
+        None,
+        (),
+    ),
 }
+STACKS = ("sagemaker_server", "azureml_server", "sagemaker_torchserve")
 CREDENTIALS = {
     "aws": {"aws_access_key_id": "AKIAFAKE00000000", "aws_secret_access_key": "s3cr3t-value"},
     "azure": {"tenant_id": "tenant-0000", "client_id": "client-0000", "client_secret": "s3cr3t-value"},
@@ -78,11 +94,12 @@ def deploy_params(constraints_file: str) -> dict:
             "workspace": "ws",
             "constraints_file": constraints_file,
         },
+        **{stack: {"region": "eu-west-1" if "sagemaker" in stack else "westeurope"} for stack in STACKS},
     }
 
 
 def test_an_unknown_target_is_refused_with_the_known_names():
-    known = "['local', 'inprocess', 'sagemaker', 'azureml']"
+    known = "['local', 'inprocess', 'sagemaker', 'azureml', 'sagemaker_server', 'azureml_server', 'sagemaker_torchserve']"
     with pytest.raises(ConfigError, match=re.escape(f"unknown deploy target 'gcp'; known: {known}")):
         get_target("gcp")
 
@@ -98,16 +115,16 @@ def test_each_target_builds_its_own_deployer_from_its_own_section(name, tmp_path
     deployer = target.build(settings, DeployerOptions(tmp_path, dry_run=True))
     assert isinstance(settings, settings_class) and isinstance(deployer, deployer_class)
     assert deployer.target == name
-    if not local:
+    if not local or name in STACKS:
         with pytest.raises(ConfigError, match=f"deploy.{section} is not configured"):
             target.settings_from({})
 
 
 def test_the_name_tables_are_read_from_the_entries():
-    assert target_names() == ("local", "inprocess", "sagemaker", "azureml")
-    assert pipeline_targets() == ("local", "sagemaker", "azureml")
-    assert local_targets() == ("local", "inprocess") and cloud_targets() == ("sagemaker", "azureml")
-    assert settings_sections() == ("local", "sagemaker", "azureml")
+    assert target_names() == ("local", "inprocess", "sagemaker", "azureml", *STACKS)
+    assert pipeline_targets() == ("local", "sagemaker", "azureml", *STACKS)
+    assert local_targets() == ("local", "inprocess", *STACKS) and cloud_targets() == ("sagemaker", "azureml")
+    assert settings_sections() == ("local", "sagemaker", "azureml", *STACKS)
     assert credential_entries() == ("aws", "azure")
 
 

@@ -50,7 +50,7 @@ from green_deploy.deploy.packaging import (
     resource_name,
     write_code_dir,
 )
-from green_deploy.deploy.settings import check_positive, parse_target_settings
+from green_deploy.deploy.settings import DEPLOYED_BATCH_ITEMS, check_positive, parse_target_settings
 from green_deploy.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class AzureMLSettings:
     cost_per_hour_usd: float | None = None
     pue: float | None = None
     max_items: int = 256
-    max_batch_items: int = 0
+    max_batch_items: int = DEPLOYED_BATCH_ITEMS
     constraints_file: str = "constraints.txt"
     python_version: str = "3.11"
 

@@ -75,7 +75,7 @@ from green_deploy.deploy.processes import (
     write_json_atomically,
     zygote_for,
 )
-from green_deploy.deploy.settings import check_positive, parse_target_settings
+from green_deploy.deploy.settings import DEPLOYED_BATCH_ITEMS, check_positive, parse_target_settings
 from green_deploy.errors import ArtifactError, ConfigError
 from green_deploy.runtimes import DEVICES, get_runtime
 from green_deploy.serving.model import serving_path
@@ -132,7 +132,7 @@ class LocalSettings:
     threads: int | None = None
     device: str = "cpu"
     max_items: int = 256
-    max_batch_items: int = 0
+    max_batch_items: int = DEPLOYED_BATCH_ITEMS
     gpu_energy: bool = True
     prefork: bool = True
     keras_mode: str = "graph"

@@ -50,7 +50,7 @@ from green_deploy.deploy.processes import (
     stop_process_group,
     write_json_atomically,
 )
-from green_deploy.deploy.settings import check_positive, parse_target_settings
+from green_deploy.deploy.settings import DEPLOYED_BATCH_ITEMS, check_positive, parse_target_settings
 from green_deploy.errors import ConfigError
 from green_deploy.runtimes import DEVICES
 
@@ -92,7 +92,7 @@ class StackSettings:
     workers: int = 1
     threads: int | None = None
     max_items: int = 256
-    max_batch_items: int = 0
+    max_batch_items: int = DEPLOYED_BATCH_ITEMS
     constraints_file: str = "constraints.txt"
     start_timeout_s: float = 180.0
     stop_timeout_s: float = 20.0

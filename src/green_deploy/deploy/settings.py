@@ -16,6 +16,12 @@ from green_deploy.errors import ConfigError
 
 _Settings = TypeVar("_Settings")
 
+# Micro-batching in deployed servers, in items (``serving.worker``): requests already waiting when
+# the model is free run as one batch; nothing waits for more. Measured on this 2-core machine for
+# issue 21 (resnet_fmnist, 32 concurrent clients, 10,000 requests): 601 requests/s at a median
+# 49 ms with it, 127 requests/s and 254 ms without. At concurrency 1 it changes nothing.
+DEPLOYED_BATCH_ITEMS = 32
+
 
 def parse_target_settings(
     settings_class: type[_Settings], raw: Mapping[str, Any] | None, where: str
