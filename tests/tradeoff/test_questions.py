@@ -107,7 +107,7 @@ def test_targets_are_compared_on_the_same_metering_with_location_apart():
     assert row["PUE ratio"] == pytest.approx(1.2) and row["grid ratio"] == pytest.approx(0.5)
     assert row["gCO2e / local"] == pytest.approx(1.5 * 1.2 * 0.5)
     assert row["latency p50 / local"] == pytest.approx(1.2)
-    assert "process tree metered from outside" in rq16.sentence
+    assert "server process trees, alike" in rq16.sentence
     assert "not the provider's" in rq16.sentence
 
     rq17 = answers["RQ1.7"]

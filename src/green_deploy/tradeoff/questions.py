@@ -34,6 +34,8 @@ from green_deploy.zoo.families.base import TWIN_FRAMEWORKS
 
 BASELINES = zoo_baselines.BASELINE_VARIANT_IDS
 CELL_KEYS = ["model_id", "framework", "target", "device", "batch_size"]
+# a local server's energy metered from outside (its process tree), the same way for every stack
+OUTSIDE_METERED = "server_energy_per_item_j"
 
 
 @dataclass
@@ -231,60 +233,60 @@ def trade_off(results: pd.DataFrame) -> Answer:
 
 def target_energy_effect(results: pd.DataFrame) -> Answer:
     """RQ1.6: each target's serving stack against the reference target, the same variants at the
-    same batch size and device paired, on the same metering; then what its location (region's
-    grid, PUE) adds, kept apart from what its software costs."""
+    same batch size and device paired, on the same metering where both have it (each server's
+    process tree metered from outside); then what its location (region's grid, PUE) adds, kept
+    apart from what its software costs."""
     title = "Target (provider): J/inference of its serving stack, then its location"
-    paired = _paired_targets(results)
-    if isinstance(paired, str):
-        return Answer("RQ1.6", title, paired, pd.DataFrame())
-    reference, wide, metric = paired
+    reference = _reference_target(results)
+    if reference is None:
+        return Answer("RQ1.6", title, _one_target(results), pd.DataFrame())
+    keys = ["model_id", "variant_id", "device", "batch_size"]
+    mine = results[results.target == reference].set_index(keys)
     rows, tests, parts = [], {}, []
-    for target in wide.columns.get_level_values("target").unique():
-        if target == reference:
-            continue
+    for target in sorted(set(results.target) - {reference}):
+        theirs = results[results.target == target].set_index(keys)
+        metric = OUTSIDE_METERED
+        if not (_has(theirs, metric) and _has(mine, metric)):
+            metric = "energy_per_item_j"
         pair = (
-            wide.xs(target, axis=1, level="target")[[metric, "latency_p50_ms"]]
-            .join(wide.xs(reference, axis=1, level="target")[[metric, "latency_p50_ms"]], rsuffix="_ref")
+            theirs[[metric, "latency_p50_ms"]]
+            .join(mine[[metric, "latency_p50_ms"]], rsuffix="_ref", how="inner")
             .dropna()
         )
         if not len(pair):
             continue
         test = compare_paired(np.log(pair[f"{metric}_ref"]), np.log(pair[metric]))
         tests[target] = test
-        ratio = pair[metric] / pair[f"{metric}_ref"]
+        software = float(np.median(pair[metric] / pair[f"{metric}_ref"]))
         place = _place(results, target, reference)
-        software = float(np.median(ratio))
+        carbon = software * place["PUE ratio"] * place["grid ratio"]
+        metered = "server process trees, alike" if metric == OUTSIDE_METERED else "as each target reported it"
         rows.append(
             {
                 "target": target,
                 "paired cells": len(pair),
+                "energy compared": metered,
                 f"J/inference / {reference}": software,
                 "95% CI": _ratio_interval(test),
                 "test": _verdict(test, "different"),
                 "Cliff's delta": test.cliffs_delta,
                 f"latency p50 / {reference}": float(np.median(pair.latency_p50_ms / pair.latency_p50_ms_ref)),
                 **place,
-                f"gCO2e / {reference}": software * place["PUE ratio"] * place["grid ratio"],
+                f"gCO2e / {reference}": carbon,
             }
         )
         parts.append(
             f"{target} took {software:.2f}x the J/inference of {reference} over {len(pair)} paired cells "
-            f"({_verdict(test, 'different')}; Cliff's delta {_signed(test.cliffs_delta)}), and with its "
-            f"region's grid ({place['grid ratio']:.2f}x) and PUE ({place['PUE ratio']:.2f}x) "
-            f"{software * place['PUE ratio'] * place['grid ratio']:.2f}x the gCO2e"
+            f"({metered}; {_verdict(test, 'different')}; Cliff's delta {_signed(test.cliffs_delta)}), and with "
+            f"its region's grid ({place['grid ratio']:.2f}x) and PUE ({place['PUE ratio']:.2f}x) {carbon:.2f}x the gCO2e"
         )
     if not rows:
         return Answer(
             "RQ1.6", title, f"No variant was measured both on {reference} and another target.", pd.DataFrame()
         )
-    how = (
-        "each server's process tree metered from outside around every repetition, the same way for every stack"
-        if metric == "server_energy_per_item_j"
-        else "J/inference as each target reported it"
-    )
     sentence = (
-        f"Against {reference} ({how}): " + "; ".join(parts) + ". Software is the J/inference ratio; "
-        "location is the grid and PUE ratio. The hardware is this machine's for every stack on it, not the provider's."
+        f"Against {reference}: " + "; ".join(parts) + ". Software is the J/inference ratio; location is the "
+        "grid and PUE ratio. The hardware is this machine's for every stack on it, not the provider's."
     )
     return Answer("RQ1.6", title, sentence, pd.DataFrame(rows), tests)
 
@@ -293,10 +295,9 @@ def target_accuracy_effect(results: pd.DataFrame) -> Answer:
     """RQ1.7: accuracy of the same variants on each target; every variant whose accuracy differs
     between targets is named (the same files should answer alike wherever they are served)."""
     title = "Target (provider) and accuracy"
-    paired = _paired_targets(results)
-    if isinstance(paired, str):
-        return Answer("RQ1.7", title, paired, pd.DataFrame())
-    reference, _, _ = paired
+    reference = _reference_target(results)
+    if reference is None:
+        return Answer("RQ1.7", title, _one_target(results), pd.DataFrame())
     keys = ["model_id", "variant_id", "device"]
     wide = results.pivot_table(index=keys, columns="target", values="accuracy", aggfunc="first").dropna()
     tests, rows = {}, []
@@ -334,20 +335,23 @@ def target_accuracy_effect(results: pd.DataFrame) -> Answer:
     )
 
 
-def _paired_targets(results: pd.DataFrame) -> tuple[str, pd.DataFrame, str] | str:
-    """The reference target (``local`` when measured), the cells as one column per target, and
-    the energy metric compared: ``server_energy_per_item_j`` where every server was metered from
-    outside, else each target's own ``energy_per_item_j``; or why nothing can be compared."""
+def _reference_target(results: pd.DataFrame) -> str | None:
+    """The target the others are compared with: ``local`` when measured; ``None`` with one target."""
     targets = sorted(results.target.unique())
     if len(targets) < 2:
-        return f"Only the {targets[0]} target was measured: nothing to compare (add targets to evaluate.targets)."
-    reference = "local" if "local" in targets else targets[0]
-    outside = "server_energy_per_item_j"
-    metric = outside if outside in results and results[outside].notna().all() else "energy_per_item_j"
-    keys = ["model_id", "variant_id", "device", "batch_size"]
-    wide = results.pivot_table(index=keys, columns="target", values=[metric, "latency_p50_ms"])
-    wide.columns = wide.columns.set_names(["value", "target"])
-    return reference, wide.swaplevel(axis=1).sort_index(axis=1), metric
+        return None
+    return "local" if "local" in targets else targets[0]
+
+
+def _one_target(results: pd.DataFrame) -> str:
+    return (
+        f"Only the {results.target.iloc[0]} target was measured: nothing to compare "
+        "(add targets to evaluate.targets)."
+    )
+
+
+def _has(cells: pd.DataFrame, column: str) -> bool:
+    return column in cells and bool(cells[column].notna().all())
 
 
 def _place(results: pd.DataFrame, target: str, reference: str) -> dict[str, Any]:
