@@ -64,3 +64,52 @@ def test_the_gpu_counter_is_read_around_each_repetition_and_added_to_the_server_
     for repetition in measurement.repetitions:
         assert repetition.component_energy_j["gpu"] == pytest.approx(200.0 * repetition.duration_s, rel=0.1)
     assert row["active_energy_per_item_j"] is None  # the in-process worker measured no idle here
+
+
+class SilentDeployer(InProcessDeployer):
+    """A server that reports no energy with its answers (as TorchServe does)."""
+
+    def predict(self, deployment, inputs):
+        from green_deploy.deploy.base import ServerEnergy
+
+        outputs, _ = super().predict(deployment, inputs)
+        return outputs, ServerEnergy(energy_j=0.0, energy_per_item_j=0.0, measured=False, components=())
+
+
+@pytest.mark.parametrize("silent", [True, False])
+def test_a_server_is_metered_from_outside_and_that_is_its_energy_when_it_reports_none(tiny, silent):
+    import subprocess
+    import sys
+
+    from green_deploy.energy import EnergyMonitor
+    from green_deploy.energy.sources.estimate import CpuPowerModel
+    from green_deploy.energy.sources.process_tree import process_tree_sources
+    from green_deploy.evaluate.harness import ServerMeter
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # stands for the server's process
+    model = CpuPowerModel("test", 100.0, "test", 10, "test")
+    server_meter = ServerMeter(EnergyMonitor(process_tree_sources(busy.pid, model)))
+    deployer = (SilentDeployer if silent else InProcessDeployer)(gpu_energy=False)
+    deployment = deployer.deploy(tiny.variant)
+    try:
+        client = Client(deployer, deployment, 256)
+        protocol = ProtocolSettings(repetition_s=0.1, min_repetitions=3, max_repetitions=3)
+        inputs = batches(np.asarray(tiny.batch), 2, 0)
+        measurement = measure_cell(client, inputs, protocol, server_meter=server_meter)
+    finally:
+        deployer.teardown(deployment)
+        server_meter.close()
+        busy.kill()
+        busy.wait()
+    row = summarize(measurement)
+    # the busy process spins one thread: about 10 W over the repetitions
+    expected_server = 10.0 * row["measured_duration_s"] / row["n_items"]
+    assert row["server_energy_per_item_j"] == pytest.approx(expected_server, rel=0.35)
+    if silent:
+        assert row["cpu_source"].startswith("process_tree_cpu_time_tdp_estimate")
+        assert (row["cpu_window"], row["dram_window"]) == ("repetition", "repetition")
+        assert row["energy_per_item_j"] == pytest.approx(row["server_energy_per_item_j"])
+        assert row["active_energy_per_item_j"] is None
+    else:  # the worker's own figures stay the cell's energy; the outside figure is kept beside
+        assert row["cpu_window"] == "request" and row["cpu_source"].startswith("cpu_time_tdp_estimate")
+        assert row["energy_per_item_j"] != pytest.approx(row["server_energy_per_item_j"])
