@@ -5,6 +5,7 @@ with nothing left behind."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +134,50 @@ def test_a_study_measures_each_stack_alike_and_costs_it_in_its_region(tiny, tmp_
     ireland = intensity_for_cloud("aws", "eu-west-1")
     assert (stack["region"], stack["intensity_g_per_kwh"]) == ("eu-west-1", ireland.intensity_g_per_kwh)
     assert stack["pue"] == pytest.approx(1.15) and local["pue"] == pytest.approx(1.0)
+
+
+def test_the_deploy_pipeline_checks_a_stack_then_stops_it(tiny, tmp_path, constraints_file):
+    from green_deploy.deploy.runner import CheckSettings, deploy_model
+
+    deployer = _deployer("azureml_server", tmp_path, constraints_file)
+    row = {
+        "model_id": tiny.variant.model_id,
+        "variant_id": tiny.variant.variant_id,
+        "runtime": "pytorch",
+        "status": "ok",
+        "devices": "cpu",
+        "artifact_dir": str(tiny.variant.folder),
+    }
+    (result,) = deploy_model(
+        tiny.variant.model_id, [row], tiny.batch, {"azureml_server": deployer}, CheckSettings(4, 1e-4, 1e-4)
+    )
+    assert result.status == "in_service", result.reason
+    assert result.check_max_abs_diff <= result.check_tolerance
+    assert result.check_energy_source.startswith("cpu=")  # score.py answers with the core's energy
+    assert "checked, then stopped" in result.reason
+    assert not _processes_naming(tmp_path)  # nothing of the stack is left running
+
+
+def _processes_naming(folder) -> list[int]:
+    left = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if str(folder) in command:
+                left.append(int(entry.name))
+    return left
+
+
+def test_a_stack_whose_packages_are_missing_says_how_to_install_them(tiny, tmp_path, constraints_file):
+    deployer = _deployer("sagemaker_torchserve", tmp_path, constraints_file, packages=str(tmp_path / "none"))
+    with pytest.raises(DeploymentError, match=r"not installed at .*none.*make setup"):
+        deployer.deploy(tiny.variant)
+
+
+def test_torchserve_refuses_what_sagemaker_s_pytorch_containers_cannot_load(tiny, tmp_path, constraints_file):
+    deployer = _deployer("sagemaker_torchserve", tmp_path, constraints_file)
+    with pytest.raises(DeploymentError, match="cannot serve tflite variants: .*TensorFlow Serving"):
+        deployer.deploy(replace(tiny.variant, runtime="tflite"))
