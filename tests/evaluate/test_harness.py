@@ -102,9 +102,10 @@ def test_a_server_is_metered_from_outside_and_that_is_its_energy_when_it_reports
         busy.kill()
         busy.wait()
     row = summarize(measurement)
-    # the busy process spins one thread: about 10 W over the repetitions
-    expected_server = 10.0 * row["measured_duration_s"] / row["n_items"]
-    assert row["server_energy_per_item_j"] == pytest.approx(expected_server, rel=0.35)
+    # the busy process spins one thread: at most 10 W over the repetitions (less while it shares
+    # the cores with the model)
+    at_most = 10.0 * row["measured_duration_s"] / row["n_items"]
+    assert 0.2 * at_most < row["server_energy_per_item_j"] < 1.1 * at_most
     if silent:
         assert row["cpu_source"].startswith("process_tree_cpu_time_tdp_estimate")
         assert (row["cpu_window"], row["dram_window"]) == ("repetition", "repetition")
@@ -113,3 +114,22 @@ def test_a_server_is_metered_from_outside_and_that_is_its_energy_when_it_reports
     else:  # the worker's own figures stay the cell's energy; the outside figure is kept beside
         assert row["cpu_window"] == "request" and row["cpu_source"].startswith("cpu_time_tdp_estimate")
         assert row["energy_per_item_j"] != pytest.approx(row["server_energy_per_item_j"])
+
+
+def test_clients_under_load_send_at_once_and_every_answer_is_counted(tiny):
+    deployer = InProcessDeployer(gpu_energy=False)
+    deployment = deployer.deploy(tiny.variant)
+    try:
+        client = Client(deployer, deployment, 256)
+        protocol = ProtocolSettings(repetition_s=0.2, min_repetitions=2, max_repetitions=2)
+        measurement = measure_cell(client, batches(np.asarray(tiny.batch), 1, 0), protocol, concurrency=8)
+    finally:
+        deployer.teardown(deployment)
+    for repetition in measurement.repetitions:
+        assert repetition.n_requests == len(repetition.latencies_s) == repetition.n_items
+        assert repetition.n_requests >= 8  # every client sent at least once
+        assert repetition.energy_j > 0
+    row = summarize(measurement)
+    assert row["throughput_items_per_s"] > 0 and row["n_requests"] == sum(
+        r.n_requests for r in measurement.repetitions
+    )

@@ -140,3 +140,36 @@ def test_a_scope_of_a_target_not_measured_is_ignored():
         {"targets": ["local"], "target_scope": {"azureml_server": {"models": ["m9"]}}}
     )
     assert len(expand_cells(ROWS, settings)) == 3 * 2
+
+
+def test_cells_under_load_come_beside_the_one_at_a_time_cells():
+    settings = StudySettings.parse(
+        {
+            "targets": ["local", "local_unbatched"],
+            "batch_sizes": [1, 8],
+            "target_scope": {"local_unbatched": {"variants": ["torch_baseline"]}},
+            "under_load": {"concurrency": 16, "variants": "torch_baseline", "batch_sizes": 1},
+        }
+    )
+    loaded = {
+        (c.model_id, c.target, c.batch_size) for c in expand_cells(ROWS, settings) if c.concurrency == 16
+    }
+    assert loaded == {
+        ("m1", "local", 1),
+        ("m2", "local", 1),
+        ("m1", "local_unbatched", 1),
+        ("m2", "local_unbatched", 1),
+    }
+    one_at_a_time = [c for c in expand_cells(ROWS, settings) if c.concurrency == 1]
+    assert len(one_at_a_time) == 3 * 2 + 2 * 2
+    # a cell measured one request at a time keeps the hash it had before concurrency was a factor
+    before = expand_cells(ROWS, StudySettings.parse({"batch_sizes": [1, 8]}))
+    assert {c.config_hash for c in before} <= {c.config_hash for c in one_at_a_time}
+    assert len({c.config_hash for c in expand_cells(ROWS, settings)}) == len(expand_cells(ROWS, settings))
+
+
+def test_under_load_targets_must_be_measured():
+    with pytest.raises(ConfigError, match=r"under_load.targets names \['azureml_server'\]"):
+        StudySettings.parse(
+            {"targets": ["local"], "under_load": {"concurrency": 4, "targets": ["azureml_server"]}}
+        )

@@ -80,6 +80,7 @@ def _on_targets(table: pd.DataFrame) -> pd.DataFrame:
     local = table.assign(
         server_energy_per_item_j=table.energy_per_item_j * 1.2,
         latency_p50_ms=10.0,
+        throughput_items_per_s=100.0,
         region="localhost",
         pue=1.0,
         intensity_g_per_kwh=400.0,
@@ -88,6 +89,7 @@ def _on_targets(table: pd.DataFrame) -> pd.DataFrame:
         target="azureml_server",
         server_energy_per_item_j=local.server_energy_per_item_j * 1.5,
         latency_p50_ms=12.0,
+        throughput_items_per_s=80.0,
         region="westeurope",
         pue=1.2,
         intensity_g_per_kwh=200.0,
@@ -113,6 +115,36 @@ def test_targets_are_compared_on_the_same_metering_with_location_apart():
     rq17 = answers["RQ1.7"]
     assert list(zip(rq17.table.model_id, rq17.table.variant_id, strict=True)) == [("m3", "pt_int8")]
     assert "m3/pt_int8 on azureml_server (+1.00 pp)" in rq17.sentence
+
+
+def test_cells_under_load_answer_the_serving_configuration_and_nothing_else():
+    """Cells with 16 clients at once: micro-batching off costs 2x the J/inference and serves 0.4x
+    the items/s; the other questions read only the one-at-a-time cells."""
+    table = _on_targets(_table())
+    local = table[(table.target == "local") & (table.variant_id == "torch_baseline")]
+    loaded = pd.concat(
+        [
+            local.assign(concurrency=16, server_energy_per_item_j=local.server_energy_per_item_j * 0.5),
+            local.assign(
+                concurrency=16,
+                target="local_unbatched",
+                server_energy_per_item_j=local.server_energy_per_item_j,
+                throughput_items_per_s=40.0,
+            ),
+        ]
+    )
+    plain = {a.question: a for a in answer_all(table)}
+    answers = {a.question: a for a in answer_all(pd.concat([table.assign(concurrency=1), loaded]))}
+    rq16 = answers["RQ1.6"]
+    assert (
+        "Under load (16 clients at once): local_unbatched took 2.00x the J/inference of local"
+        in rq16.sentence
+    )
+    assert "served 0.40x its items/s" in rq16.sentence
+    row = rq16.table.set_index("target").loc["local_unbatched"]
+    assert row["concurrency"] == 16 and row["throughput / local"] == pytest.approx(0.4)
+    for question in ("RQ1.2", "RQ1.3", "RQ1.5", "RQ1.7"):
+        assert answers[question].sentence == plain[question].sentence
 
 
 def test_targets_without_outside_metering_compare_their_own_figures():

@@ -86,6 +86,10 @@ from green_deploy.zoo.inference import KERAS_MODES
 logger = logging.getLogger(__name__)
 
 TARGET = "local"
+# the local server with micro-batching off (``max_batch_items: 0``): the serving configuration
+# compared with ``local`` under concurrent load (RQ1.6); its servers are recorded under its name
+UNBATCHED_TARGET = "local_unbatched"
+SERVER_TARGETS = (TARGET, UNBATCHED_TARGET)
 STATE_FILE = "deployment.json"
 LOG_FILE = "server.log"
 READY_FILE = "ready.json"
@@ -208,7 +212,7 @@ class LocalDeployer:
             it (the deploy pipeline's, stopped by ``undeploy``).
     """
 
-    target = TARGET
+    target: str
 
     def __init__(
         self,
@@ -217,6 +221,7 @@ class LocalDeployer:
         *,
         dry_run: bool = False,
         tied: bool = False,
+        target: str = TARGET,
     ) -> None:
         from green_deploy.energy.carbon import pue_for
 
@@ -224,6 +229,7 @@ class LocalDeployer:
         self.work_dir = Path(work_dir)
         self.dry_run = dry_run
         self.tied = tied
+        self.target = target
         self.pue = pue_for(TARGET, self.settings.pue)
 
     def __repr__(self) -> str:
@@ -324,7 +330,7 @@ class LocalDeployer:
 
     # ---- beyond the protocol ---------------------------------------------------------------------
     def folder(self, model_id: str, variant_id: str) -> Path:
-        return self.work_dir / model_id / variant_id / TARGET
+        return self.work_dir / model_id / variant_id / self.target
 
     def states(self) -> list[ServerState]:
         """Every recorded server under the work dir, running or not."""
@@ -538,7 +544,7 @@ class LocalDeployer:
 
     def _record(self, variant: Variant, status: str, url: str, resources: dict[str, str]) -> Deployment:
         return Deployment(
-            target=TARGET,
+            target=self.target,
             model_id=variant.model_id,
             variant_id=variant.variant_id,
             endpoint_name=f"{variant.model_id}/{variant.variant_id}",
@@ -557,7 +563,7 @@ def teardown_all(work_dir: Path | str, stop_timeout_s: float = 20.0) -> list[Dep
     """Stop every server recorded under ``work_dir`` and remove the state files; the deployments
     that were recorded (those already gone included: their state files are cleaned up too)."""
     stopped = []
-    for state_file in sorted(Path(work_dir).glob(f"*/*/{TARGET}/{STATE_FILE}")):
+    for state_file in _state_files(work_dir):
         with folder_lock(state_file.parent):
             state = read_state(state_file)
             if state is not None:
@@ -569,8 +575,13 @@ def teardown_all(work_dir: Path | str, stop_timeout_s: float = 20.0) -> list[Dep
 
 
 def recorded_servers(work_dir: Path | str) -> list[ServerState]:
-    states = (read_state(path) for path in sorted(Path(work_dir).glob(f"*/*/{TARGET}/{STATE_FILE}")))
+    states = (read_state(path) for path in _state_files(work_dir))
     return [s for s in states if s is not None]
+
+
+def _state_files(work_dir: Path | str) -> list[Path]:
+    """The state files of every local server target under ``work_dir``."""
+    return sorted(path for name in SERVER_TARGETS for path in Path(work_dir).glob(f"*/*/{name}/{STATE_FILE}"))
 
 
 def read_state(path: Path) -> ServerState | None:

@@ -122,6 +122,19 @@ def _local(settings: local.LocalSettings, options: DeployerOptions) -> Deployer:
     return local.LocalDeployer(settings, options.work_dir, dry_run=options.dry_run, tied=options.tied)
 
 
+def _local_unbatched(settings: local.LocalSettings, options: DeployerOptions) -> Deployer:
+    return local.LocalDeployer(
+        settings, options.work_dir, dry_run=options.dry_run, tied=options.tied, target=local.UNBATCHED_TARGET
+    )
+
+
+def _unbatched_settings(raw: Mapping[str, Any] | None) -> local.LocalSettings:
+    """``deploy.local`` with micro-batching off: the one serving setting it differs in."""
+    from dataclasses import replace
+
+    return replace(local.LocalSettings.parse(raw), max_batch_items=0)
+
+
 def _in_process(settings: local.LocalSettings, options: DeployerOptions) -> Deployer:
     """Configured as the local servers are (``deploy.local``); it writes nothing, so it keeps its
     default work dir."""
@@ -182,6 +195,15 @@ TARGETS: Mapping[str, Target] = MappingProxyType(
         target.name: target
         for target in (
             Target(local.TARGET, "local", local.LocalSettings.parse, _local, provider="local", local=True),
+            Target(
+                local.UNBATCHED_TARGET,
+                "local",
+                _unbatched_settings,
+                _local_unbatched,
+                provider="local",
+                local=True,
+                not_in_deploy_pipeline="it differs from local only in micro-batching, which matters under load",
+            ),
             Target(
                 inprocess.TARGET,
                 "local",

@@ -5,7 +5,9 @@ The energy of a request is what the serving core metered on the machine that ran
 ``ServerEnergy`` of the response), so the same code measures a local server, the in-process
 worker or a cloud endpoint. Latency and throughput are the client's view: wall time around each
 ``predict``, requests sent one after the other (concurrency 1), so a window never holds two
-requests and J/inference is the energy of the work itself.
+requests and J/inference is the energy of the work itself. Cells under load
+(``evaluate.under_load``) send from several clients at once; the servers' windows then overlap,
+and the server metered from outside is the figure to compare.
 
 The GPU is the exception: NVML's energy counter steps about every 100 ms and one read costs
 ~3.4 ms on the H100 machine (MEASUREMENT_NOTES.md), so read around each millisecond request it
@@ -24,6 +26,7 @@ record says so (``*_window: repetition``).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -313,6 +316,37 @@ def warm_up(client: Client, inputs: Iterator[np.ndarray], duration_s: float) -> 
     return sent
 
 
+def send_for(
+    client: Client, inputs: Iterator[np.ndarray], duration_s: float, concurrency: int = 1
+) -> list[tuple[int, ServerEnergy, float]]:
+    """Requests back to back for ``duration_s`` (at least one) from ``concurrency`` clients at
+    once, each sending its next request when its last is answered; (items, energy, latency) of
+    every request."""
+    sent: list[tuple[int, ServerEnergy, float]] = []
+    lock = threading.Lock()
+    started = time.perf_counter()
+
+    def loop() -> None:
+        while True:
+            with lock:
+                if sent and time.perf_counter() - started >= duration_s:
+                    return
+                batch = next(inputs)
+            _, energy, latency_s = client.send(batch)
+            with lock:
+                sent.append((len(batch), energy, latency_s))
+
+    if concurrency == 1:
+        loop()
+        return sent
+    clients = [threading.Thread(target=loop, name=f"client-{i}") for i in range(concurrency)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+    return sent
+
+
 def measure_repetition(
     client: Client,
     inputs: Iterator[np.ndarray],
@@ -320,12 +354,12 @@ def measure_repetition(
     index: int,
     meter: RepetitionMeter | None = None,
     server_meter: ServerMeter | None = None,
+    concurrency: int = 1,
 ) -> Repetition:
-    """Requests back to back until ``duration_s`` has passed (at least one); with a ``meter``,
-    its counter's energy over the whole repetition is added to what the server metered; with a
-    ``server_meter``, the server's own energy over it is kept beside (and is the repetition's
-    energy where the server reported none)."""
-    latencies: list[float] = []
+    """Requests back to back until ``duration_s`` has passed (at least one), from ``concurrency``
+    clients at once; with a ``meter``, its counter's energy over the whole repetition is added to
+    what the server metered; with a ``server_meter``, the server's own energy over it is kept
+    beside (and is the repetition's energy where the server reported none)."""
     n_items, energy_j, active_j = 0, 0.0, 0.0
     components: dict[str, float] = {}
     active_known = True
@@ -333,11 +367,10 @@ def measure_repetition(
     for monitor in meters:
         monitor.begin_window("repetition")
     started = time.perf_counter()
-    while not latencies or time.perf_counter() - started < duration_s:
-        batch = next(inputs)
-        _, energy, latency_s = client.send(batch)
-        latencies.append(latency_s)
-        n_items += len(batch)
+    sent = send_for(client, inputs, duration_s, concurrency)
+    repetition_s = time.perf_counter() - started
+    for items, energy, _ in sent:
+        n_items += items
         energy_j += energy.energy_j
         if energy.active_energy_j is None:
             active_known = False
@@ -346,7 +379,6 @@ def measure_repetition(
         for component in energy.components:
             name = str(component["component"])
             components[name] = components.get(name, 0.0) + float(component["energy_j"])
-    repetition_s = time.perf_counter() - started
     readings: list[Any] = []
     server_energy_j = None
     if meter is not None:
@@ -372,13 +404,13 @@ def measure_repetition(
             active_j += reading.active_energy_j
     return Repetition(
         index=index,
-        n_requests=len(latencies),
+        n_requests=len(sent),
         n_items=n_items,
         duration_s=repetition_s,
         energy_j=energy_j,
         active_energy_j=active_j if active_known else None,
         component_energy_j=components,
-        latencies_s=tuple(latencies),
+        latencies_s=tuple(latency for _, _, latency in sent),
         server_energy_j=server_energy_j,
     )
 
@@ -390,12 +422,15 @@ def measure_cell(
     on_repetition: Callable[[Repetition], None] | None = None,
     meter: RepetitionMeter | None = None,
     server_meter: ServerMeter | None = None,
+    concurrency: int = 1,
 ) -> CellMeasurement:
     """Repetitions of one cell until J/inference is as precise as the protocol asks."""
     client.warnings.clear()
 
     def once(index: int) -> Repetition:
-        repetition = measure_repetition(client, inputs, protocol.repetition_s, index, meter, server_meter)
+        repetition = measure_repetition(
+            client, inputs, protocol.repetition_s, index, meter, server_meter, concurrency
+        )
         if on_repetition is not None:
             on_repetition(repetition)
         return repetition

@@ -313,7 +313,12 @@ class StudyRunner:
                     warm_up(client, inputs, protocol.warmup_s)
                 with _timed(phases_s, "cells"):
                     measurement = measure_cell(
-                        client, inputs, protocol, meter=meter, server_meter=server_meter
+                        client,
+                        inputs,
+                        protocol,
+                        meter=meter,
+                        server_meter=server_meter,
+                        concurrency=cell.concurrency,
                     )
                 figures = summarize(measurement)
                 if server_meter is not None:
@@ -498,6 +503,7 @@ def _cell_keys(cell: Cell) -> dict[str, Any]:
         "target": cell.target,
         "batch_size": cell.batch_size,
         "device": cell.device,
+        "concurrency": cell.concurrency,
         "config_hash": cell.config_hash,
     }
 

@@ -95,6 +95,28 @@ class TargetScope:
 
 
 @dataclass(frozen=True)
+class UnderLoad:
+    """``evaluate.under_load``: cells measured again with ``concurrency`` clients sending at once
+    (each one request after another), on these targets, models, variants and batch sizes (empty:
+    all of the study's). The serving configuration matters there (``local`` batches requests
+    that wait, ``local_unbatched`` does not) and is compared in RQ1.6; ``concurrency: 1``: none."""
+
+    concurrency: int = 1
+    targets: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()
+    batch_sizes: tuple[int, ...] = ()
+
+    def admits(self, row: Mapping[str, Any], target: str, batch_size: int) -> bool:
+        return (
+            self.concurrency > 1
+            and (not self.targets or target in self.targets)
+            and TargetScope(self.models, self.variants).admits(row)
+            and (not self.batch_sizes or batch_size in self.batch_sizes)
+        )
+
+
+@dataclass(frozen=True)
 class StudySettings:
     """``evaluate`` in ``parameters_evaluate.yml``.
 
@@ -117,12 +139,20 @@ class StudySettings:
     work_dir: str = "data/07_model_output/evaluate"
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     target_scope: Mapping[str, TargetScope] = field(default_factory=dict)
+    under_load: UnderLoad = field(default_factory=UnderLoad)
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> StudySettings:
         raw = dict(raw or {})
         protocol = parse_settings(ProtocolSettings, raw.pop("protocol", None), "evaluate.protocol")
         protocol.check()
+        load = dict(raw.pop("under_load", None) or {})
+        for key in ("targets", "models", "variants"):
+            if key in load:
+                load[key] = parse_names(load[key], f"evaluate.under_load.{key}")
+        if isinstance(load.get("batch_sizes"), int):
+            load["batch_sizes"] = [load["batch_sizes"]]
+        under_load = parse_settings(UnderLoad, load, "evaluate.under_load")
         scopes = raw.pop("target_scope", None) or {}
         if not isinstance(scopes, Mapping):
             raise ConfigError(
@@ -141,7 +171,12 @@ class StudySettings:
                 raw[key] = parse_names(raw[key], f"evaluate.{key}") or getattr(cls, key, ())
         if isinstance(raw.get("batch_sizes"), int):
             raw["batch_sizes"] = [raw["batch_sizes"]]
-        settings = replace(parse_settings(cls, raw, "evaluate"), protocol=protocol, target_scope=target_scope)
+        settings = replace(
+            parse_settings(cls, raw, "evaluate"),
+            protocol=protocol,
+            target_scope=target_scope,
+            under_load=under_load,
+        )
         settings.check()
         return settings
 
@@ -152,6 +187,15 @@ class StudySettings:
                 raise ConfigError(
                     f"evaluate.{key} must name some of {list(allowed)}; got {list(getattr(self, key))}"
                 )
+        if self.under_load.concurrency < 1:
+            raise ConfigError(
+                f"evaluate.under_load.concurrency must be >= 1, got {self.under_load.concurrency}"
+            )
+        unloaded = sorted(set(self.under_load.targets) - set(self.targets))
+        if self.under_load.concurrency > 1 and unloaded:
+            raise ConfigError(
+                f"evaluate.under_load.targets names {unloaded}, which evaluate.targets does not measure: {list(self.targets)}"
+            )
         unknown_targets = sorted(set(self.target_scope) - set(target_names()))
         if unknown_targets:
             raise ConfigError(
@@ -191,14 +235,19 @@ class Cell:
     device: str
     variant_hash: str
     protocol_hash: str
+    concurrency: int = 1
 
     @property
     def key(self) -> str:
-        return f"{self.model_id}/{self.variant_id}/{self.target}/bs{self.batch_size}/{self.device}"
+        load = f"/c{self.concurrency}" if self.concurrency > 1 else ""
+        return f"{self.model_id}/{self.variant_id}/{self.target}/bs{self.batch_size}/{self.device}{load}"
 
     @property
     def config_hash(self) -> str:
-        return _sha256(asdict(self))[:16]
+        fields = asdict(self)
+        if self.concurrency == 1:  # cells measured before concurrency was a factor keep their hash
+            del fields["concurrency"]
+        return _sha256(fields)[:16]
 
 
 def variant_hash(row: Mapping[str, Any]) -> str:
@@ -242,7 +291,8 @@ def expand_cells(variant_rows: Iterable[Mapping[str, Any]], settings: StudySetti
                     target,
                 )
     shared = protocol_hash(settings)
-    cells, off_device = [], 0
+    cells: list[Cell] = []
+    off_device = 0
     not_served: dict[str, int] = {}
     for row in rows:
         if settings.models and row["model_id"] not in settings.models:
@@ -261,7 +311,9 @@ def expand_cells(variant_rows: Iterable[Mapping[str, Any]], settings: StudySetti
                     not_served[reason] = not_served.get(reason, 0) + 1
                     continue
                 for batch_size in settings.batch_sizes:
-                    cells.append(
+                    load = settings.under_load
+                    concurrencies = [1, load.concurrency] if load.admits(row, target, batch_size) else [1]
+                    cells.extend(
                         Cell(
                             model_id=str(row["model_id"]),
                             variant_id=str(row["variant_id"]),
@@ -270,7 +322,9 @@ def expand_cells(variant_rows: Iterable[Mapping[str, Any]], settings: StudySetti
                             device=device,
                             variant_hash=variant_hash(row),
                             protocol_hash=shared,
+                            concurrency=concurrency,
                         )
+                        for concurrency in concurrencies
                     )
     if off_device:
         logger.info(

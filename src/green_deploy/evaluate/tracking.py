@@ -39,6 +39,7 @@ PARAMS = (
     "target",
     "device",
     "batch_size",
+    "concurrency",
     "region",
     "metric",
     "accuracy_interval",

@@ -50,15 +50,26 @@ class Answer:
 
 
 def answer_all(results: pd.DataFrame) -> list[Answer]:
+    """Every question from the cells measured one request at a time; RQ1.6 also reads the cells
+    under load (``concurrency`` > 1, ``evaluate.under_load``)."""
+    results, under_load = split_by_load(results)
     return [
         optimization_energy(results),
         framework_effect(results),
         technique_effect(results, "energy_per_item_j", "RQ1.3", "J/inference"),
         technique_effect(results, "accuracy", "RQ1.4", "accuracy"),
         trade_off(results),
-        target_energy_effect(results),
+        target_energy_effect(results, under_load),
         target_accuracy_effect(results),
     ]
+
+
+def split_by_load(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cells measured one request at a time, and those under load (``concurrency`` > 1)."""
+    if "concurrency" not in results:
+        return results, results.iloc[:0]
+    loaded = results.concurrency.fillna(1) > 1
+    return results[~loaded], results[loaded]
 
 
 def optimization_energy(results: pd.DataFrame) -> Answer:
@@ -231,55 +242,17 @@ def trade_off(results: pd.DataFrame) -> Answer:
     return Answer("RQ1.5", "The energy-accuracy trade-off", sentence, table)
 
 
-def target_energy_effect(results: pd.DataFrame) -> Answer:
+def target_energy_effect(results: pd.DataFrame, loaded: pd.DataFrame | None = None) -> Answer:
     """RQ1.6: each target's serving stack against the reference target, the same variants at the
     same batch size and device paired, on the same metering where both have it (each server's
     process tree metered from outside); then what its location (region's grid, PUE) adds, kept
-    apart from what its software costs."""
-    title = "Target (provider): J/inference of its serving stack, then its location"
+    apart from what its software costs; then, from the cells under load (``loaded``), what the
+    serving configuration (micro-batching) and each stack do with concurrent clients."""
+    title = "Target (provider): J/inference of its serving stack, its configuration under load, its location"
     reference = _reference_target(results)
     if reference is None:
         return Answer("RQ1.6", title, _one_target(results), pd.DataFrame())
-    keys = ["model_id", "variant_id", "device", "batch_size"]
-    mine = results[results.target == reference].set_index(keys)
-    rows, tests, parts = [], {}, []
-    for target in sorted(set(results.target) - {reference}):
-        theirs = results[results.target == target].set_index(keys)
-        metric = OUTSIDE_METERED
-        if not (_has(theirs, metric) and _has(mine, metric)):
-            metric = "energy_per_item_j"
-        pair = (
-            theirs[[metric, "latency_p50_ms"]]
-            .join(mine[[metric, "latency_p50_ms"]], rsuffix="_ref", how="inner")
-            .dropna()
-        )
-        if not len(pair):
-            continue
-        test = compare_paired(np.log(pair[f"{metric}_ref"]), np.log(pair[metric]))
-        tests[target] = test
-        software = float(np.median(pair[metric] / pair[f"{metric}_ref"]))
-        place = _place(results, target, reference)
-        carbon = software * place["PUE ratio"] * place["grid ratio"]
-        metered = "server process trees, alike" if metric == OUTSIDE_METERED else "as each target reported it"
-        rows.append(
-            {
-                "target": target,
-                "paired cells": len(pair),
-                "energy compared": metered,
-                f"J/inference / {reference}": software,
-                "95% CI": _ratio_interval(test),
-                "test": _verdict(test, "different"),
-                "Cliff's delta": test.cliffs_delta,
-                f"latency p50 / {reference}": float(np.median(pair.latency_p50_ms / pair.latency_p50_ms_ref)),
-                **place,
-                f"gCO2e / {reference}": carbon,
-            }
-        )
-        parts.append(
-            f"{target} took {software:.2f}x the J/inference of {reference} over {len(pair)} paired cells "
-            f"({metered}; {_verdict(test, 'different')}; Cliff's delta {_signed(test.cliffs_delta)}), and with "
-            f"its region's grid ({place['grid ratio']:.2f}x) and PUE ({place['PUE ratio']:.2f}x) {carbon:.2f}x the gCO2e"
-        )
+    rows, tests, parts = _against(results, reference, with_place=True)
     if not rows:
         return Answer(
             "RQ1.6", title, f"No variant was measured both on {reference} and another target.", pd.DataFrame()
@@ -288,7 +261,67 @@ def target_energy_effect(results: pd.DataFrame) -> Answer:
         f"Against {reference}: " + "; ".join(parts) + ". Software is the J/inference ratio; location is the "
         "grid and PUE ratio. The hardware is this machine's for every stack on it, not the provider's."
     )
+    if loaded is not None and len(loaded) and reference in set(loaded.target):
+        for concurrency, cells in loaded.groupby("concurrency"):
+            load_rows, load_tests, load_parts = _against(cells, reference, with_place=False)
+            rows += [{**row, "concurrency": int(concurrency)} for row in load_rows]
+            tests.update({f"{target} under load": test for target, test in load_tests.items()})
+            if load_parts:
+                sentence += (
+                    f" Under load ({int(concurrency)} clients at once): " + "; ".join(load_parts) + "."
+                )
     return Answer("RQ1.6", title, sentence, pd.DataFrame(rows), tests)
+
+
+def _against(
+    results: pd.DataFrame, reference: str, with_place: bool
+) -> tuple[list[dict[str, Any]], dict[str, Comparison], list[str]]:
+    """Each other target's cells paired with ``reference``'s: rows, tests and sentences."""
+    keys = ["model_id", "variant_id", "device", "batch_size"]
+    mine = results[results.target == reference].set_index(keys)
+    rows, tests, parts = [], {}, []
+    for target in sorted(set(results.target) - {reference}):
+        theirs = results[results.target == target].set_index(keys)
+        metric = OUTSIDE_METERED
+        if not (_has(theirs, metric) and _has(mine, metric)):
+            metric = "energy_per_item_j"
+        columns = [metric, "latency_p50_ms", "throughput_items_per_s"]
+        pair = theirs[columns].join(mine[columns], rsuffix="_ref", how="inner").dropna()
+        if not len(pair):
+            continue
+        test = compare_paired(np.log(pair[f"{metric}_ref"]), np.log(pair[metric]))
+        tests[target] = test
+        software = float(np.median(pair[metric] / pair[f"{metric}_ref"]))
+        throughput = float(np.median(pair.throughput_items_per_s / pair.throughput_items_per_s_ref))
+        metered = "server process trees, alike" if metric == OUTSIDE_METERED else "as each target reported it"
+        row = {
+            "target": target,
+            "paired cells": len(pair),
+            "energy compared": metered,
+            f"J/inference / {reference}": software,
+            "95% CI": _ratio_interval(test),
+            "test": _verdict(test, "different"),
+            "Cliff's delta": test.cliffs_delta,
+            f"latency p50 / {reference}": float(np.median(pair.latency_p50_ms / pair.latency_p50_ms_ref)),
+            f"throughput / {reference}": throughput,
+        }
+        part = (
+            f"{target} took {software:.2f}x the J/inference of {reference} over {len(pair)} paired cells "
+            f"({metered}; {_verdict(test, 'different')}; Cliff's delta {_signed(test.cliffs_delta)})"
+        )
+        if with_place:
+            place = _place(results, target, reference)
+            carbon = software * place["PUE ratio"] * place["grid ratio"]
+            row.update({**place, f"gCO2e / {reference}": carbon})
+            part += (
+                f", and with its region's grid ({place['grid ratio']:.2f}x) and PUE ({place['PUE ratio']:.2f}x) "
+                f"{carbon:.2f}x the gCO2e"
+            )
+        else:
+            part += f" and served {throughput:.2f}x its items/s"
+        rows.append(row)
+        parts.append(part)
+    return rows, tests, parts
 
 
 def target_accuracy_effect(results: pd.DataFrame) -> Answer:

@@ -9,7 +9,7 @@ import pandas as pd
 from green_deploy.config import check_keys
 from green_deploy.errors import ConfigError
 from green_deploy.evaluate.summary import accuracy_provenance, energy_provenance
-from green_deploy.tradeoff.questions import answer_all, search_answer, simulation_answer
+from green_deploy.tradeoff.questions import answer_all, search_answer, simulation_answer, split_by_load
 from green_deploy.tradeoff.report import figures, render_html, render_markdown
 
 
@@ -26,9 +26,13 @@ def report_study(
     tradeoff = check_keys("tradeoff", tradeoff, ("title",))
     if results.empty:
         raise ConfigError("the results table is empty: run `kedro run --pipeline=evaluate` first")
-    extra = [search_answer(results, search_front), simulation_answer(simulate_energy, simulate_crossovers)]
+    one_at_a_time, _ = split_by_load(results)  # cells under load are RQ1.6's alone
+    extra = [
+        search_answer(one_at_a_time, search_front),
+        simulation_answer(simulate_energy, simulate_crossovers),
+    ]
     answers = answer_all(results) + [answer for answer in extra if answer is not None]
-    plots = figures(results, search_front)
+    plots = figures(one_at_a_time, search_front)
     preamble = _provenance(results)
     title = str(tradeoff.get("title") or "green-deploy: what optimizing and deploying saves")
     table = pd.DataFrame([{"question": a.question, "title": a.title, "answer": a.sentence} for a in answers])
