@@ -4,6 +4,7 @@ real time (the same code reads the real counter on the H100 machine: bench/resul
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -133,3 +134,27 @@ def test_clients_under_load_send_at_once_and_every_answer_is_counted(tiny):
     assert row["throughput_items_per_s"] > 0 and row["n_requests"] == sum(
         r.n_requests for r in measurement.repetitions
     )
+
+
+def test_only_a_server_process_of_its_own_is_metered_from_outside(tiny):
+    """The in-process worker runs in the study's process, whose tree holds every server it
+    started: it keeps its own windows' figures and gets no outside meter."""
+    import subprocess
+    import sys
+
+    from green_deploy.evaluate.harness import ServerMeter
+
+    deployer = InProcessDeployer(gpu_energy=False)
+    deployment = deployer.deploy(tiny.variant)
+    try:
+        assert ServerMeter.of(deployment) is None
+    finally:
+        deployer.teardown(deployment)
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        meter = ServerMeter.of(replace(deployment, resources={"pid": str(server.pid)}))
+        assert meter is not None
+        meter.close()
+    finally:
+        server.kill()
+        server.wait()

@@ -26,6 +26,7 @@ record says so (``*_window: repetition``).
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -175,6 +176,16 @@ class ServerMeter:
 
     def __init__(self, monitor: EnergyMonitor) -> None:
         self.monitor = monitor
+
+    @classmethod
+    def of(cls, deployment: Deployment) -> ServerMeter | None:
+        """The meter of a deployment's server process on this machine; ``None`` for one with none
+        (a cloud endpoint) or that runs in this very process (the in-process worker: its energy is
+        its own windows')."""
+        pid = deployment.resources.get("pid")
+        if not pid or int(pid) == os.getpid():
+            return None
+        return cls.open(int(pid))
 
     @classmethod
     def open(cls, pid: int) -> ServerMeter | None:

@@ -298,8 +298,7 @@ class StudyRunner:
         phases_s = {"deploy": time.perf_counter() - started}
         protocol = self.settings.protocol
         measured = 0
-        server_pid = deployment.resources.get("pid")
-        server_meter = ServerMeter.open(int(server_pid)) if server_pid else None
+        server_meter = ServerMeter.of(deployment)
         try:
             client = Client(deployer, deployment, max_items_of(deployer))
             path = deployment.resources.get("serving_path") or serving_path(str(row["runtime"]))
