@@ -8,9 +8,14 @@ ESTIMATED on this machine, which has no RAPL), the same way for every stack; the
 is the same variant called in this process with no server (``inprocess``: its CPU-time estimate
 over the model calls). Overhead = stack − floor, at the same batch size.
 
+The study's quick protocol (0.1 s warm-up and repetitions) catches each stack soon after it
+started; ``--steady S`` measures the baseline again on every stack after S seconds of warm-up,
+in 1 s repetitions, one request at a time at batch 1 (TorchServe's Java frontend compiles while
+it warms up).
+
 Usage, after `make study` in a project folder (its study.log for the stacks' start-up times):
 
-    .venv/bin/python bench/providers.py --project /tmp/study_clone --log /tmp/study_clone/study.log
+    .venv/bin/python bench/providers.py --project /tmp/study_clone --log /tmp/study_clone/study.log --steady 10
 """
 
 from __future__ import annotations
@@ -98,11 +103,69 @@ def location_rows(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def steady_state(project: Path, warmup_s: float, repetitions: int = 5) -> pd.DataFrame:
+    """resnet_fmnist's PyTorch baseline on every stack, measured after ``warmup_s`` of requests:
+    J/inference of the server's process tree and latency, in 1 s repetitions at batch 1."""
+    from green_deploy.deploy.runner import variant_of
+    from green_deploy.deploy.targets import DeployerOptions, get_target
+    from green_deploy.evaluate.harness import Client, ServerMeter, batches, measure_cell, summarize, warm_up
+    from green_deploy.evaluate.study import ProtocolSettings
+
+    variants = pd.read_parquet(project / "data/07_model_output/variants.parquet")
+    row = variants[(variants.model_id == "resnet_fmnist") & (variants.variant_id == "torch_baseline")].iloc[0]
+    example = np.load(project / "data/07_model_output/deploy/resnet_fmnist/torch_baseline/local/warmup.npy")
+    variant = variant_of(row.to_dict(), example)
+    inputs = np.repeat(example, 64, axis=0)  # one real validation image; a dense CNN costs the same on any
+    protocol = ProtocolSettings(repetition_s=1.0, min_repetitions=repetitions, max_repetitions=repetitions)
+    import yaml
+
+    deploy = yaml.safe_load((project / "conf/base/parameters_deploy.yml").read_text())["deploy"]
+    deploy["work_dir"] = str(project / "data/07_model_output/deploy_steady")
+    rows = []
+    for name in STACKS:
+        target = get_target(name)
+        settings = target.settings_from(deploy)
+        if hasattr(settings, "constraints_file"):
+            from dataclasses import replace
+
+            settings = replace(
+                settings,
+                constraints_file=str(project / "constraints.txt"),
+                packages=str(project / ".venv/provider-stacks"),
+            )
+        deployer = target.build(settings, DeployerOptions(deploy["work_dir"], tied=True))
+        deployment = deployer.deploy(variant)
+        meter = ServerMeter.of(deployment)
+        try:
+            client = Client(deployer, deployment, 256)
+            stream = batches(inputs, 1, 0)
+            warm_up(client, stream, warmup_s)
+            figures = summarize(measure_cell(client, stream, protocol, server_meter=meter))
+        finally:
+            if meter is not None:
+                meter.close()
+            deployer.teardown(deployment)
+        rows.append(
+            {
+                "stack": name,
+                "warm-up s": warmup_s,
+                "repetitions": figures["n_repetitions"],
+                "mJ/inference (server tree)": figures["server_energy_per_item_j"] * 1e3,
+                "CV": figures["energy_cv"],
+                "latency p50 ms": figures["latency_p50_ms"],
+                "latency p95 ms": figures["latency_p95_ms"],
+                "items/s": figures["throughput_items_per_s"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=PROJECT)
     parser.add_argument("--log", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=OUTPUT)
+    parser.add_argument("--steady", type=float, default=0.0, help="seconds of warm-up before the steady pass; 0: none")
     args = parser.parse_args()
     results = pd.read_parquet(args.project / "data/07_model_output/evaluation_results.parquet")
     answers = pd.read_parquet(args.project / "data/08_reporting/tradeoff_answers.parquet")
@@ -148,6 +211,19 @@ def main() -> None:
         "",
         markdown_table(shown),
         "",
+        *(
+            [
+                f"## After {args.steady:.0f} s of warm-up: the baseline at batch 1, 1 s repetitions",
+                "",
+                "The study's 0.1 s warm-up catches a stack soon after its start; here each stack first answered "
+                f"{args.steady:.0f} s of requests (resnet_fmnist torch_baseline, one request at a time).",
+                "",
+                markdown_table(steady_state(args.project, args.steady)),
+                "",
+            ]
+            if args.steady
+            else []
+        ),
         "## Location: the same software cost in each provider's region",
         "",
         "The hardware is this machine's, not the provider's: the J are what each stack's software costs here; the "
