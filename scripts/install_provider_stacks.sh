@@ -11,7 +11,7 @@ mkdir -p "$ROOT"
 install() {  # install FOLDER PIP-ARGS...: into a fresh folder, then swapped in whole
   local folder="$ROOT/$1"; shift
   rm -rf "$folder.tmp"
-  "$PYTHON" -m pip install --quiet --disable-pip-version-check --target "$folder.tmp" "$@"
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --target "$folder.tmp" "$@"
   rm -rf "$folder" && mv "$folder.tmp" "$folder"
 }
 
