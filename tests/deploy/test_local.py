@@ -180,6 +180,26 @@ def test_teardown_all_stops_every_recorded_server(tiny, tmp_path):
     assert teardown_all(tmp_path / "deploy") == []
 
 
+def test_the_unbatched_local_target_keeps_its_servers_apart_and_undeploy_stops_them(tiny, tmp_path):
+    """``local`` and ``local_unbatched`` serve the same variant side by side (different server
+    options, recorded under their own names); ``teardown_all`` stops both."""
+    batched = deployer(tmp_path / "deploy")
+    unbatched = LocalDeployer(
+        LocalSettings(gpu_energy=False, stop_timeout_s=10.0, max_batch_items=0),
+        tmp_path / "deploy",
+        target="local_unbatched",
+    )
+    a, b = batched.deploy(tiny.variant), unbatched.deploy(tiny.variant)
+    assert (a.target, b.target) == ("local", "local_unbatched") and a.resources["pid"] != b.resources["pid"]
+    assert "--max-batch-items 0" in " ".join(unbatched.state(b).command)
+    assert "--max-batch-items 32" in " ".join(batched.state(a).command)
+    outputs, _ = unbatched.predict(b, tiny.batch)
+    np.testing.assert_allclose(outputs, tiny.expected, atol=1e-5)
+    stopped = teardown_all(tmp_path / "deploy")
+    assert sorted(d.target for d in stopped) == ["local", "local_unbatched"]
+    assert wait_dead(int(a.resources["pid"])) and wait_dead(int(b.resources["pid"]))
+
+
 def test_max_servers_stops_the_least_recently_deployed(tiny, tmp_path):
     local = deployer(tmp_path / "deploy", max_servers=1)
     a = local.deploy(tiny.variant)

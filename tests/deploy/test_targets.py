@@ -55,6 +55,7 @@ from tests.deploy.conftest import sagemaker_settings
 # name: (section, settings, deployer, provider, on this machine, credentials entry, its keys)
 ENTRIES = {
     "local": ("local", LocalSettings, LocalDeployer, "local", True, None, ()),
+    "local_unbatched": ("local", LocalSettings, LocalDeployer, "local", True, None, ()),
     "inprocess": ("local", LocalSettings, InProcessDeployer, "local", True, None, ()),
     "sagemaker": (
         "sagemaker",
@@ -99,7 +100,10 @@ def deploy_params(constraints_file: str) -> dict:
 
 
 def test_an_unknown_target_is_refused_with_the_known_names():
-    known = "['local', 'inprocess', 'sagemaker', 'azureml', 'sagemaker_server', 'azureml_server', 'sagemaker_torchserve']"
+    known = (
+        "['local', 'local_unbatched', 'inprocess', 'sagemaker', 'azureml', 'sagemaker_server', "
+        "'azureml_server', 'sagemaker_torchserve']"
+    )
     with pytest.raises(ConfigError, match=re.escape(f"unknown deploy target 'gcp'; known: {known}")):
         get_target("gcp")
 
@@ -115,15 +119,18 @@ def test_each_target_builds_its_own_deployer_from_its_own_section(name, tmp_path
     deployer = target.build(settings, DeployerOptions(tmp_path, dry_run=True))
     assert isinstance(settings, settings_class) and isinstance(deployer, deployer_class)
     assert deployer.target == name
+    if name.startswith("local"):  # the same section; micro-batching is what tells them apart
+        assert settings.max_batch_items == (0 if name == "local_unbatched" else 32)
     if not local or name in STACKS:
         with pytest.raises(ConfigError, match=f"deploy.{section} is not configured"):
             target.settings_from({})
 
 
 def test_the_name_tables_are_read_from_the_entries():
-    assert target_names() == ("local", "inprocess", "sagemaker", "azureml", *STACKS)
+    assert target_names() == ("local", "local_unbatched", "inprocess", "sagemaker", "azureml", *STACKS)
     assert pipeline_targets() == ("local", "sagemaker", "azureml", *STACKS)
-    assert local_targets() == ("local", "inprocess", *STACKS) and cloud_targets() == ("sagemaker", "azureml")
+    assert local_targets() == ("local", "local_unbatched", "inprocess", *STACKS)
+    assert cloud_targets() == ("sagemaker", "azureml")
     assert settings_sections() == ("local", "sagemaker", "azureml", *STACKS)
     assert credential_entries() == ("aws", "azure")
 
@@ -223,7 +230,7 @@ def test_a_target_registered_alone_is_deployed_measured_costed_and_undeployed(
     )
     with pytest.raises(ConfigError, match="run on their instance type"):
         StudySettings.parse({"targets": ["gcpml"], "devices": ["cpu", "cuda"]})
-    with pytest.raises(ConfigError, match=r"target must be local or inprocess or .*, got 'gcpml'"):
+    with pytest.raises(ConfigError, match=r"target must be local or .*, got 'gcpml'"):
         SearchSettings.parse({"target": "gcpml"})
     row = {
         "model_id": tiny.variant.model_id,
