@@ -49,11 +49,23 @@ def startup_s(log: str) -> dict[str, list[float]]:
     return times
 
 
+def one_at_a_time(results: pd.DataFrame) -> pd.DataFrame:
+    concurrency = results.concurrency.fillna(1) if "concurrency" in results else 1
+    return results[concurrency == 1]
+
+
 def cell_table(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per stack cell: its J/inference and latency, the floor's, and the overheads."""
-    floor = results[results.target == FLOOR].set_index(KEYS)[["energy_per_item_j", "latency_p50_ms"]]
-    floor.columns = ["floor_mj", "floor_latency_ms"]
-    cells = results[results.target.isin(STACKS)].set_index(KEYS).join(floor, how="inner").reset_index()
+    """One row per stack cell (one request at a time): its J/inference and latency, the floor's,
+    and the overheads. Energy floor: the model calls alone, as the local server's own windows
+    metered them (its ``energy_per_item_j``: CPU time of the server process inside each request's
+    window, no HTTP, no JSON); latency floor: the in-process worker's (no server at all)."""
+    results = one_at_a_time(results)
+    floor = results[results.target == "local"].set_index(KEYS)[["energy_per_item_j"]]
+    floor.columns = ["floor_mj"]
+    latency = results[results.target == FLOOR].set_index(KEYS)[["latency_p50_ms"]]
+    latency.columns = ["floor_latency_ms"]
+    cells = results[results.target.isin(STACKS)].set_index(KEYS).join(floor, how="inner").join(latency, how="inner")
+    cells = cells.reset_index()
     cells["floor_mj"] *= 1e3
     cells["server_mj"] = cells.server_energy_per_item_j * 1e3
     cells["overhead_mj"] = cells.server_mj - cells.floor_mj
@@ -61,6 +73,22 @@ def cell_table(results: pd.DataFrame) -> pd.DataFrame:
     cells["latency_overhead_ms"] = cells.latency_p50_ms - cells.floor_latency_ms
     cells["target"] = pd.Categorical(cells.target, STACKS, ordered=True)
     return cells.sort_values(["target", "variant_id", "batch_size"])
+
+
+def load_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The cells under load: each stack with many clients at once, against local's."""
+    if "concurrency" not in results:
+        return pd.DataFrame()
+    loaded = results[results.concurrency.fillna(1) > 1]
+    rows = loaded[["target", "variant_id", "batch_size", "concurrency"]].copy()
+    rows["mJ/inference (server tree)"] = loaded.server_energy_per_item_j * 1e3
+    rows["CV"] = loaded.energy_cv
+    rows["items/s"] = loaded.throughput_items_per_s
+    rows["latency p50 ms"] = loaded.latency_p50_ms
+    rows["latency p95 ms"] = loaded.latency_p95_ms
+    order = [t for t in ["local", "local_unbatched", *STACKS[1:]] if t in set(rows.target)]
+    rows["target"] = pd.Categorical(rows.target, order, ordered=True)
+    return rows.sort_values(["variant_id", "target"]).rename(columns={"target": "stack", "variant_id": "variant"})
 
 
 def summary_rows(cells: pd.DataFrame, startup: dict[str, list[float]]) -> pd.DataFrame:
@@ -201,7 +229,9 @@ def main() -> None:
         "Each stack serves `resnet_fmnist`'s PyTorch baseline, bf16 and static int8 variants (evaluate.target_scope) "
         "at batch 1 and 32, requests one after another (concurrency 1), 0.1 s repetitions until the 95% interval "
         "is within 5% (at most 8). J/inference: the server's whole process tree metered from outside around each "
-        "repetition. Floor: the same variant called in process, no server, no HTTP (`inprocess`).",
+        "repetition. Energy floor: the model calls alone, as the local server's own request windows metered them "
+        "(no HTTP, no JSON); latency floor: the same variant called in process (`inprocess`, no server). "
+        "The quick protocol's repetitions are short: CVs of 0.1-0.5 are common here, up to 1.3 for TorchServe.",
         "",
         "## Per stack",
         "",
@@ -210,6 +240,15 @@ def main() -> None:
         "## Per cell",
         "",
         markdown_table(shown),
+        "",
+        "## Under load: 16 clients at once, batch 1",
+        "",
+        "Each client sends its next request when its last is answered. `local` batches requests that wait "
+        "(micro-batching, up to 32 items), `local_unbatched` is the same server without it; Azure ML's server runs "
+        "one gunicorn sync worker (one request at a time); TorchServe queues for its one model worker "
+        "(its own batching is off by default in the SageMaker toolkit).",
+        "",
+        markdown_table(load_table(results)),
         "",
         *(
             [
