@@ -1,5 +1,6 @@
-"""The local target's HTTP client: one request to a server on loopback (``http.client``: no
-dependency, no connection pool to keep), and the serving core's error body made readable."""
+"""The HTTP client of the servers on this machine: one request to a server on loopback
+(``http.client``: no dependency, no connection pool to keep), and the serving core's error body
+made readable."""
 
 from __future__ import annotations
 
@@ -33,3 +34,16 @@ def error_text(payload: bytes) -> str:
         return f"{error['code']}: {error['message']}"
     except (ValueError, KeyError, TypeError):
         return payload[:300].decode(errors="replace")
+
+
+def post(
+    name: str, url: str, body: bytes, headers: Mapping[str, str], *, timeout_s: float
+) -> tuple[dict[str, str], bytes]:
+    """POST ``body`` to the deployment ``name`` at ``url``; its headers and body, or a
+    ``DeploymentError`` quoting the refusal when it does not answer 200."""
+    from green_deploy.deploy.base import DeploymentError
+
+    status, answer_headers, payload = http_request("POST", url, body, headers, timeout_s=timeout_s)
+    if status != 200:
+        raise DeploymentError(f"{name} refused the request ({status}): {error_text(payload)}")
+    return answer_headers, payload

@@ -63,11 +63,13 @@ from green_deploy.deploy.base import (
     ServerEnergy,
     Variant,
 )
-from green_deploy.deploy.http_client import error_text, http_request
+from green_deploy.deploy.http_client import error_text, http_request, post
 from green_deploy.deploy.processes import (
     ForkedProcess,
     Process,
     folder_lock,
+    log_tail,
+    machine_description,
     process_alive,
     process_start_of,
     start_process,
@@ -97,7 +99,6 @@ COMMAND_FILE = "command.json"
 WARMUP_FILE = "warmup.npy"
 STATE_FORMAT = 1
 NPY_TYPE = "application/x-npy"
-_LOG_TAIL_CHARS = 3000
 
 
 @dataclass(frozen=True)
@@ -284,18 +285,13 @@ class LocalDeployer:
         """POST ``inputs`` as ``.npy``; the outputs (``.npy``) and the energy the server measured."""
         if deployment.dry_run:
             raise DeploymentError(f"{deployment.endpoint_name} is a dry run: nothing serves it")
-        body = encode_npy(np.asarray(inputs))
-        status, headers, payload = http_request(
-            "POST",
+        headers, payload = post(
+            deployment.endpoint_name,
             deployment.endpoint_url,
-            body,
+            encode_npy(np.asarray(inputs)),
             {"Content-Type": NPY_TYPE, "Accept": NPY_TYPE},
             timeout_s=max(60.0, self.settings.start_timeout_s),
         )
-        if status != 200:
-            raise DeploymentError(
-                f"{deployment.endpoint_name} refused the request ({status}): {error_text(payload)}"
-            )
         try:
             outputs = np.load(io.BytesIO(payload), allow_pickle=False)
             energy = {
@@ -492,7 +488,7 @@ class LocalDeployer:
                     f"with code {code} " if code >= 0 else ""
                 )  # a forked server's code is its zygote's to see
                 raise DeploymentError(
-                    f"the server for {name} exited {how}while starting; the end of {log_file}:\n{_tail(log_file)}"
+                    f"the server for {name} exited {how}while starting; the end of {log_file}:\n{log_tail(log_file)}"
                 )
             if ready is None and ready_file.is_file():
                 with contextlib.suppress(json.JSONDecodeError, OSError):
@@ -509,7 +505,7 @@ class LocalDeployer:
             time.sleep(0.05)
         raise DeploymentTimeoutError(
             f"the server for {name} did not answer /health within {self.settings.start_timeout_s:.0f} s "
-            f"(deploy.local.start_timeout_s); the end of {log_file}:\n{_tail(log_file)}"
+            f"(deploy.local.start_timeout_s); the end of {log_file}:\n{log_tail(log_file)}"
         )
 
     def _still_serves(self, state: ServerState, variant: Variant, fingerprint: str) -> bool:
@@ -550,7 +546,7 @@ class LocalDeployer:
             endpoint_name=f"{variant.model_id}/{variant.variant_id}",
             endpoint_url=url,
             region="localhost",
-            instance_type=_machine(),
+            instance_type=machine_description(),
             instance_count=1,
             status=status,
             cost_per_hour_usd=self.settings.cost_per_hour_usd,
@@ -636,19 +632,6 @@ def _replace_state(state: ServerState, **changes: Any) -> ServerState:
     from dataclasses import replace
 
     return replace(state, **changes)
-
-
-def _tail(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")[-_LOG_TAIL_CHARS:]
-    except OSError:
-        return "(no log)"
-
-
-def _machine() -> str:
-    import platform
-
-    return f"{platform.machine()}, {os.cpu_count()} CPUs"
 
 
 def _now() -> str:

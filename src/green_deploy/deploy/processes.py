@@ -293,3 +293,21 @@ def write_json_atomically(path: Path, data: Any) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(data, indent=2, sort_keys=True))
     temporary.replace(path)
+
+
+LOG_TAIL_CHARS = 3000
+
+
+def log_tail(path: Path) -> str:
+    """The end of a server's log, quoted when it did not start."""
+    try:
+        return path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+    except OSError:
+        return "(no log)"
+
+
+def machine_description() -> str:
+    """This machine as a deployment's ``instance_type`` (``x86_64, 2 CPUs``)."""
+    import platform
+
+    return f"{platform.machine()}, {os.cpu_count()} CPUs"

@@ -43,8 +43,10 @@ from green_deploy.deploy.base import (
     Variant,
     parse_prediction,
 )
-from green_deploy.deploy.http_client import error_text, http_request
+from green_deploy.deploy.http_client import http_request, post
 from green_deploy.deploy.processes import (
+    log_tail,
+    machine_description,
     process_start_of,
     start_process,
     stop_process_group,
@@ -59,7 +61,6 @@ logger = logging.getLogger(__name__)
 LOG_FILE = "server.log"
 COMMAND_FILE = "command.json"
 JSON_TYPE = "application/json"
-_LOG_TAIL_CHARS = 3000
 
 
 @dataclass(frozen=True)
@@ -247,17 +248,13 @@ class StackDeployer:
             from green_deploy.serving.validation import encode_npy
 
             body = encode_npy(np.asarray(inputs))
-        status, _, payload = http_request(
-            "POST",
+        _, payload = post(
+            deployment.endpoint_name,
             deployment.endpoint_url,
             body,
             {"Content-Type": request_type, "Accept": JSON_TYPE},
             timeout_s=max(60.0, self.settings.start_timeout_s),
         )
-        if status != 200:
-            raise DeploymentError(
-                f"{deployment.endpoint_name} refused the request ({status}): {error_text(payload)}"
-            )
         return parse_answer(payload)
 
     def teardown(self, deployment: Deployment) -> None:
@@ -305,7 +302,7 @@ class StackDeployer:
             if code is not None:
                 raise DeploymentError(
                     f"the server for {name} exited with code {code} while starting; "
-                    f"the end of {log_file}:\n{_tail(log_file)}"
+                    f"the end of {log_file}:\n{log_tail(log_file)}"
                 )
             try:
                 status, _, body = http_request("GET", url, timeout_s=5.0)
@@ -316,13 +313,11 @@ class StackDeployer:
             time.sleep(0.1)
         raise DeploymentTimeoutError(
             f"{name} did not answer {url} within {self.settings.start_timeout_s:.0f} s "
-            f"(deploy.{self.target}.start_timeout_s); the end of {log_file}:\n{_tail(log_file)}"
+            f"(deploy.{self.target}.start_timeout_s); the end of {log_file}:\n{log_tail(log_file)}"
         )
 
     def _record(self, variant: Variant, status: str, url: str, resources: dict[str, str]) -> Deployment:
-        import platform
-
-        here = f"{platform.machine()}, {os.cpu_count()} CPUs"
+        here = machine_description()
         stands_for = self.settings.instance_type
         return Deployment(
             target=self.target,
@@ -367,10 +362,3 @@ def free_ports(count: int) -> list[int]:
     finally:
         for probe in probes:
             probe.close()
-
-
-def _tail(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")[-_LOG_TAIL_CHARS:]
-    except OSError:
-        return "(no log)"

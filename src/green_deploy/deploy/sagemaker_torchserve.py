@@ -24,12 +24,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from green_deploy.deploy import torchserve_launcher
 from green_deploy.deploy.base import Variant
 from green_deploy.deploy.packaging import REQUIREMENTS_FILE, ServingConfig, read_constraints, write_code_dir
 from green_deploy.deploy.provider_stack import Launch, StackDeployer
 
 TARGET = "sagemaker_torchserve"
+LAUNCHER = (
+    Path(__file__).resolve().with_name("torchserve_launcher.py")
+)  # run as a script, never imported here
 INFERENCE_SCRIPT = '''"""SageMaker PyTorch inference handler for a green-deploy variant (the toolkit calls these)."""
 
 import json
@@ -112,7 +114,7 @@ class SageMakerTorchServeDeployer(StackDeployer):
         if s.threads is not None:
             env["OMP_NUM_THREADS"] = str(s.threads)
         return Launch(
-            command=[sys.executable, str(Path(torchserve_launcher.__file__).resolve())],
+            command=[sys.executable, str(LAUNCHER)],
             env=env,
             ready_path="/models/model",
             ready_marker='"READY"',

@@ -13,7 +13,7 @@ The cloud modules import their SDKs inside functions, so importing this registry
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -130,8 +130,6 @@ def _local_unbatched(settings: local.LocalSettings, options: DeployerOptions) ->
 
 def _unbatched_settings(raw: Mapping[str, Any] | None) -> local.LocalSettings:
     """``deploy.local`` with micro-batching off: the one serving setting it differs in."""
-    from dataclasses import replace
-
     return replace(local.LocalSettings.parse(raw), max_batch_items=0)
 
 

@@ -43,7 +43,12 @@ class ProcessTree:
 
     def pids(self) -> list[int]:
         """The root and its descendants, root first; a root that ended is a ``SourceError``."""
-        found, queue = [], [self.root_pid]
+        return list(self._threads())
+
+    def _threads(self) -> dict[int, list[int]]:
+        """pid -> its thread ids, for the root and every descendant (each task folder read once)."""
+        found: dict[int, list[int]] = {}
+        queue = [self.root_pid]
         while queue:
             pid = queue.pop()
             tasks = self._tasks(pid)
@@ -51,7 +56,7 @@ class ProcessTree:
                 if pid == self.root_pid:
                     raise SourceError(f"the server process {pid} has ended")
                 continue
-            found.append(pid)
+            found[pid] = tasks
             for tid in tasks:
                 children = _read(self.proc / str(pid) / "task" / str(tid) / "children")
                 queue.extend(int(child) for child in (children or "").split())
@@ -68,8 +73,8 @@ class ProcessTree:
     def _run_times_ns(self) -> dict[tuple[int, int], int]:
         """(pid, tid) -> nanoseconds that thread has run, for every thread of the tree."""
         run_times = {}
-        for pid in self.pids():
-            for tid in self._tasks(pid) or ():
+        for pid, tids in self._threads().items():
+            for tid in tids:
                 schedstat = _read(self.proc / str(pid) / "task" / str(tid) / "schedstat")
                 if schedstat:
                     run_times[(pid, tid)] = int(schedstat.split()[0])
