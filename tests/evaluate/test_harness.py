@@ -107,6 +107,8 @@ def test_a_server_is_metered_from_outside_and_that_is_its_energy_when_it_reports
     # the cores with the model)
     at_most = 10.0 * row["measured_duration_s"] / row["n_items"]
     assert 0.2 * at_most < row["server_energy_per_item_j"] < 1.1 * at_most
+    assert row["server_energy_sources"].startswith("process_tree_cpu_time_tdp_estimate")
+    assert row["server_energy_measured"] is False  # an estimate, and the row says so
     if silent:
         assert row["cpu_source"].startswith("process_tree_cpu_time_tdp_estimate")
         assert (row["cpu_window"], row["dram_window"]) == ("repetition", "repetition")

@@ -228,6 +228,7 @@ class CellMeasurement:
     repeated: RepeatedMeasurement[Repetition]
     sources: dict[str, SourceOf]
     warnings: tuple[str, ...]
+    server_sources: dict[str, SourceOf] = field(default_factory=dict)
 
     @property
     def repetitions(self) -> list[Repetition]:
@@ -246,6 +247,7 @@ class Client:
         self.deployment = deployment
         self.max_items = max_items
         self.sources: dict[str, SourceOf] = {}
+        self.server_sources: dict[str, SourceOf] = {}  # what metered the server from outside
         self.warnings: set[str] = set()
 
     def send(self, batch: np.ndarray) -> tuple[np.ndarray, ServerEnergy, float]:
@@ -399,12 +401,15 @@ def measure_repetition(
     if server_meter is not None:
         window = server_meter.monitor.end_window("repetition", n_items)
         server_energy_j = window.total_energy_j
+        for reading in window.components:
+            client.server_sources.setdefault(
+                reading.component, SourceOf(reading.source, reading.measured, "repetition")
+            )
         if not components:  # the server reported nothing: its tree's figures are the repetition's
             client.warnings.update(window.warnings)
             active_known = False
-            readings.extend(
-                r for r in window.components if r.component not in {x.component for x in readings}
-            )
+            metered = {reading.component for reading in readings}
+            readings.extend(r for r in window.components if r.component not in metered)
     for reading in readings:
         client.sources.setdefault(reading.component, SourceOf(reading.source, reading.measured, "repetition"))
         components[reading.component] = components.get(reading.component, 0.0) + reading.energy_j
@@ -437,6 +442,7 @@ def measure_cell(
 ) -> CellMeasurement:
     """Repetitions of one cell until J/inference is as precise as the protocol asks."""
     client.warnings.clear()
+    client.server_sources.clear()
 
     def once(index: int) -> Repetition:
         repetition = measure_repetition(
@@ -455,7 +461,9 @@ def measure_cell(
         protocol.max_repetitions,
         protocol.max_cell_s,
     )
-    return CellMeasurement(repeated, dict(client.sources), tuple(sorted(client.warnings)))
+    return CellMeasurement(
+        repeated, dict(client.sources), tuple(sorted(client.warnings)), dict(client.server_sources)
+    )
 
 
 def summarize(measurement: CellMeasurement) -> dict[str, Any]:
@@ -499,6 +507,13 @@ def summarize(measurement: CellMeasurement) -> dict[str, Any]:
             if any(r.server_energy_j is None for r in reps)
             else sum(r.server_energy_j or 0.0 for r in reps) / n_items
         ),
+        # what metered the server from outside, per component in order, and whether all of it
+        # came from hardware meters
+        "server_energy_sources": ", ".join(
+            measurement.server_sources[c].source for c in COMPONENTS if c in measurement.server_sources
+        ),
+        "server_energy_measured": bool(measurement.server_sources)
+        and all(s.measured for s in measurement.server_sources.values()),
     }
     for component in COMPONENTS:
         source = measurement.sources.get(component)

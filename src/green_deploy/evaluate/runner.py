@@ -320,10 +320,6 @@ class StudyRunner:
                         concurrency=cell.concurrency,
                     )
                 figures = summarize(measurement)
-                if server_meter is not None:
-                    figures["server_energy_sources"] = ", ".join(
-                        source.name for source in server_meter.monitor.sources
-                    )
                 cell_row = self._cell_row(cell, row, deployment, data, accuracy, figures, intensity, path)
                 repetitions = [{**_cell_keys(cell), **r.to_row()} for r in measurement.repetitions]
                 with _timed(phases_s, "records"):
