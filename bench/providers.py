@@ -24,6 +24,7 @@ import argparse
 import platform
 import re
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -225,6 +226,8 @@ def main() -> None:
         f"Measured {datetime.now(UTC):%Y-%m-%d} by the quick default study (`make study`, commit {commit}) on "
         f"{platform.machine()}, 2 CPU cores, no GPU, no RAPL: every energy figure here is ESTIMATED "
         "(CPU time x TDP share, memory x 0.375 W/GB), the same way for every stack, never measured by a meter.",
+        "",
+        f"Command: `{' '.join(['.venv/bin/python', 'bench/providers.py', *sys.argv[1:]])}` (after `make study`).",
         "",
         "Each stack serves `resnet_fmnist`'s PyTorch baseline, bf16 and static int8 variants (evaluate.target_scope) "
         "at batch 1 and 32, requests one after another (concurrency 1), 0.1 s repetitions until the 95% interval "
