@@ -117,7 +117,8 @@ def test_a_device_the_runtime_cannot_use_is_refused_before_loading():
 def test_a_device_this_machine_lacks_is_refused_before_anything_starts():
     import torch
 
-    from green_deploy.serving.model import available_devices, check_devices_here
+    from green_deploy.runtimes import available_devices
+    from green_deploy.serving.model import check_devices_here
 
     assert "cpu" in available_devices()
     check_devices_here(["cpu"], "evaluate.devices")

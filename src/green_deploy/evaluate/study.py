@@ -28,7 +28,11 @@ CPU_ONLY_TECHNIQUES = frozenset({"dynamic_int8", "static_int8"})
 
 
 def runs_on(row: Mapping[str, Any], device: str) -> bool:
-    """Whether a variant (a row of the variants table) can be served on ``device`` here."""
+    """Whether a variant (a row of the variants table) can be served on ``device`` here: among
+    the devices its technique recorded (a CUDA graph: ``cuda`` only), where its runtime runs."""
+    recorded = [d for d in str(row.get("devices") or "").split(",") if d]
+    if recorded and device not in recorded:
+        return False
     if device == "cpu":
         return True
     techniques = set(str(row.get("technique") or "").split("+"))
@@ -328,8 +332,8 @@ def expand_cells(variant_rows: Iterable[Mapping[str, Any]], settings: StudySetti
                     )
     if off_device:
         logger.info(
-            "%d variant x target x device combinations left out: they do not run on that device here "
-            "(cuda: PyTorch runtime only, without %s)",
+            "%d variant x target x device combinations left out: they do not run on that device (the "
+            "devices each variant records; cuda: PyTorch runtime only, without %s)",
             off_device,
             " or ".join(sorted(CPU_ONLY_TECHNIQUES)),
         )

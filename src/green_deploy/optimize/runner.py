@@ -25,7 +25,7 @@ from green_deploy.optimize.base import NotApplicable, OptimizationContext, Optim
 from green_deploy.optimize.macs import count_macs
 from green_deploy.optimize.spec import VariantSpec
 from green_deploy.optimize.techniques import get_technique
-from green_deploy.runtimes import get_runtime, pytorch
+from green_deploy.runtimes import available_devices, get_runtime, pytorch
 from green_deploy.zoo import artifacts as zoo_artifacts
 from green_deploy.zoo.baselines import BASELINES, Baseline
 from green_deploy.zoo.builder import TaskData, ZooCard, encoded_splits, evaluate, load_card
@@ -117,9 +117,9 @@ class _Baselines:
         return self._models[framework]
 
 
-def _predictor(runtime: str, model: Any) -> Callable[[np.ndarray], np.ndarray]:
+def _predictor(runtime: str, model: Any, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
     """As the variant is served (a Keras model as a ``tf.function`` graph), in batches of 256."""
-    predict = get_runtime(runtime).predictor(model)
+    predict = get_runtime(runtime).predictor(model, device=device)
     return lambda x: in_batches(predict, x)
 
 
@@ -155,10 +155,15 @@ def _prepare(
 
 
 def _check_metric(b: _Baselines, runtime: str, model: Any, devices: tuple[str, ...]) -> float | None:
-    if "cpu" not in devices:
-        return None  # cannot run on this machine's CPU; recorded as missing, not guessed
+    """The variant's check metric on the CPU, or on this machine's GPU for a variant that runs
+    there only (CUDA graphs); None where it cannot run here (recorded as missing, not guessed)."""
+    device = next((d for d in ("cpu", "cuda") if d in devices and d in available_devices()), None)
+    if device is None:
+        return None
     x, y, pairs = b.check
-    metrics, _ = evaluate(b.entry.task, _predictor(runtime, model), x, y, pairs)
+    metrics, _ = evaluate(b.entry.task, _predictor(runtime, model, device), x, y, pairs)
+    if device != "cpu":
+        get_runtime(runtime).predictor(model, device="cpu")  # back where the next technique expects it
     return metrics[b.entry.metric]
 
 

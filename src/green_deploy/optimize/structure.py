@@ -2,7 +2,8 @@
 
 A PyTorch variant's file holds tensors only; loading it rebuilds the baseline structure and hands
 each recorded step to ``replay_structure`` (``runtimes.pytorch.load_variant``), which rebuilds what
-the technique built (a dtype cast, int8 Linear modules, removed channels) before the tensors load.
+the technique built (a dtype cast, int8 Linear modules, fp8 or int4 layers, removed channels, a
+graph wrapper) before the tensors load.
 """
 
 from __future__ import annotations
@@ -39,6 +40,26 @@ def replay_structure(model: Any, step: Mapping[str, Any]) -> Any:
 
         parsed = TECHNIQUE.settings(settings)
         return compile_model(model, parsed.mode, parsed.dynamic)
+    if (
+        technique == "semi_structured_sparsity" and recipe
+    ):  # recorded since the layers switch kernels on a GPU
+        from green_deploy.optimize.techniques.semi_structured_sparsity import mark_semi_structured
+
+        return mark_semi_structured(model, recipe["layers"])
+    if technique == "fp8":
+        from green_deploy.optimize.techniques.fp8 import fp8_structure
+
+        return fp8_structure(model, recipe["layers"], {})
+    if technique == "weight_only":
+        from green_deploy.optimize.techniques.weight_only import TECHNIQUE as WEIGHT_ONLY
+        from green_deploy.optimize.techniques.weight_only import weight_only_structure
+
+        return weight_only_structure(model, recipe["layers"], WEIGHT_ONLY.settings(settings))
+    if technique == "cuda_graph":
+        from green_deploy.optimize.techniques.cuda_graph import TECHNIQUE as CUDA_GRAPH
+        from green_deploy.optimize.torch_modules import CudaGraphed
+
+        return CudaGraphed(model, CUDA_GRAPH.settings(settings).max_shapes)
     if technique == "structured_pruning":
         from green_deploy.optimize.techniques.structured_pruning import restore_structure
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 
 class CastInputs(nn.Module):
@@ -19,3 +24,84 @@ class CastInputs(nn.Module):
         if x.is_floating_point():
             x = x.to(self.dtype)
         return self.module(x).float()
+
+
+class CudaGraphed(nn.Module):
+    """Runs ``module`` as one CUDA graph per input shape (recorded on the shape's first call,
+    after three warm-up calls on a side stream), replaying it with the input copied into the
+    graph's own buffer; outputs are copied out, so a caller may keep them. Graphs share one
+    memory pool. Off CUDA, or past ``max_shapes`` graphs, calls run eagerly."""
+
+    WARMUP_CALLS = 3
+
+    def __init__(self, module: nn.Module, max_shapes: int = 64):
+        super().__init__()
+        self.module = module
+        self.max_shapes = max_shapes
+        self._graphs: dict[
+            tuple[tuple[int, ...], torch.dtype], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]
+        ] = {}
+        self._pool: Any = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_cuda:
+            return self.module(x)
+        key = (tuple(x.shape), x.dtype)
+        if key not in self._graphs:
+            if len(self._graphs) >= self.max_shapes:
+                return self.module(x)
+            self._graphs[key] = self._record(x)
+        graph, static_input, static_output = self._graphs[key]
+        static_input.copy_(x)
+        graph.replay()
+        return static_output.clone()
+
+    def _record(self, x: torch.Tensor) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+        static_input = x.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(self.WARMUP_CALLS):
+                self.module(static_input)
+        torch.cuda.current_stream().wait_stream(side)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            static_output = self.module(static_input)
+        return graph, static_input, static_output
+
+
+class SemiStructuredLinear(nn.Linear):
+    """A Linear layer whose weight holds the 2:4 pattern: placed on a CUDA GPU of compute
+    capability 8.0+ in float16 or bfloat16, its weight becomes a ``to_sparse_semi_structured``
+    tensor (cuSPARSELt/CUTLASS sparse tensor-core kernels); elsewhere it stays a dense matmul
+    over the zeros, and ``sparse_kernel`` says which one runs."""
+
+    sparse_kernel = False
+
+    def on_device(self, device: str) -> None:
+        if not device.startswith("cuda") or self.sparse_kernel:
+            return
+        if torch.cuda.get_device_capability() < (8, 0) or self.weight.dtype not in (
+            torch.float16,
+            torch.bfloat16,
+        ):
+            logger.warning(
+                "2:4 layer %s stays dense on %s: the sparse kernels need compute capability 8.0+ and "
+                "float16/bfloat16 weights (chain half_precision)",
+                tuple(self.weight.shape),
+                self.weight.dtype,
+            )
+            return
+        from torch.sparse import to_sparse_semi_structured
+
+        try:
+            sparse = to_sparse_semi_structured(self.weight.detach())
+        except (RuntimeError, ValueError, TypeError) as error:
+            logger.warning(
+                "2:4 layer %s stays dense: the sparse kernels refuse it (%s)", tuple(self.weight.shape), error
+            )
+            return
+        self.weight = nn.Parameter(sparse, requires_grad=False)
+        self.sparse_kernel = True

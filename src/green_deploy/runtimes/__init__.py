@@ -36,6 +36,15 @@ def check_device(runtime: str, device: str) -> None:
         raise ConfigError(f"the {runtime} runtime serves on the CPU only here, not on {device}")
 
 
+def available_devices() -> tuple[str, ...]:
+    """Where this machine can serve: the CPU, and CUDA where PyTorch finds a GPU and its driver."""
+    try:
+        import torch
+    except ImportError:
+        return ("cpu",)
+    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+
+
 def runtimes_on(device: str) -> tuple[str, ...]:
     """The runtimes that can place a model on ``device`` here."""
     return tuple(name for name, runtime in RUNTIMES.items() if device in runtime.devices)
@@ -53,6 +62,7 @@ def runtime_of_folder(folder: Path) -> str:
 
 __all__ = [
     "DEVICES",
+    "available_devices",
     "RUNTIMES",
     "check_device",
     "Predict",

@@ -68,7 +68,7 @@ class PyTorchRuntime(Runtime):
     ) -> Predict:
         from green_deploy.zoo.inference import predict_torch
 
-        model.to(device)
+        place(model, device)
         return lambda x: predict_torch(model, x, device=device)
 
     def use_threads(self, num_threads: int | None) -> None:
@@ -92,6 +92,18 @@ class PyTorchRuntime(Runtime):
 
     def serving_path(self, keras_mode: str = "graph") -> str:
         return "PyTorch eager (inference_mode)"
+
+
+def place(model: Any, device: str) -> Any:
+    """``model`` moved to ``device``, then each module with an ``on_device(device)`` method told
+    where it now runs: layers whose kernels depend on the device (fp8, int4 tiles, 2:4 sparse
+    weights) switch to them there, or refuse a GPU too old for them."""
+    model.to(device)
+    for module in model.modules():
+        on_device = getattr(module, "on_device", None)
+        if callable(on_device):
+            on_device(device)
+    return model
 
 
 def variant_tensors(model: Any) -> dict[str, Any]:

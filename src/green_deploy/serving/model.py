@@ -19,7 +19,7 @@ import numpy as np
 
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.structure import replay_structure
-from green_deploy.runtimes import Predict, check_device, get_runtime
+from green_deploy.runtimes import Predict, available_devices, check_device, get_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -111,15 +111,6 @@ def predictor(
     of ``runtime`` after the device is checked."""
     check_device(runtime, device)
     return get_runtime(runtime).predictor(model, num_threads, device, keras_mode)
-
-
-def available_devices() -> tuple[str, ...]:
-    """Where this machine can serve: the CPU, and CUDA where PyTorch finds a GPU and its driver."""
-    try:
-        import torch
-    except ImportError:
-        return ("cpu",)
-    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
 
 def check_devices_here(devices: Sequence[str], where: str) -> None:

@@ -8,7 +8,9 @@ from green_deploy.errors import ConfigError
 from green_deploy.optimize.base import Technique
 
 _MODULES = {
+    "cuda_graph": "green_deploy.optimize.techniques.cuda_graph",
     "dynamic_int8": "green_deploy.optimize.techniques.dynamic_int8",
+    "fp8": "green_deploy.optimize.techniques.fp8",
     "half_precision": "green_deploy.optimize.techniques.half_precision",
     "magnitude_pruning": "green_deploy.optimize.techniques.magnitude_pruning",
     "onnx": "green_deploy.optimize.techniques.onnx_runtime",
@@ -19,6 +21,7 @@ _MODULES = {
     "torch_compile": "green_deploy.optimize.techniques.torch_compile",
     "tfmot_pruning": "green_deploy.optimize.techniques.tfmot_pruning",
     "tfmot_qat": "green_deploy.optimize.techniques.tfmot_qat",
+    "weight_only": "green_deploy.optimize.techniques.weight_only",
 }
 
 

@@ -3,12 +3,13 @@ Linear layer, the 2 of smallest magnitude are zeroed (50% sparsity in the patter
 Ampere and later tensor cores skip).
 
 The artifact holds dense weights with the 2:4 zeros (safetensors cannot hold PyTorch's sparse
-tensor subclass). On a GPU of compute capability 8.0 or later, ``accelerate(model)`` swaps the
+tensor subclass). On a GPU of compute capability 8.0 or later, placing the model there swaps the
 weights for ``torch.sparse.to_sparse_semi_structured`` tensors (cuSPARSELt/CUTLASS kernels; fp16,
 bf16 or int8 weights, which is why the GPU runs chain this after ``half_precision``). On a CPU
 the pattern is only zeros multiplied densely: same compute, smaller compressed size; that is what
-the CPU rows of the study show, and the notes say so. Layers whose shapes the sparse kernels
-refuse stay dense on the GPU, counted in ``accelerate``'s result.
+the CPU rows of the study show, and the notes say so. The pattern's layers are
+``SemiStructuredLinear`` modules, which switch to the sparse kernels when the runtime places the
+model on a GPU (``runtimes.pytorch.place``); layers the kernels refuse stay dense, with a warning.
 
 Pruning is one-shot magnitude within each group (the NVIDIA ASP recipe), with an optional short
 fine-tune that keeps the pattern (masks through ``torch.nn.utils.prune.custom_from_mask``).
@@ -61,28 +62,26 @@ def sparsifiable_linears(model: Any, keep_output_layer: bool) -> list[Any]:
     return [m for m in linears if m.in_features % GROUP == 0]
 
 
-def accelerate(model: Any) -> tuple[int, int]:
-    """Swap 2:4 Linear weights of a CUDA model for semi-structured sparse tensors, in place;
-    (layers accelerated, 2:4 layers left dense because the kernels refuse their shape or dtype)."""
-    import torch
-    from torch import nn
-    from torch.sparse import to_sparse_semi_structured
+def mark_semi_structured(model: Any, layers: list[str]) -> Any:
+    """``model`` with the named Linear layers as ``SemiStructuredLinear`` (same tensors), in place:
+    the layers that switch to the sparse kernels when placed on a GPU."""
+    from green_deploy.optimize.torch_modules import SemiStructuredLinear
 
-    accelerated = refused = 0
-    for module in model.modules():
-        if not isinstance(module, nn.Linear) or module.in_features % GROUP:
-            continue
-        weight = module.weight.detach()
-        if not bool((two_of_four_mask(weight) * weight == weight).all()):
-            continue  # not in the 2:4 pattern (e.g. the kept output layer)
-        try:
-            module.weight = nn.Parameter(to_sparse_semi_structured(weight), requires_grad=False)
-            accelerated += 1
-        except (RuntimeError, ValueError, TypeError) as error:
-            logger.debug("2:4 kernel refused %s: %s", tuple(weight.shape), error)
-            refused += 1
-    torch.cuda.synchronize()
-    return accelerated, refused
+    for name in layers:
+        model.get_submodule(name).__class__ = SemiStructuredLinear
+    return model
+
+
+def accelerate(model: Any) -> tuple[int, int]:
+    """Place a CUDA model's 2:4 layers on the sparse kernels, in place; (layers on the sparse
+    kernels, 2:4 layers left dense because the kernels refuse their shape or dtype)."""
+    from green_deploy.optimize.torch_modules import SemiStructuredLinear
+
+    layers = [m for m in model.modules() if isinstance(m, SemiStructuredLinear)]
+    for layer in layers:
+        layer.on_device("cuda")
+    accelerated = sum(layer.sparse_kernel for layer in layers)
+    return accelerated, len(layers) - accelerated
 
 
 class SemiStructuredSparsity:
@@ -115,9 +114,13 @@ class SemiStructuredSparsity:
             notes += f", fine-tuned {s.finetune_steps} steps keeping the pattern"
         for module in targets:
             prune.remove(module, "weight")
+        names = {id(module): name for name, module in sparse.named_modules()}
+        layers = [names[id(module)] for module in targets]
+        mark_semi_structured(sparse, layers)
+        extra["rebuild_recipe"] = {"layers": layers}
         notes += (
-            "; dense zeros on CPU (no compute saved), sparse tensor-core kernels on CUDA sm>=8.0 "
-            "through semi_structured_sparsity.accelerate (fp16/bf16/int8 weights)"
+            "; dense zeros on CPU (no compute saved), sparse tensor-core kernels on CUDA 8.0+ "
+            "when the weights are float16/bfloat16 (SemiStructuredLinear, switched when placed on the GPU)"
         )
         return OptimizedModel("torch", "pytorch", sparse.eval(), ("cpu", "cuda"), notes=notes, extra=extra)
 

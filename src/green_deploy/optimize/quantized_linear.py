@@ -1,0 +1,258 @@
+"""Linear layers with low-precision weights that run on PyTorch's own fused kernels.
+
+``Float8Linear`` (e4m3 weights and activations, ``torch._scaled_mm``: fp8 tensor cores on
+compute capability 8.9+, an emulation on the CPU), ``Int8WeightOnlyLinear``
+(``torch._weight_int8pack_mm``: int8 weights dequantized inside the matmul) and
+``Int4WeightOnlyLinear`` (asymmetric groups of 4-bit weights, ``torch._weight_int4pack_mm``:
+the "tinygemm" kernel on CUDA 8.0+, its CPU twin here). These are the aten kernels torchao's
+float8 and weight-only layouts call; using them directly keeps variants loadable with PyTorch
+alone (torchao is neither on the GPU image nor pinned for this CPU build).
+
+Every layer stores device-neutral tensors (safetensors holds float8 and uint8), so a variant
+file is the real low-precision size; kernels that want a device-specific layout (int4's packed
+tiles) are prepared by ``on_device``, which the PyTorch runtime calls on every module after
+moving a model (``runtimes.pytorch.place``). A GPU too old for a kernel is refused there with
+the reason (``require_cuda_capability``), not left to fail inside CUDA.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from green_deploy.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+FP8 = torch.float8_e4m3fn
+FP8_MAX = float(torch.finfo(FP8).max)  # 448
+
+
+def require_cuda_capability(minimum: tuple[int, int], what: str) -> None:
+    """Refuse a CUDA GPU older than ``minimum`` (compute capability) for ``what``."""
+    capability = tuple(torch.cuda.get_device_capability())
+    if capability < minimum:
+        raise ConfigError(
+            f"{what} needs an NVIDIA GPU of compute capability {minimum[0]}.{minimum[1]} or later; "
+            f"{torch.cuda.get_device_name()} is {capability[0]}.{capability[1]}: serve this variant on "
+            "a newer GPU, or leave it out of the study"
+        )
+
+
+def eligible_linears(
+    model: nn.Module, keep_output_layer: bool, in_multiple: int, out_multiple: int
+) -> list[str]:
+    """Names of the Linear layers whose input and output widths are multiples of what the
+    kernels tile by; the last Linear (the classifier) is left out when ``keep_output_layer``."""
+    linears = [name for name, module in model.named_modules() if type(module) is nn.Linear]
+    if keep_output_layer and linears:
+        linears = linears[:-1]
+    modules = dict(model.named_modules())
+    return [
+        name
+        for name in linears
+        if modules[name].in_features % in_multiple == 0 and modules[name].out_features % out_multiple == 0
+    ]
+
+
+def swap_modules(model: nn.Module, replacements: Iterable[tuple[str, nn.Module]]) -> nn.Module:
+    """``model`` with each named submodule replaced, in place."""
+    for name, module in replacements:
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+    return model
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(-1, x.shape[-1])
+
+
+def _to_fp8(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return (x / scale.to(x.dtype)).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+
+
+_fused_to_fp8: Any = None
+
+
+def fused_to_fp8() -> Any:
+    """``_to_fp8`` as one generated CUDA kernel (divide, clamp and cast fused; any shape),
+    compiled once per process on first use; eager where Inductor cannot compile here."""
+    global _fused_to_fp8  # noqa: PLW0603 - one compiled kernel shared by every layer
+    if _fused_to_fp8 is None:
+        try:
+            compiled = torch.compile(_to_fp8, dynamic=True)
+            compiled(torch.ones(2, 16, device="cuda", dtype=torch.bfloat16), torch.ones((), device="cuda"))
+            _fused_to_fp8 = compiled
+        except Exception as error:  # noqa: BLE001 - Dynamo raises many types; eager is the fallback
+            logger.warning(
+                "fp8 input cast not fused (torch.compile failed: %s); three kernels per layer", error
+            )
+            _fused_to_fp8 = _to_fp8
+    return _fused_to_fp8
+
+
+class Float8Linear(nn.Module):
+    """``y = x W^T + b`` with W in e4m3 (one scale for the tensor) and x cast to e4m3 with a
+    static scale calibrated on validation inputs: one fused scaled matmul, no amax pass per call.
+    Activations beyond the calibrated range saturate at ±448 x scale. On CUDA the input cast is
+    one generated kernel (``fused_to_fp8``)."""
+
+    fused_cast = False
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype):
+        super().__init__()
+        self.in_features, self.out_features, self.dtype = in_features, out_features, dtype
+        self.register_buffer("weight_fp8", torch.zeros(out_features, in_features, dtype=FP8))
+        self.register_buffer("weight_scale", torch.ones((), dtype=torch.float32))
+        self.register_buffer("input_scale", torch.ones((), dtype=torch.float32))
+        self.bias = (
+            nn.Parameter(torch.zeros(out_features, dtype=dtype), requires_grad=False) if bias else None
+        )
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, input_amax: float, dtype: torch.dtype) -> Float8Linear:
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, dtype)
+        weight = linear.weight.detach().float()
+        weight_scale = weight.abs().max().clamp(min=1e-12) / FP8_MAX
+        layer.weight_fp8.copy_((weight / weight_scale).clamp(-FP8_MAX, FP8_MAX).to(FP8))
+        layer.weight_scale.fill_(weight_scale)
+        layer.input_scale.fill_(max(input_amax, 1e-12) / FP8_MAX)
+        if linear.bias is not None and layer.bias is not None:
+            layer.bias.data.copy_(linear.bias.detach().to(dtype))
+        return layer
+
+    def on_device(self, device: str) -> None:
+        self.fused_cast = device.startswith("cuda")
+        if self.fused_cast:
+            require_cuda_capability((8, 9), "fp8 (e4m3) matmuls")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = _flat(x)
+        x_fp8 = (fused_to_fp8() if self.fused_cast else _to_fp8)(flat, self.input_scale)
+        out = torch._scaled_mm(
+            x_fp8,
+            self.weight_fp8.t(),
+            scale_a=self.input_scale,
+            scale_b=self.weight_scale,
+            bias=self.bias,
+            out_dtype=self.dtype,
+        )
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+
+class Int8WeightOnlyLinear(nn.Module):
+    """``y = x (s * W_int8)^T + b``: symmetric int8 weights with one scale per output channel;
+    activations stay in ``dtype``. ``kernel``: ``int8pack`` reads the int8 weights inside
+    ``torch._weight_int8pack_mm`` (half the weight traffic; on CUDA a plain kernel without tensor
+    cores), ``dequantize`` widens them to ``dtype`` first and multiplies on the tensor cores."""
+
+    KERNELS = ("int8pack", "dequantize")
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype, kernel: str):
+        super().__init__()
+        self.in_features, self.out_features, self.dtype, self.kernel = (
+            in_features,
+            out_features,
+            dtype,
+            kernel,
+        )
+        self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("weight_scale", torch.ones(out_features, dtype=dtype))
+        self.bias = (
+            nn.Parameter(torch.zeros(out_features, dtype=dtype), requires_grad=False) if bias else None
+        )
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, dtype: torch.dtype, kernel: str) -> Int8WeightOnlyLinear:
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, dtype, kernel)
+        weight = linear.weight.detach().float()
+        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        layer.weight_int8.copy_((weight / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
+        layer.weight_scale.copy_(scale.to(dtype))
+        if linear.bias is not None and layer.bias is not None:
+            layer.bias.data.copy_(linear.bias.detach().to(dtype))
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = _flat(x)
+        if self.kernel == "int8pack":
+            out = torch._weight_int8pack_mm(flat, self.weight_int8, self.weight_scale)
+        else:
+            out = torch.mm(flat, self.weight_int8.to(flat.dtype).t()) * self.weight_scale
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+
+class Int4WeightOnlyLinear(nn.Module):
+    """``y = x W^T + b`` with W in groups of ``group_size`` input weights, each group's 4-bit
+    codes q in [0, 15] read as ``(q - 8) * scale + zero`` (tinygemm's convention). Stored as two
+    codes per byte (high nibble first) and a (groups, out, 2) scale-and-zero table; ``on_device``
+    packs the codes into the tiles of that device's kernel. Activations run in bfloat16."""
+
+    INNER_K_TILES = 8  # the CUDA kernel's tiling; in_features must be a multiple of 16 x this
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, group_size: int):
+        super().__init__()
+        self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
+        self.register_buffer("weight_int4x2", torch.zeros(out_features, in_features // 2, dtype=torch.uint8))
+        self.register_buffer(
+            "scales_and_zeros",
+            torch.zeros(in_features // group_size, out_features, 2, dtype=torch.bfloat16),
+        )
+        self.bias = (
+            nn.Parameter(torch.zeros(out_features, dtype=torch.bfloat16), requires_grad=False)
+            if bias
+            else None
+        )
+        self._packed: tuple[str, torch.Tensor] | None = None  # (device type, kernel layout)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, group_size: int) -> Int4WeightOnlyLinear:
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, group_size)
+        rows, cols = linear.weight.shape
+        groups = linear.weight.detach().float().reshape(rows, cols // group_size, group_size)
+        low, high = groups.amin(dim=-1, keepdim=True), groups.amax(dim=-1, keepdim=True)
+        scale = ((high - low) / 15).clamp(min=1e-6)
+        codes = ((groups - low) / scale).round().clamp(0, 15).to(torch.uint8).reshape(rows, cols)
+        layer.weight_int4x2.copy_(codes[:, ::2] << 4 | codes[:, 1::2])
+        zero = low + 8 * scale
+        table = torch.stack([scale.squeeze(-1), zero.squeeze(-1)], dim=-1).transpose(0, 1)
+        layer.scales_and_zeros.copy_(table.to(torch.bfloat16))
+        if linear.bias is not None and layer.bias is not None:
+            layer.bias.data.copy_(linear.bias.detach().to(torch.bfloat16))
+        return layer
+
+    def codes(self) -> torch.Tensor:
+        """The 4-bit codes, one per weight (out_features, in_features), as int32."""
+        packed = self.weight_int4x2.to(torch.int32)
+        return torch.stack([packed >> 4, packed & 0xF], dim=-1).reshape(self.out_features, self.in_features)
+
+    def on_device(self, device: str) -> None:
+        if device.startswith("cuda"):
+            require_cuda_capability((8, 0), "int4 weight-only matmuls (tinygemm)")
+            layout = torch.ops.aten._convert_weight_to_int4pack(self.weight_int4x2, self.INNER_K_TILES)
+        else:
+            layout = torch.ops.aten._convert_weight_to_int4pack_for_cpu(self.codes(), 1)
+        self._packed = (torch.device(device).type, layout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._packed is None or self._packed[0] != x.device.type:
+            self.on_device(x.device.type)
+        assert self._packed is not None
+        flat = _flat(x).to(torch.bfloat16)
+        if x.is_cuda:
+            out = torch.ops.aten._weight_int4pack_mm(
+                flat, self._packed[1], self.group_size, self.scales_and_zeros
+            )
+        else:
+            out = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                flat, self._packed[1], self.group_size, self.scales_and_zeros
+            )
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*x.shape[:-1], self.out_features)

@@ -1,0 +1,120 @@
+"""Weight-only integer quantization in PyTorch: int8 (one scale per output channel) or int4
+(asymmetric groups), with activations in bfloat16.
+
+Weight-only pays where serving is limited by reading weights (small batches, large layers):
+the matmul reads 1/2 (int8) or about 1/4 (int4) of bf16's weight bytes and dequantizes inside
+the kernel (``optimize.quantized_linear``: ``torch._weight_int8pack_mm``, or widening to bf16
+for the tensor cores; ``torch._weight_int4pack_mm``, CUDA 8.0+ and its CPU twin). Both run on
+this CPU and on CUDA; int4 needs input widths divisible by 128 (the CUDA kernel's tiles) and by
+the group size, int8 by 8. Other Linear layers, and the classifier by default, stay in bfloat16.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from green_deploy.config import parse_settings
+from green_deploy.errors import ConfigError
+from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
+from green_deploy.optimize.finetune import device_of
+
+BITS = (4, 8)
+INT4_IN_TILE, INT4_OUT_TILE, INT8_TILE = 128, 8, 8
+
+
+@dataclass(frozen=True)
+class WeightOnlySettings:
+    """``bits``: 8 or 4; ``group_size``: input weights sharing one int4 scale and zero;
+    ``kernel`` (int8): ``int8pack`` or ``dequantize`` (``Int8WeightOnlyLinear``)."""
+
+    bits: int = 8
+    group_size: int = 128
+    kernel: str = "int8pack"
+    keep_output_layer: bool = True
+
+
+def weight_only_structure(model: Any, layers: list[str], s: WeightOnlySettings) -> Any:
+    """``model`` in bfloat16 with the named Linear layers quantized (or, for a replayed structure,
+    placeholders that its stored tensors overwrite)."""
+    import torch
+
+    from green_deploy.optimize.quantized_linear import (
+        Int4WeightOnlyLinear,
+        Int8WeightOnlyLinear,
+        swap_modules,
+    )
+    from green_deploy.optimize.torch_modules import CastInputs
+
+    model = model.to(torch.bfloat16)
+    modules = dict(model.named_modules())
+    if s.bits == 8:
+        swap_modules(
+            model,
+            [(n, Int8WeightOnlyLinear.from_linear(modules[n], torch.bfloat16, s.kernel)) for n in layers],
+        )
+    else:
+        swap_modules(model, [(n, Int4WeightOnlyLinear.from_linear(modules[n], s.group_size)) for n in layers])
+    return CastInputs(model, torch.bfloat16)
+
+
+class WeightOnly:
+    name = "weight_only"
+    framework = "torch"
+
+    def settings(self, raw: Mapping[str, Any]) -> WeightOnlySettings:
+        from green_deploy.optimize.quantized_linear import Int8WeightOnlyLinear
+
+        s = parse_settings(WeightOnlySettings, raw, f"technique {self.name!r}")
+        if s.bits not in BITS:
+            raise ConfigError(f"technique 'weight_only': bits must be 4 or 8, got {s.bits}")
+        if s.bits == 4 and (s.group_size not in (32, 64, 128, 256)):
+            raise ConfigError(
+                f"technique 'weight_only': group_size must be 32, 64, 128 or 256, got {s.group_size}"
+            )
+        if s.kernel not in Int8WeightOnlyLinear.KERNELS:
+            raise ConfigError(
+                f"technique 'weight_only': kernel must be one of {list(Int8WeightOnlyLinear.KERNELS)}, got {s.kernel!r}"
+            )
+        return s
+
+    def apply(self, model: Any, settings: Mapping[str, Any], context: OptimizationContext) -> OptimizedModel:
+        import torch
+
+        from green_deploy.optimize.quantized_linear import eligible_linears
+
+        s = self.settings(settings)
+        if s.bits == 8:
+            layers = eligible_linears(model, s.keep_output_layer, INT8_TILE, 1)
+            kernel = (
+                "torch._weight_int8pack_mm"
+                if s.kernel == "int8pack"
+                else "widened to bf16, tensor-core matmul"
+            )
+            what = f"int8 weights, one scale per output channel ({kernel})"
+        else:
+            in_tile = max(INT4_IN_TILE, s.group_size)
+            layers = eligible_linears(model, s.keep_output_layer, in_tile, INT4_OUT_TILE)
+            kernel = "torch._weight_int4pack_mm (tinygemm, CUDA 8.0+; its CPU twin here)"
+            what = f"int4 weights in groups of {s.group_size} with scale and zero ({kernel})"
+        if not layers:
+            raise NotApplicable(
+                f"no Linear layer the int{s.bits} weight-only kernels take (input width divisible by "
+                f"{INT8_TILE if s.bits == 8 else max(INT4_IN_TILE, s.group_size)})"
+            )
+        quantized = weight_only_structure(copy.deepcopy(model), layers, s).eval()
+        with torch.inference_mode():  # the kernels take these shapes here (raises where they do not)
+            quantized(torch.as_tensor(context.calibration_x[:2]).to(device_of(model)))
+        return OptimizedModel(
+            "torch",
+            "pytorch",
+            quantized,
+            ("cpu", "cuda"),
+            notes=f"{len(layers)} Linear layers: {what}; activations and the rest in bfloat16",
+            extra={"quantized_layers": len(layers), "rebuild_recipe": {"layers": layers}},
+        )
+
+
+TECHNIQUE = WeightOnly()
