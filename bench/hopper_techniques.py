@@ -101,13 +101,15 @@ def inputs(torch: Any, name: str, n: int, seed: int) -> Any:
     return torch.randint(1000, 5000, (n, 128), generator=generator)
 
 
-def through_artifact(torch: Any, name: str, model: Any, steps: list[dict[str, Any]]) -> Any:
+def through_artifact(base: Any, model: Any, steps: list[dict[str, Any]]) -> Any:
     """The variant as a served one is: its tensors written to safetensors and read back into a
-    structure rebuilt from its steps."""
+    structure rebuilt from its steps (on a copy of the baseline: every tensor is then loaded)."""
+    import copy
+
     from safetensors.torch import load, save
 
     stored = load(save(variant_tensors(model)))
-    fresh = base_model(name)
+    fresh = copy.deepcopy(base)
     for step in steps:
         fresh = replay_structure(fresh, step)
     fresh.load_state_dict(stored, strict=True)
@@ -130,7 +132,7 @@ def build(
         )
         notes.append(optimized.notes)
     record = {"build_s": time.perf_counter() - start_s, "notes": " | ".join(notes)}
-    return through_artifact(torch, name, model, steps), record
+    return through_artifact(base, model, steps), record
 
 
 def matmul_floor_pj_per_flop(torch: Any, monitor: EnergyMonitor, seconds: float) -> float:
