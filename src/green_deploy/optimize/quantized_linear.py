@@ -102,6 +102,9 @@ class Float8Linear(nn.Module):
     one generated kernel (``fused_to_fp8``)."""
 
     fused_cast = False
+    weight_fp8: torch.Tensor
+    weight_scale: torch.Tensor
+    input_scale: torch.Tensor
 
     def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype):
         super().__init__()
@@ -151,6 +154,8 @@ class Int8WeightOnlyLinear(nn.Module):
     cores), ``dequantize`` widens them to ``dtype`` first and multiplies on the tensor cores."""
 
     KERNELS = ("int8pack", "dequantize")
+    weight_int8: torch.Tensor
+    weight_scale: torch.Tensor
 
     def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype, kernel: str):
         super().__init__()
@@ -195,6 +200,8 @@ class Int4WeightOnlyLinear(nn.Module):
     packs the codes into the tiles of that device's kernel. Activations run in bfloat16."""
 
     INNER_K_TILES = 8  # the CUDA kernel's tiling; in_features must be a multiple of 16 x this
+    weight_int4x2: torch.Tensor
+    scales_and_zeros: torch.Tensor
 
     def __init__(self, in_features: int, out_features: int, bias: bool, group_size: int):
         super().__init__()
