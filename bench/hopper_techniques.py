@@ -57,6 +57,8 @@ VARIANTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "int8_wo": [("weight_only", {"bits": 8})],
     "int8_wo_dequant": [("weight_only", {"bits": 8, "kernel": "dequantize"})],
     "int4_wo": [("weight_only", {"bits": 4, "group_size": 128})],
+    "int8_dynamic": [("int8_dynamic", {})],
+    "int8_dynamic_graph": [("int8_dynamic", {}), ("cuda_graph", {})],
     "sparse24_bf16": [("semi_structured_sparsity", {}), BF16],
 }
 # ResNet-50 is convolutions with one Linear (its classifier, kept): only precision and graphs apply

@@ -3,8 +3,9 @@
 ``Float8Linear`` (e4m3 weights and activations, ``torch._scaled_mm``: fp8 tensor cores on
 compute capability 8.9+, an emulation on the CPU), ``Int8WeightOnlyLinear``
 (``torch._weight_int8pack_mm``: int8 weights dequantized inside the matmul) and
-``Int4WeightOnlyLinear`` (asymmetric groups of 4-bit weights, ``torch._weight_int4pack_mm``:
-the "tinygemm" kernel on CUDA 8.0+, its CPU twin here). These are the aten kernels torchao's
+``Int8DynamicLinear`` (int8 weights and per-row dynamic int8 activations, ``torch._int_mm``:
+int8 tensor cores) and ``Int4WeightOnlyLinear`` (asymmetric groups of 4-bit weights,
+``torch._weight_int4pack_mm``: the "tinygemm" kernel on CUDA 8.0+, its CPU twin here). These are the aten kernels torchao's
 float8 and weight-only layouts call; using them directly keeps variants loadable with PyTorch
 alone (torchao is neither on the GPU image nor pinned for this CPU build).
 
@@ -18,7 +19,7 @@ the reason (``require_cuda_capability``), not left to fail inside CUDA.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -67,6 +68,19 @@ def swap_modules(model: nn.Module, replacements: Iterable[tuple[str, nn.Module]]
     return model
 
 
+def bfloat16_with(
+    model: nn.Module, layers: list[str], convert: Callable[[nn.Linear], nn.Module]
+) -> nn.Module:
+    """``model`` in bfloat16 with the named Linear layers converted, taking float32 inputs as
+    its baseline does (``CastInputs``): the structure every technique of this module builds."""
+    from green_deploy.optimize.torch_modules import CastInputs
+
+    model = model.to(torch.bfloat16)
+    modules = dict(model.named_modules())
+    swap_modules(model, [(name, convert(modules[name])) for name in layers])
+    return CastInputs(model, torch.bfloat16)
+
+
 def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1])
 
@@ -75,33 +89,38 @@ def _to_fp8(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return (x / scale.to(x.dtype)).clamp(-FP8_MAX, FP8_MAX).to(FP8)
 
 
-_fused_to_fp8: Any = None
+def _to_int8_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of ``x`` as int8 with its own scale (per-token dynamic quantization)."""
+    scale = x.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-12) / 127.0
+    return (x.float() / scale).round().clamp(-127, 127).to(torch.int8), scale
 
 
-def fused_to_fp8() -> Any:
-    """``_to_fp8`` as one generated CUDA kernel (divide, clamp and cast fused; any shape),
-    compiled once per process on first use; eager where Inductor cannot compile here."""
-    global _fused_to_fp8  # noqa: PLW0603 - one compiled kernel shared by every layer
-    if _fused_to_fp8 is None:
+_fused: dict[str, Any] = {}
+
+
+def fused(fn: Any, *example: torch.Tensor) -> Any:
+    """``fn`` (element-wise work around a matmul) as one generated CUDA kernel for any shape,
+    compiled once per process on first use and tried on ``example``; eager where Inductor cannot
+    compile here (one warning)."""
+    if fn.__name__ not in _fused:
         try:
-            compiled = torch.compile(_to_fp8, dynamic=True)
-            compiled(torch.ones(2, 16, device="cuda", dtype=torch.bfloat16), torch.ones((), device="cuda"))
-            _fused_to_fp8 = compiled
+            compiled = torch.compile(fn, dynamic=True)
+            compiled(*example)
+            _fused[fn.__name__] = compiled
         except Exception as error:  # noqa: BLE001 - Dynamo raises many types; eager is the fallback
             logger.warning(
-                "fp8 input cast not fused (torch.compile failed: %s); three kernels per layer", error
+                "%s not fused (torch.compile failed: %s): several kernels per layer", fn.__name__, error
             )
-            _fused_to_fp8 = _to_fp8
-    return _fused_to_fp8
+            _fused[fn.__name__] = fn
+    return _fused[fn.__name__]
 
 
 class Float8Linear(nn.Module):
     """``y = x W^T + b`` with W in e4m3 (one scale for the tensor) and x cast to e4m3 with a
     static scale calibrated on validation inputs: one fused scaled matmul, no amax pass per call.
     Activations beyond the calibrated range saturate at ±448 x scale. On CUDA the input cast is
-    one generated kernel (``fused_to_fp8``)."""
+    one generated kernel (``fused``)."""
 
-    fused_cast = False
     weight_fp8: torch.Tensor
     weight_scale: torch.Tensor
     input_scale: torch.Tensor
@@ -129,13 +148,15 @@ class Float8Linear(nn.Module):
         return layer
 
     def on_device(self, device: str) -> None:
-        self.fused_cast = device.startswith("cuda")
-        if self.fused_cast:
+        self.to_fp8 = _to_fp8
+        if device.startswith("cuda"):
             require_cuda_capability((8, 9), "fp8 (e4m3) matmuls")
+            example = torch.ones(2, 16, device=device, dtype=self.dtype)
+            self.to_fp8 = fused(_to_fp8, example, self.input_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = _flat(x)
-        x_fp8 = (fused_to_fp8() if self.fused_cast else _to_fp8)(flat, self.input_scale)
+        x_fp8 = self.to_fp8(flat, self.input_scale)
         out = torch._scaled_mm(
             x_fp8,
             self.weight_fp8.t(),
@@ -188,6 +209,59 @@ class Int8WeightOnlyLinear(nn.Module):
             out = torch._weight_int8pack_mm(flat, self.weight_int8, self.weight_scale)
         else:
             out = torch.mm(flat, self.weight_int8.to(flat.dtype).t()) * self.weight_scale
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+
+class Int8DynamicLinear(nn.Module):
+    """``y = (s_x x_int8)(s_w W_int8)^T + b``: int8 weights (one scale per output channel) and
+    activations quantized to int8 per row at each call, multiplied on the int8 tensor cores
+    (``torch._int_mm``, int32 accumulation). The kernel wants more than 16 rows: fewer are padded
+    with zero rows. On CUDA the row quantization is one generated kernel (``fused``)."""
+
+    MIN_ROWS = 17
+    weight_int8_t: torch.Tensor
+    weight_scale: torch.Tensor
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype):
+        super().__init__()
+        self.in_features, self.out_features, self.dtype = in_features, out_features, dtype
+        # stored (in, out): the column-major operand _int_mm reads, transposed once at build
+        self.register_buffer("weight_int8_t", torch.zeros(in_features, out_features, dtype=torch.int8))
+        self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32))
+        self.bias = (
+            nn.Parameter(torch.zeros(out_features, dtype=dtype), requires_grad=False) if bias else None
+        )
+        self.to_int8_rows: Any = _to_int8_rows  # the fused kernel once placed on a GPU
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, dtype: torch.dtype) -> Int8DynamicLinear:
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, dtype)
+        weight = linear.weight.detach().float()
+        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        layer.weight_int8_t.copy_((weight / scale[:, None]).round().clamp(-127, 127).to(torch.int8).t())
+        layer.weight_scale.copy_(scale)
+        if linear.bias is not None and layer.bias is not None:
+            layer.bias.data.copy_(linear.bias.detach().to(dtype))
+        return layer
+
+    def on_device(self, device: str) -> None:
+        self.to_int8_rows = _to_int8_rows
+        if device.startswith("cuda"):
+            require_cuda_capability((7, 5), "int8 tensor-core matmuls (torch._int_mm)")
+            self.to_int8_rows = fused(
+                _to_int8_rows, torch.ones(self.MIN_ROWS, 16, device=device, dtype=self.dtype)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = _flat(x)
+        rows = flat.shape[0]
+        if rows < self.MIN_ROWS:
+            flat = torch.nn.functional.pad(flat, (0, 0, 0, self.MIN_ROWS - rows))
+        x_int8, x_scale = self.to_int8_rows(flat)
+        out = torch._int_mm(x_int8, self.weight_int8_t)[:rows] * x_scale[:rows] * self.weight_scale
+        out = out.to(self.dtype)
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*x.shape[:-1], self.out_features)

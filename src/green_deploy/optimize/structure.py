@@ -50,6 +50,10 @@ def replay_structure(model: Any, step: Mapping[str, Any]) -> Any:
         from green_deploy.optimize.techniques.fp8 import fp8_structure
 
         return fp8_structure(model, recipe["layers"], {})
+    if technique == "int8_dynamic":
+        from green_deploy.optimize.techniques.int8_dynamic import int8_dynamic_structure
+
+        return int8_dynamic_structure(model, recipe["layers"])
     if technique == "weight_only":
         from green_deploy.optimize.techniques.weight_only import TECHNIQUE as WEIGHT_ONLY
         from green_deploy.optimize.techniques.weight_only import weight_only_structure

@@ -15,6 +15,7 @@ from green_deploy.optimize.base import NotApplicable, OptimizationContext
 from green_deploy.optimize.quantized_linear import (
     Float8Linear,
     Int4WeightOnlyLinear,
+    Int8DynamicLinear,
     Int8WeightOnlyLinear,
     eligible_linears,
 )
@@ -69,6 +70,7 @@ def _rebuilt(result, technique, settings, widths=(256, 512, 256)):
         ("weight_only", {"bits": 8}, Int8WeightOnlyLinear, 0.02, {"cpu", "cuda"}),
         ("weight_only", {"bits": 8, "kernel": "dequantize"}, Int8WeightOnlyLinear, 0.02, {"cpu", "cuda"}),
         ("weight_only", {"bits": 4, "group_size": 128}, Int4WeightOnlyLinear, 0.12, {"cpu", "cuda"}),
+        ("int8_dynamic", {}, Int8DynamicLinear, 0.03, {"cpu", "cuda"}),
     ],
 )
 def test_low_precision_layers_stay_close_keep_the_classifier_and_reload_identically(
@@ -124,6 +126,7 @@ def test_fp8_input_scales_come_from_the_calibration_inputs():
         ("fp8", {}, (24, 40, 24), "divisible by 16"),
         ("weight_only", {"bits": 4}, (96, 64, 96), "divisible by 128"),
         ("weight_only", {"bits": 8}, (12, 20, 12), "divisible by 8"),
+        ("int8_dynamic", {}, (12, 20, 12), "divisible by 8"),
     ],
 )
 def test_layers_the_kernels_cannot_tile_make_the_technique_not_applicable(
@@ -161,6 +164,7 @@ def _fake_gpu(monkeypatch, capability, name="NVIDIA Old GPU"):
     [
         (Float8Linear.from_linear(nn.Linear(32, 32), 1.0, torch.bfloat16), (8, 0), "8.9"),
         (Int4WeightOnlyLinear.from_linear(nn.Linear(128, 32), 128), (7, 5), "8.0"),
+        (Int8DynamicLinear.from_linear(nn.Linear(32, 32), torch.bfloat16), (7, 0), "7.5"),
     ],
 )
 def test_a_gpu_too_old_for_the_kernels_is_refused_with_what_it_needs(monkeypatch, layer, capability, needed):

@@ -12,6 +12,7 @@ _MODULES = {
     "dynamic_int8": "green_deploy.optimize.techniques.dynamic_int8",
     "fp8": "green_deploy.optimize.techniques.fp8",
     "half_precision": "green_deploy.optimize.techniques.half_precision",
+    "int8_dynamic": "green_deploy.optimize.techniques.int8_dynamic",
     "magnitude_pruning": "green_deploy.optimize.techniques.magnitude_pruning",
     "onnx": "green_deploy.optimize.techniques.onnx_runtime",
     "semi_structured_sparsity": "green_deploy.optimize.techniques.semi_structured_sparsity",

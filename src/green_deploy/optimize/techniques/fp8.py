@@ -44,19 +44,16 @@ def fp8_structure(model: Any, layers: list[str], input_amax: Mapping[str, float]
     ``input_amax``; a replayed structure gets placeholders that its stored tensors overwrite)."""
     import torch
 
-    from green_deploy.optimize.quantized_linear import Float8Linear, swap_modules
-    from green_deploy.optimize.torch_modules import CastInputs
+    from green_deploy.optimize.quantized_linear import Float8Linear, bfloat16_with
 
-    model = model.to(torch.bfloat16)
-    modules = dict(model.named_modules())
-    swap_modules(
+    names = {id(module): name for name, module in model.named_modules()}
+    return bfloat16_with(
         model,
-        [
-            (name, Float8Linear.from_linear(modules[name], input_amax.get(name, 1.0), torch.bfloat16))
-            for name in layers
-        ],
+        layers,
+        lambda linear: Float8Linear.from_linear(
+            linear, input_amax.get(names[id(linear)], 1.0), torch.bfloat16
+        ),
     )
-    return CastInputs(model, torch.bfloat16)
 
 
 def input_ranges(model: Any, layers: list[str], inputs: np.ndarray, batch: int) -> dict[str, float]:

@@ -44,20 +44,14 @@ def weight_only_structure(model: Any, layers: list[str], s: WeightOnlySettings) 
     from green_deploy.optimize.quantized_linear import (
         Int4WeightOnlyLinear,
         Int8WeightOnlyLinear,
-        swap_modules,
+        bfloat16_with,
     )
-    from green_deploy.optimize.torch_modules import CastInputs
 
-    model = model.to(torch.bfloat16)
-    modules = dict(model.named_modules())
     if s.bits == 8:
-        swap_modules(
-            model,
-            [(n, Int8WeightOnlyLinear.from_linear(modules[n], torch.bfloat16, s.kernel)) for n in layers],
+        return bfloat16_with(
+            model, layers, lambda linear: Int8WeightOnlyLinear.from_linear(linear, torch.bfloat16, s.kernel)
         )
-    else:
-        swap_modules(model, [(n, Int4WeightOnlyLinear.from_linear(modules[n], s.group_size)) for n in layers])
-    return CastInputs(model, torch.bfloat16)
+    return bfloat16_with(model, layers, lambda linear: Int4WeightOnlyLinear.from_linear(linear, s.group_size))
 
 
 class WeightOnly:
