@@ -192,3 +192,58 @@ def test_meters_failing_mid_run_degrade_to_the_next_source_never_to_zero(tmp_pat
     text = " | ".join(broken.warnings)
     assert "nvml_energy_counter (gpu) failed" in text and "rapl (cpu) failed" in text
     assert "gpu energy is missing, not zero" in text
+
+
+class EdgeSource(ManualSource):
+    """A measured source that states what a read now may be off by."""
+
+    def __init__(self, edge_uncertainty_j):
+        super().__init__("corrected", "gpu", power_w=100.0)
+        self.edge_uncertainty_j = edge_uncertainty_j
+
+
+def test_every_measured_window_carries_its_edges_uncertainty_and_estimates_none():
+    stepping = ManualSource("counter", "gpu", resolution_s=0.1)
+    estimate = ManualSource("cpu_estimate", "cpu", measured=False)
+    monitor = EnergyMonitor([stepping, estimate])
+    monitor.begin_window("w")
+    time.sleep(0.05)
+    stepping.energy_j, estimate.energy_j = 50.0, 5.0
+    measurement = monitor.end_window("w")
+    gpu = measurement.component("gpu")
+    # one step at each edge at the window's mean power
+    assert gpu.uncertainty_j == pytest.approx(2 * 50.0 / measurement.duration_s * 0.1)
+    assert measurement.component("cpu").uncertainty_j is None
+    assert measurement.to_flat_dict()["gpu_uncertainty_j"] == gpu.uncertainty_j
+
+    corrected = EnergyMonitor([EdgeSource(edge_uncertainty_j=0.25)])
+    with corrected.window("w") as result:
+        time.sleep(0.05)
+    assert result[0].component("gpu").uncertainty_j == pytest.approx(0.5)  # both edges, as stated
+
+
+def test_a_window_less_accurate_than_asked_is_flagged():
+    monitor = EnergyMonitor([EdgeSource(edge_uncertainty_j=0.5)], accuracy=0.02)
+    with monitor.window("short") as short:
+        time.sleep(0.1)  # ~10 J drawn, 1 J uncertain: 10%
+    assert any("uncertain by ±" in w and "requested ±2.0%" in w for w in short[0].warnings)
+    with pytest.raises(ValueError, match="relative"):
+        EnergyMonitor([], accuracy=2.0)
+
+
+def test_measure_extends_the_window_until_the_accuracy_is_reached_or_gives_up_with_a_warning():
+    calls = []
+    source = EdgeSource(edge_uncertainty_j=0.5)  # 1 J per window at 100 W: 5% needs >= 0.2 s
+    monitor = EnergyMonitor([source], accuracy=0.05)
+    reached = monitor.measure("w", lambda: calls.append(time.sleep(0.01)), min_duration_s=0.05)
+    assert reached.duration_s >= 0.19
+    assert not reached.warnings
+    assert reached.component("gpu").relative_uncertainty <= 0.05
+
+    capped = EnergyMonitor([EdgeSource(edge_uncertainty_j=5.0)], accuracy=0.05, max_extension=3)
+    given_up = capped.measure("w", lambda: time.sleep(0.01), min_duration_s=0.05)
+    assert 0.14 <= given_up.duration_s < 0.5  # three times min_duration_s, then it stops
+    assert any("lengthen the window" in w for w in given_up.warnings)
+
+    unasked = EnergyMonitor([EdgeSource(edge_uncertainty_j=0.5)])
+    assert unasked.measure("w", lambda: time.sleep(0.01), min_duration_s=0.05).duration_s < 0.15

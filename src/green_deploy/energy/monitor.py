@@ -11,6 +11,12 @@ Short windows: a counter that updates every ~100 ms (NVML) cannot resolve a 10 m
 reading it around one call gives mostly 0 or one whole step. ``measure`` therefore repeats the
 work until at least ``min_duration_s`` (default 1 s) has passed inside one window and divides,
 which is accurate to about the counter's step over the whole window.
+
+Every measured window carries its uncertainty (``ComponentEnergy.uncertainty_j``): what its two
+edges may be off by, as the source states it (the edge-corrected NVML counter) or one step of a
+stepping counter at each edge. With ``accuracy`` set (relative, e.g. 0.02), a window whose
+uncertainty exceeds it is flagged in its warnings, and ``measure`` extends the window (up to
+``max_extension`` times ``min_duration_s``) until the accuracy is reached.
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from green_deploy.energy.record import COMPONENTS, ComponentEnergy, EnergyMeasurement
-from green_deploy.energy.sources.base import EnergySource, SourceError, WindowTracker
+from green_deploy.energy.sources.base import EnergySource, SourceError, WindowTracker, edge_uncertainty
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MIN_DURATION_S = 1.0
+DEFAULT_MAX_EXTENSION = 10.0  # measure() stops extending a window at this many times min_duration_s
 DISAGREEMENT_TOLERANCE = 0.10  # relative difference between two measured sources worth a warning
 
 
@@ -42,6 +49,7 @@ class IdleBaseline:
 class _OpenWindow:
     start_s: float
     readings: list[float | SourceError]
+    uncertainties: list[float | None]
     tracker_errors: dict[str, str]
 
 
@@ -53,9 +61,15 @@ class EnergyMonitor:
         sources: Sequence[EnergySource],
         trackers: Sequence[WindowTracker] = (),
         synchronize: Callable[[], None] | None = None,
+        accuracy: float | None = None,
+        max_extension: float = DEFAULT_MAX_EXTENSION,
     ):
+        if accuracy is not None and not 0 < accuracy < 1:
+            raise ValueError(f"accuracy is relative (e.g. 0.02 for 2%), got {accuracy}")
         self.sources = list(sources)
         self.trackers = list(trackers)
+        self.accuracy = accuracy
+        self.max_extension = max_extension
         self._synchronize = synchronize or (lambda: None)
         self._open: dict[str, _OpenWindow] = {}
         self.idle: IdleBaseline | None = None
@@ -65,14 +79,14 @@ class EnergyMonitor:
         if name in self._open:
             raise ValueError(f"window {name!r} is already open")
         self._synchronize()
-        readings = self._read_all()
+        readings, uncertainties = self._read_all()
         tracker_errors = {}
         for tracker in self.trackers:
             try:
                 tracker.begin(name)
             except Exception as error:  # a comparison tool must never break the measurement
                 tracker_errors[tracker.name] = f"{type(error).__name__}: {error}"
-        self._open[name] = _OpenWindow(time.perf_counter(), readings, tracker_errors)
+        self._open[name] = _OpenWindow(time.perf_counter(), readings, uncertainties, tracker_errors)
 
     def end_window(self, name: str, n_items: int = 1) -> EnergyMeasurement:
         if name not in self._open:
@@ -81,19 +95,32 @@ class EnergyMonitor:
             raise ValueError(f"n_items must be at least 1, got {n_items}")
         self._synchronize()
         end_s = time.perf_counter()
-        end_readings = self._read_all()
+        end_readings, end_uncertainties = self._read_all()
         window = self._open.pop(name)
         duration_s = end_s - window.start_s
         warnings: list[str] = []
         readings: list[ComponentEnergy] = []
-        for source, start, end in zip(self.sources, window.readings, end_readings, strict=True):
+        for source, start, end, edges in zip(
+            self.sources,
+            window.readings,
+            end_readings,
+            zip(window.uncertainties, end_uncertainties, strict=True),
+            strict=True,
+        ):
             failure = (
                 start if isinstance(start, SourceError) else end if isinstance(end, SourceError) else None
             )
             if failure is not None:
                 warnings.append(f"{source.name} ({source.component}) failed: {failure}")
                 continue
-            energy = ComponentEnergy(source.component, source.name, source.measured, end - start)  # type: ignore[operator]
+            energy_j = end - start  # type: ignore[operator]
+            energy = ComponentEnergy(
+                source.component,
+                source.name,
+                source.measured,
+                energy_j,
+                uncertainty_j=_window_uncertainty(source, energy_j, duration_s, edges),
+            )
             readings.append(self._with_idle(energy, duration_s))
         for tracker in self.trackers:
             if tracker.name in window.tracker_errors:
@@ -105,6 +132,7 @@ class EnergyMonitor:
                 warnings.append(f"{tracker.name} failed: {type(error).__name__}: {error}")
         components, alternatives = self._choose(readings, warnings)
         warnings.extend(self._resolution_warnings(components, duration_s))
+        warnings.extend(self._accuracy_warnings(components))
         warnings.extend(_disagreements(components, alternatives))
         return EnergyMeasurement(
             name, duration_s, n_items, tuple(components), tuple(alternatives), tuple(warnings)
@@ -129,8 +157,9 @@ class EnergyMonitor:
         max_calls: int | None = None,
     ) -> EnergyMeasurement:
         """Run ``work`` repeatedly inside one window until ``min_duration_s`` has passed (or
-        ``max_calls``), so the window is long enough for the slowest source; ``n_items`` of the
-        result counts every item of every call."""
+        ``max_calls``), so the window is long enough for the slowest source, and, with
+        ``accuracy`` set, until the window's uncertainty is within it (at most ``max_extension``
+        times ``min_duration_s``); ``n_items`` of the result counts every item of every call."""
         calls = 0
         self.begin_window(name)
         start_s = time.perf_counter()
@@ -138,8 +167,11 @@ class EnergyMonitor:
             while True:
                 work()
                 calls += 1
-                if time.perf_counter() - start_s >= min_duration_s or (
-                    max_calls is not None and calls >= max_calls
+                elapsed_s = time.perf_counter() - start_s
+                if max_calls is not None and calls >= max_calls:
+                    break
+                if elapsed_s >= min_duration_s and (
+                    elapsed_s >= self.max_extension * min_duration_s or self._accurate_so_far(name)
                 ):
                     break
         finally:
@@ -167,14 +199,48 @@ class EnergyMonitor:
         return self.idle
 
     # ---- internals ---------------------------------------------------------------------
-    def _read_all(self) -> list[float | SourceError]:
+    def _read_all(self) -> tuple[list[float | SourceError], list[float | None]]:
+        """Every source's reading, and what each read may be off by where the source says."""
         readings: list[float | SourceError] = []
+        uncertainties: list[float | None] = []
         for source in self.sources:
             try:
                 readings.append(source.read_j())
             except SourceError as error:
                 readings.append(error)
-        return readings
+            uncertainties.append(edge_uncertainty(source))
+        return readings, uncertainties
+
+    def _accurate_so_far(self, name: str) -> bool:
+        """Whether the open window, were it ended now, would be within ``accuracy`` for every
+        measured source that reads cleanly (without ending it)."""
+        if self.accuracy is None:
+            return True
+        window = self._open[name]
+        duration_s = time.perf_counter() - window.start_s
+        for source, start, start_edge in zip(
+            self.sources, window.readings, window.uncertainties, strict=True
+        ):
+            if isinstance(start, SourceError) or not source.measured:
+                continue
+            try:
+                energy_j = source.read_j() - start
+            except SourceError:
+                continue
+            bound = _window_uncertainty(source, energy_j, duration_s, (start_edge, edge_uncertainty(source)))
+            if bound is not None and (energy_j <= 0 or bound / energy_j > self.accuracy):
+                return False
+        return True
+
+    def _accuracy_warnings(self, components: list[ComponentEnergy]) -> list[str]:
+        if self.accuracy is None:
+            return []
+        return [
+            f"{c.component} energy from {c.source} is uncertain by ±{c.relative_uncertainty:.1%}, more than the "
+            f"requested ±{self.accuracy:.1%}: lengthen the window"
+            for c in components
+            if c.relative_uncertainty is not None and c.relative_uncertainty > self.accuracy
+        ]
 
     def _with_idle(self, reading: ComponentEnergy, duration_s: float) -> ComponentEnergy:
         if self.idle is None or reading.source not in self.idle.power_w:
@@ -218,6 +284,21 @@ class EnergyMonitor:
                 part.close()
             except Exception as error:
                 logger.warning("closing %s failed: %s", part.name, error)
+
+
+def _window_uncertainty(
+    source: EnergySource, energy_j: float, duration_s: float, edges: tuple[float | None, float | None]
+) -> float | None:
+    """What a window of ``source`` may be off by: the two edges' stated uncertainties, or, for a
+    measured source that states none, one update step (its mean power times ``resolution_s``) at
+    each edge; ``None`` for estimates."""
+    if not source.measured:
+        return None
+    if edges[0] is not None and edges[1] is not None:
+        return edges[0] + edges[1]
+    if duration_s <= 0:
+        return None
+    return 2 * max(energy_j, 0.0) / duration_s * source.resolution_s
 
 
 def _disagreements(components: list[ComponentEnergy], alternatives: list[ComponentEnergy]) -> list[str]:

@@ -18,6 +18,9 @@ class ComponentEnergy:
     readings; a figure derived from CPU time, TDP tables or memory size is an estimate.
     ``idle_power_w`` is the study's idle baseline for this component and source (``None`` when
     none was measured); ``active_energy_j`` is ``energy_j`` minus idle power over the window.
+    ``uncertainty_j`` bounds what the window's two edges may be off by (a counter that updates in
+    steps: at most one step each, or what its edge correction could not resolve); ``None`` where
+    the source states none (estimates, whose error is their model's).
     """
 
     component: Component
@@ -26,6 +29,13 @@ class ComponentEnergy:
     energy_j: float
     idle_power_w: float | None = None
     active_energy_j: float | None = None
+    uncertainty_j: float | None = None
+
+    @property
+    def relative_uncertainty(self) -> float | None:
+        if self.uncertainty_j is None or self.energy_j <= 0:
+            return None
+        return self.uncertainty_j / self.energy_j
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,7 @@ class EnergyMeasurement:
             flat[f"{component}_measured"] = None if reading is None else reading.measured
             flat[f"{component}_idle_power_w"] = None if reading is None else reading.idle_power_w
             flat[f"{component}_active_energy_j"] = None if reading is None else reading.active_energy_j
+            flat[f"{component}_uncertainty_j"] = None if reading is None else reading.uncertainty_j
         flat.update(
             total_energy_j=self.total_energy_j,
             energy_per_item_j=self.energy_per_item_j,

@@ -29,7 +29,10 @@ class EnergySource(Protocol):
 
     ``read_j`` returns joules since an arbitrary origin fixed when the source was opened; only
     differences between two reads mean anything. ``resolution_s`` is how often the underlying
-    value updates: a window shorter than that is not trusted alone.
+    value updates: a window shorter than that is not trusted alone. A measured source whose reads
+    may be off by part of a step may say by how much a read taken now can be off
+    (``edge_uncertainty_j``, see ``edge_uncertainty``); one that does not is taken to be off by
+    up to one step (its power times ``resolution_s``) at each edge.
     """
 
     name: str
@@ -42,6 +45,12 @@ class EnergySource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def edge_uncertainty(source: EnergySource) -> float | None:
+    """What a read of ``source`` taken now may be off by, where the source can say (``None``)."""
+    value = getattr(source, "edge_uncertainty_j", None)
+    return float(value) if value is not None else None
 
 
 class WindowTracker(Protocol):
