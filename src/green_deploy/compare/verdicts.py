@@ -1,0 +1,191 @@
+"""A verdict per matched cell of two studies: improved, equivalent, regressed or inconclusive.
+
+Each cell's repetitions give its J/inference many times over; the change a candidate made is the
+ratio of the two geometric means (J/inference is compared on the log scale, as everywhere in
+this project), with Welch's t interval on the difference of the log means. Three tests per cell,
+each against the equivalence margin ``m`` (default 5%):
+
+- **equivalent** (TOST): both one-sided tests reject a change beyond the margin, i.e. the
+  ``1 - 2 alpha`` interval of the ratio lies inside ``(1 / (1 + m), 1 + m)``;
+- **regressed** / **improved**: a one-sided Welch test finds the ratio above / below 1, and the
+  cell is not equivalent (a significant change smaller than the margin is equivalent: it is
+  real, and too small to matter at that margin);
+- **inconclusive** otherwise, with the repetitions per study that would decide it (the normal
+  approximation of each test's power at 80%, from the pooled spread of the log repetitions).
+
+Multiple comparisons: each family of p-values (regression, improvement, equivalence) over the
+cells of one comparison is adjusted by Holm's method, so the chance of any false "regressed"
+verdict among them stays at ``alpha`` when nothing changed. The verdicts know nothing of where
+the studies came from (``compare.studies`` reads them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+ALPHA = 0.05
+DEFAULT_MARGIN = 0.05
+POWER = 0.8
+IMPROVED, EQUIVALENT, REGRESSED, INCONCLUSIVE = "improved", "equivalent", "regressed", "inconclusive"
+
+
+@dataclass(frozen=True)
+class LogTests:
+    """One cell's two samples on the log scale and its unadjusted tests."""
+
+    n_baseline: int
+    n_candidate: int
+    log_ratio: float
+    standard_error: float
+    degrees_of_freedom: float
+    pooled_sd: float
+    p_regressed: float
+    p_improved: float
+    p_equivalent: float
+
+
+@dataclass(frozen=True)
+class CellVerdict:
+    """The verdict of one matched cell. ``ratio`` is candidate / baseline J/inference (geometric
+    means of the repetitions) with its ``1 - alpha`` interval; p-values are Holm-adjusted over
+    the comparison's cells; ``repetitions_needed`` (per study) is set when inconclusive."""
+
+    key: str
+    verdict: str
+    ratio: float
+    ratio_low: float
+    ratio_high: float
+    n_baseline: int
+    n_candidate: int
+    p_regressed: float
+    p_improved: float
+    p_equivalent: float
+    margin: float
+    repetitions_needed: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def log_tests(baseline: Sequence[float], candidate: Sequence[float], margin: float) -> LogTests:
+    """Welch's tests of ``candidate`` against ``baseline`` repetitions (J/inference, > 0)."""
+    from scipy import stats
+
+    a, b = np.log(np.asarray(baseline, float)), np.log(np.asarray(candidate, float))
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"each study needs at least 2 repetitions of a cell, got {len(a)} and {len(b)}")
+    var_a, var_b = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    standard_error = math.sqrt(var_a + var_b)
+    log_ratio = float(b.mean() - a.mean())
+    if standard_error == 0.0:  # identical repetitions: the difference is known exactly
+        bound = math.log1p(margin)
+        exact = {True: 0.0, False: 1.0}
+        return LogTests(
+            len(a), len(b), log_ratio, 0.0, math.inf, 0.0,
+            exact[log_ratio > 0], exact[log_ratio < 0], exact[abs(log_ratio) < bound],
+        )  # fmt: skip
+    dof = (var_a + var_b) ** 2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
+    bound = math.log1p(margin)
+    t = stats.t(dof)
+    pooled_sd = math.sqrt(
+        ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
+    )
+    return LogTests(
+        n_baseline=len(a),
+        n_candidate=len(b),
+        log_ratio=log_ratio,
+        standard_error=standard_error,
+        degrees_of_freedom=dof,
+        pooled_sd=pooled_sd,
+        p_regressed=float(t.sf(log_ratio / standard_error)),
+        p_improved=float(t.cdf(log_ratio / standard_error)),
+        # TOST: the larger of the two one-sided p-values against -bound and +bound
+        p_equivalent=float(
+            max(t.sf((log_ratio + bound) / standard_error), t.cdf((log_ratio - bound) / standard_error))
+        ),
+    )
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment (family-wise error), in the order given."""
+    order = np.argsort(p_values)
+    adjusted = np.empty(len(p_values))
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * float(p_values[index])))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
+def verdicts(
+    cells: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = ALPHA,
+) -> list[CellVerdict]:
+    """A verdict for each ``(key, baseline repetitions, candidate repetitions)``; see the module
+    docstring for the rules."""
+    if not 0 < margin < 1:
+        raise ValueError(f"the equivalence margin must be in (0, 1), got {margin}")
+    tests = [log_tests(base, cand, margin) for _, base, cand in cells]
+    regressed = holm([t.p_regressed for t in tests])
+    improved = holm([t.p_improved for t in tests])
+    equivalent = holm([t.p_equivalent for t in tests])
+    results = []
+    for (key, _, _), test, p_reg, p_imp, p_eq in zip(
+        cells, tests, regressed, improved, equivalent, strict=True
+    ):
+        if p_eq < alpha:
+            verdict = EQUIVALENT
+        elif p_reg < alpha:
+            verdict = REGRESSED
+        elif p_imp < alpha:
+            verdict = IMPROVED
+        else:
+            verdict = INCONCLUSIVE
+        low, high = _interval(test, 1 - 2 * alpha if verdict == EQUIVALENT else 1 - alpha)
+        results.append(
+            CellVerdict(
+                key=key,
+                verdict=verdict,
+                ratio=math.exp(test.log_ratio),
+                ratio_low=low,
+                ratio_high=high,
+                n_baseline=test.n_baseline,
+                n_candidate=test.n_candidate,
+                p_regressed=p_reg,
+                p_improved=p_imp,
+                p_equivalent=p_eq,
+                margin=margin,
+                repetitions_needed=repetitions_needed(test, margin, alpha / len(cells))
+                if verdict == INCONCLUSIVE
+                else None,
+            )
+        )
+    return results
+
+
+def repetitions_needed(test: LogTests, margin: float, alpha: float, power: float = POWER) -> int:
+    """Repetitions per study for 80% power: to show equivalence when the observed change is
+    inside the margin, else to show the change itself (normal approximation, pooled spread)."""
+    from scipy.stats import norm
+
+    bound = math.log1p(margin)
+    distance = bound - abs(test.log_ratio) if abs(test.log_ratio) < bound else abs(test.log_ratio)
+    if distance <= 0 or test.pooled_sd == 0:
+        return max(test.n_baseline, test.n_candidate)
+    z = norm.ppf(1 - alpha) + norm.ppf(power if abs(test.log_ratio) >= bound else (1 + power) / 2)
+    return max(2, math.ceil(2 * (z * test.pooled_sd / distance) ** 2))
+
+
+def _interval(test: LogTests, confidence: float) -> tuple[float, float]:
+    from scipy import stats
+
+    if test.standard_error == 0.0:
+        return math.exp(test.log_ratio), math.exp(test.log_ratio)
+    half = stats.t(test.degrees_of_freedom).ppf(0.5 + confidence / 2) * test.standard_error
+    return math.exp(test.log_ratio - half), math.exp(test.log_ratio + half)
