@@ -1,4 +1,5 @@
-"""Run the project as ``python -m green_deploy`` or ``green-deploy`` (same as ``kedro run``)."""
+"""Run the project as ``python -m green_deploy`` or ``green-deploy`` (same as ``kedro run``);
+``green-deploy compare BASELINE CANDIDATE`` compares two studies (``cli.compare``)."""
 
 import sys
 from pathlib import Path
@@ -9,6 +10,10 @@ from kedro.framework.project import configure_project
 
 
 def main(*args, **kwargs) -> Any:
+    if sys.argv[1:2] == ["compare"]:
+        from green_deploy.cli import compare
+
+        return compare.main(sys.argv[2:], prog_name="green-deploy compare")
     package_name = Path(__file__).parent.name
     configure_project(package_name)
     kwargs["standalone_mode"] = not hasattr(sys, "ps1")

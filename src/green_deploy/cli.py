@@ -49,3 +49,54 @@ def run(ctx: click.Context, verbose: bool, **kwargs: Any) -> None:
         click.secho(f"\n{type(error).__name__}: {error}", fg="red", err=True)
         click.echo(f"(the traceback is in {ERROR_LOG}; `kedro run --verbose` prints it)", err=True)
         ctx.exit(1)
+
+
+@cli.command(name="compare")
+@click.argument("baseline", type=click.Path(path_type=Path))
+@click.argument("candidate", type=click.Path(path_type=Path))
+@click.option(
+    "--margin", default=0.05, show_default=True, help="equivalence margin on J/inference (0.05: ±5%)"
+)
+@click.option(
+    "--alpha", default=0.05, show_default=True, help="level of each test, Holm-adjusted over the cells"
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["energy", "accuracy", "both", "none"]),
+    default="both",
+    show_default=True,
+    help="exit 1 when a cell regressed in energy, lost accuracy, either, or never",
+)
+@click.option(
+    "--allow-differences",
+    is_flag=True,
+    help="compare studies measured on other machines, meters or protocols",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("data/08_reporting/compare"), show_default=True
+)
+def compare(
+    baseline: Path,
+    candidate: Path,
+    margin: float,
+    alpha: float,
+    fail_on: str,
+    allow_differences: bool,
+    out: Path,
+) -> None:
+    """Compare two study folders (data/07_model_output/evaluate/<study>) cell by cell: improved,
+    equivalent, regressed or inconclusive; writes compare.md and compare.json."""
+    from green_deploy.compare.studies import Study, compare_studies, write_outputs
+
+    try:
+        comparison = compare_studies(
+            Study.from_folder(baseline), Study.from_folder(candidate), margin, alpha, allow_differences
+        )
+    except GreenDeployError as error:
+        click.secho(f"{type(error).__name__}: {error}", fg="red", err=True)
+        raise SystemExit(2) from None
+    markdown, data = write_outputs(comparison, out)
+    click.echo(markdown.read_text())
+    click.echo(f"(written: {markdown}, {data})")
+    if comparison.failed(fail_on):
+        raise SystemExit(1)

@@ -1,0 +1,243 @@
+"""Two studies side by side: their cells matched, what differs between how they were measured,
+and a verdict per matched cell (``verdicts``), with the outputs a pull request needs.
+
+A study is read from its folder (``<evaluate.work_dir>/<study>``, the evaluate pipeline's store:
+every cell with its repetitions). Cells match by model, variant and its recipe (technique and
+steps), target, batch size, device and concurrency; cells of one study only are listed, never
+dropped silently. Guard rails: two studies measured on different machines, with different
+meters or protocols are refused unless ``allow_differences``, and the summary says what differs.
+
+Accuracy: the candidate's minus the baseline's, with Newcombe's interval from the two stored
+Wilson (or bootstrap) intervals; "lower" when the whole interval is below zero.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from green_deploy.compare.verdicts import (
+    ALPHA,
+    DEFAULT_MARGIN,
+    IMPROVED,
+    INCONCLUSIVE,
+    REGRESSED,
+    CellVerdict,
+    verdicts,
+)
+from green_deploy.errors import ArtifactError, ConfigError
+
+MATCH_KEYS = ("model_id", "variant_id", "technique", "steps", "target", "batch_size", "device", "concurrency")
+# what must be the same for the J/inference of two studies to be comparable
+MEASURED_WITH = {
+    "machine": ("instance_type",),
+    "meters": ("cpu_source", "gpu_source", "dram_source"),
+    "protocol": ("protocol_hash",),
+}
+FAIL_ON = ("energy", "accuracy", "both", "none")
+
+
+@dataclass(frozen=True)
+class Study:
+    """One study's cells: ``cells[key] = (row, J/inference of each repetition)``."""
+
+    name: str
+    cells: Mapping[str, tuple[Mapping[str, Any], list[float]]]
+
+    @classmethod
+    def from_folder(cls, folder: Path | str) -> Study:
+        """The study stored in ``folder`` (its ``cells/`` from the evaluate pipeline)."""
+        from green_deploy.evaluate.store import StudyStore
+
+        folder = Path(folder)
+        if not (folder / "cells").is_dir():
+            raise ArtifactError(
+                f"{folder} holds no study (no cells/ folder); give a study folder such as "
+                "data/07_model_output/evaluate/default"
+            )
+        cells = {}
+        for stored in StudyStore(folder).cells():
+            row = stored["row"]
+            energies = [float(r["energy_per_item_j"]) for r in stored["repetitions"]]
+            cells[cell_key(row)] = (row, energies)
+        if not cells:
+            raise ArtifactError(f"{folder} holds no measured cell yet")
+        return cls(str(folder), cells)
+
+
+@dataclass(frozen=True)
+class StudyComparison:
+    """Everything ``compare`` reports."""
+
+    baseline: str
+    candidate: str
+    margin: float
+    alpha: float
+    verdicts: list[CellVerdict]
+    accuracy: dict[str, dict[str, Any]]
+    only_baseline: list[str]
+    only_candidate: list[str]
+    differences: dict[str, list[str]] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for verdict in self.verdicts:
+            counts[verdict.verdict] = counts.get(verdict.verdict, 0) + 1
+        return counts
+
+    def accuracy_lower(self) -> list[str]:
+        return [key for key, change in self.accuracy.items() if change["change"] == "lower"]
+
+    def failed(self, fail_on: str) -> bool:
+        """Whether CI should fail: a regressed cell (``energy``), a lower accuracy (``accuracy``)."""
+        energy = any(v.verdict == REGRESSED for v in self.verdicts)
+        accuracy = bool(self.accuracy_lower())
+        return {"energy": energy, "accuracy": accuracy, "both": energy or accuracy, "none": False}[fail_on]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{k: v for k, v in asdict(self).items() if k != "verdicts"},
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "counts": self.counts(),
+        }
+
+
+def cell_key(row: Mapping[str, Any]) -> str:
+    parts = []
+    for name in MATCH_KEYS:
+        value = row.get(name)
+        if name == "concurrency" and value in (None, 1):
+            continue
+        parts.append(f"{name}={'' if value is None else value}")
+    return " ".join(parts)
+
+
+def compare_studies(
+    baseline: Study,
+    candidate: Study,
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = ALPHA,
+    allow_differences: bool = False,
+) -> StudyComparison:
+    """Match the two studies' cells and give each matched cell its verdict; a ``ConfigError``
+    when they were measured differently and ``allow_differences`` is off."""
+    matched = sorted(set(baseline.cells) & set(candidate.cells))
+    if not matched:
+        raise ConfigError(
+            f"no cell of {candidate.name} matches one of {baseline.name} (by {', '.join(MATCH_KEYS)})"
+        )
+    differences = _differences(baseline, candidate, matched)
+    if differences and not allow_differences:
+        described = "; ".join(f"{what}: {', '.join(values)}" for what, values in differences.items())
+        raise ConfigError(
+            f"the studies were measured differently ({described}); their J/inference are not comparable. "
+            "Pass --allow-differences (compare.allow_differences) to compare them anyway."
+        )
+    cells = [(key, baseline.cells[key][1], candidate.cells[key][1]) for key in matched]
+    return StudyComparison(
+        baseline=baseline.name,
+        candidate=candidate.name,
+        margin=margin,
+        alpha=alpha,
+        verdicts=verdicts(cells, margin, alpha),
+        accuracy={key: accuracy_change(baseline.cells[key][0], candidate.cells[key][0]) for key in matched},
+        only_baseline=sorted(set(baseline.cells) - set(candidate.cells)),
+        only_candidate=sorted(set(candidate.cells) - set(baseline.cells)),
+        differences=differences,
+    )
+
+
+def accuracy_change(base: Mapping[str, Any], cand: Mapping[str, Any]) -> dict[str, Any]:
+    """Candidate minus baseline accuracy with Newcombe's interval from the two stored intervals."""
+    p1, l1, u1 = (float(base[k]) for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high"))
+    p2, l2, u2 = (float(cand[k]) for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high"))
+    difference = p2 - p1
+    low = difference - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2)
+    high = difference + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)
+    change = "lower" if high < 0 else "higher" if low > 0 else "unchanged"
+    return {
+        "difference": difference,
+        "low": low,
+        "high": high,
+        "change": change,
+        "metric": base.get("metric"),
+    }
+
+
+def markdown_summary(comparison: StudyComparison, limit: int = 15) -> str:
+    """A pull-request comment: the counts, then the cells that changed or could not be decided."""
+    counts = comparison.counts()
+    lines = [
+        f"### green-deploy compare: {comparison.candidate} against {comparison.baseline}",
+        "",
+        f"{len(comparison.verdicts)} matched cells: "
+        + ", ".join(f"{counts.get(v, 0)} {v}" for v in (REGRESSED, IMPROVED, "equivalent", INCONCLUSIVE))
+        + f" (J/inference, equivalence margin ±{comparison.margin:.0%}, Holm-adjusted at {comparison.alpha}).",
+    ]
+    lower = comparison.accuracy_lower()
+    lines.append(f"Accuracy lower in {len(lower)} cell(s)." if lower else "No cell's accuracy is lower.")
+    if comparison.only_baseline or comparison.only_candidate:
+        lines.append(
+            f"Not matched: {len(comparison.only_baseline)} cell(s) only in the baseline, "
+            f"{len(comparison.only_candidate)} only in the candidate (listed in the JSON)."
+        )
+    if comparison.differences:
+        lines.append(
+            "Measured differently (allowed): "
+            + "; ".join(f"{what}: {', '.join(values)}" for what, values in comparison.differences.items())
+        )
+    shown = [v for v in comparison.verdicts if v.verdict != "equivalent" or v.key in lower]
+    shown.sort(
+        key=lambda v: (
+            {REGRESSED: 0, IMPROVED: 1, INCONCLUSIVE: 2}.get(v.verdict, 3),
+            -abs(math.log(v.ratio)),
+        )
+    )
+    if shown:
+        lines += [
+            "",
+            "| cell | verdict | J/inference ratio [CI] | accuracy change (pp) | repetitions needed |",
+            "|---|---|---|---|---|",
+        ]
+        for verdict in shown[:limit]:
+            accuracy = comparison.accuracy[verdict.key]
+            lines.append(
+                f"| {verdict.key} | {verdict.verdict} | {verdict.ratio:.3f} [{verdict.ratio_low:.3f}, {verdict.ratio_high:.3f}] "
+                f"| {100 * accuracy['difference']:+.2f} ({accuracy['change']}) | {verdict.repetitions_needed or ''} |"
+            )
+        if len(shown) > limit:
+            lines.append(f"| ... {len(shown) - limit} more in the JSON | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(comparison: StudyComparison, folder: Path | str) -> tuple[Path, Path]:
+    """``compare.md`` and ``compare.json`` in ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    markdown, data = folder / "compare.md", folder / "compare.json"
+    markdown.write_text(markdown_summary(comparison))
+    data.write_text(json.dumps(comparison.to_dict(), indent=1, default=str))
+    return markdown, data
+
+
+def _differences(baseline: Study, candidate: Study, matched: Sequence[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for what, columns in MEASURED_WITH.items():
+        for column in columns:
+            before = {_measured_with(baseline.cells[k][0].get(column)) for k in matched}
+            after = {_measured_with(candidate.cells[k][0].get(column)) for k in matched}
+            if before != after:
+                found.setdefault(what, []).append(
+                    f"{column} {', '.join(sorted(before))} -> {', '.join(sorted(after))}"
+                )
+    return found
+
+
+def _measured_with(value: Any) -> str:
+    """A setting as compared: the in-process target names its process (``pid N``), not a machine."""
+    return re.sub(r"^pid \d+(, )?", "", str(value))
