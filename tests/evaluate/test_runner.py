@@ -294,3 +294,29 @@ def test_the_parent_run_ends_with_the_study_and_reopens_when_it_resumes(tmp_path
     assert client.get_run(tracker.parent_run_id).info.status == "RUNNING"
     resumed.finish(failed=True)
     assert client.get_run(tracker.parent_run_id).info.status == "FAILED"
+
+
+def test_the_machine_reference_is_measured_at_the_start_between_groups_and_at_the_end(study, tmp_path):
+    row, data, _ = study
+    rows = [row, {**row, "variant_id": "pt_other"}, {**row, "variant_id": "pt_third"}]
+    settings = StudySettings.parse(
+        {"targets": ["inprocess"], "batch_sizes": [1], "protocol": PROTOCOL, "reference_every": 2}
+    )
+    store = StudyStore(tmp_path / "study")
+    runner = StudyRunner(
+        settings, rows, {("inprocess", "cpu"): InProcessDeployer(idle_s=0.05)}, lambda _: data, store
+    )
+    assert runner.run(expand_cells(rows, settings)).measured == 3
+    references = store.references()
+    assert len(references) == 3  # before groups 1 and 3, and after the last
+    for reference in references:
+        assert reference["version"] == 1 and len(reference["energy_per_unit_j"]) >= 3
+        assert all(value > 0 for value in reference["energy_per_unit_j"])
+        assert (
+            reference["sources"].startswith("cpu: cpu_time_tdp_estimate") and reference["measured"] is False
+        )
+    again = StudyRunner(
+        settings, rows, {("inprocess", "cpu"): InProcessDeployer(idle_s=0.05)}, lambda _: data, store
+    )
+    assert again.run(expand_cells(rows, settings)).resumed == 3
+    assert len(store.references()) == 3  # nothing to measure: no reference either

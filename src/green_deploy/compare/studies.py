@@ -7,6 +7,10 @@ steps), target, batch size, device and concurrency; cells of one study only are 
 dropped silently. Guard rails: two studies measured on different machines, with different
 meters or protocols are refused unless ``allow_differences``, and the summary says what differs.
 
+Drift: each study's measurements of the machine's reference work (``evaluate.reference``) give
+how the machine moved between them; it is divided out of every ratio (``verdicts``), and the
+summary says so, or says that it could not be (a study measured before references existed).
+
 Accuracy: the candidate's minus the baseline's, with Newcombe's interval from the two stored
 Wilson (or bootstrap) intervals; "lower" when the whole interval is below zero.
 """
@@ -28,6 +32,7 @@ from green_deploy.compare.verdicts import (
     INCONCLUSIVE,
     REGRESSED,
     CellVerdict,
+    Drift,
     verdicts,
 )
 from green_deploy.errors import ArtifactError, ConfigError
@@ -44,14 +49,18 @@ FAIL_ON = ("energy", "accuracy", "both", "none")
 
 @dataclass(frozen=True)
 class Study:
-    """One study's cells: ``cells[key] = (row, J/inference of each repetition)``."""
+    """One study's cells: ``cells[key] = (row, J/inference of each repetition)``, and the J per
+    unit of the machine's reference work in each repetition of each time it was measured
+    (``evaluate.reference``, its current version only; empty for a study measured before)."""
 
     name: str
     cells: Mapping[str, tuple[Mapping[str, Any], list[float]]]
+    reference: list[float] = field(default_factory=list)
 
     @classmethod
     def from_folder(cls, folder: Path | str) -> Study:
         """The study stored in ``folder`` (its ``cells/`` from the evaluate pipeline)."""
+        from green_deploy.evaluate.reference import VERSION as REFERENCE_VERSION
         from green_deploy.evaluate.store import StudyStore
 
         folder = Path(folder)
@@ -67,7 +76,14 @@ class Study:
             cells[cell_key(row)] = (row, energies)
         if not cells:
             raise ArtifactError(f"{folder} holds no measured cell yet")
-        return cls(str(folder), cells)
+        store = StudyStore(folder)
+        reference = [
+            float(value)
+            for run in store.references()
+            if run["version"] == REFERENCE_VERSION
+            for value in run["energy_per_unit_j"]
+        ]
+        return cls(str(folder), cells, reference)
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,7 @@ class StudyComparison:
     only_baseline: list[str]
     only_candidate: list[str]
     differences: dict[str, list[str]] = field(default_factory=dict)
+    drift: dict[str, float] | None = None  # the machine's drift divided out: ratio and its 95% interval
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -139,17 +156,32 @@ def compare_studies(
             "Pass --allow-differences (compare.allow_differences) to compare them anyway."
         )
     cells = [(key, baseline.cells[key][1], candidate.cells[key][1]) for key in matched]
+    drift = machine_drift(baseline, candidate)
     return StudyComparison(
         baseline=baseline.name,
         candidate=candidate.name,
         margin=margin,
         alpha=alpha,
-        verdicts=verdicts(cells, margin, alpha),
+        verdicts=verdicts(cells, margin, alpha, drift),
         accuracy={key: accuracy_change(baseline.cells[key][0], candidate.cells[key][0]) for key in matched},
         only_baseline=sorted(set(baseline.cells) - set(candidate.cells)),
         only_candidate=sorted(set(candidate.cells) - set(baseline.cells)),
         differences=differences,
+        drift=None if drift is None else _described(drift),
     )
+
+
+def machine_drift(baseline: Study, candidate: Study) -> Drift | None:
+    """How the machine moved between the two studies, from their reference measurements; ``None``
+    where either study has fewer than two (measured before ``evaluate.reference`` existed)."""
+    if len(baseline.reference) < 2 or len(candidate.reference) < 2:
+        return None
+    return Drift.between(baseline.reference, candidate.reference)
+
+
+def _described(drift: Drift) -> dict[str, float]:
+    low, high = drift.interval()
+    return {"ratio": math.exp(drift.log_ratio), "low": low, "high": high}
 
 
 def accuracy_change(base: Mapping[str, Any], cand: Mapping[str, Any]) -> dict[str, Any]:
@@ -179,6 +211,18 @@ def markdown_summary(comparison: StudyComparison, limit: int = 15) -> str:
         + ", ".join(f"{counts.get(v, 0)} {v}" for v in (REGRESSED, IMPROVED, "equivalent", INCONCLUSIVE))
         + f" (J/inference, equivalence margin ±{comparison.margin:.0%}, Holm-adjusted at {comparison.alpha}).",
     ]
+    if comparison.drift is None:
+        lines.append(
+            "**Machine drift not separated**: a study lacks measurements of the reference work (measured "
+            "before `evaluate.reference` existed), so a change of the machine between the runs reads as a "
+            "change of every cell."
+        )
+    else:
+        d = comparison.drift
+        lines.append(
+            f"Machine drift divided out: the same reference work cost {d['ratio']:.3f}x "
+            f"[{d['low']:.3f}, {d['high']:.3f}] in the candidate's run."
+        )
     lower = comparison.accuracy_lower()
     lines.append(f"Accuracy lower in {len(lower)} cell(s)." if lower else "No cell's accuracy is lower.")
     if comparison.only_baseline or comparison.only_candidate:

@@ -13,6 +13,11 @@ each against the equivalence margin ``m`` (default 5%):
 - **inconclusive** otherwise, with the repetitions per study that would decide it (the normal
   approximation of each test's power at 80%, from the pooled spread of the log repetitions).
 
+Between-run drift: a shared machine's energy for the same work moves between runs, which the
+repetitions of one run cannot see. Each study measures a fixed reference work
+(``evaluate.reference``); the ratio of its energy between the studies (``Drift``) divides every
+cell's ratio, and its uncertainty is added to each cell's.
+
 Multiple comparisons: each family of p-values (regression, improvement, equivalence) over the
 cells of one comparison is adjusted by Holm's method, so the chance of any false "regressed"
 verdict among them stays at ``alpha`` when nothing changed. The verdicts know nothing of where
@@ -74,30 +79,83 @@ class CellVerdict:
 
 def log_tests(baseline: Sequence[float], candidate: Sequence[float], margin: float) -> LogTests:
     """Welch's tests of ``candidate`` against ``baseline`` repetitions (J/inference, > 0)."""
-    from scipy import stats
-
     a, b = np.log(np.asarray(baseline, float)), np.log(np.asarray(candidate, float))
     if len(a) < 2 or len(b) < 2:
         raise ValueError(f"each study needs at least 2 repetitions of a cell, got {len(a)} and {len(b)}")
     var_a, var_b = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     standard_error = math.sqrt(var_a + var_b)
-    log_ratio = float(b.mean() - a.mean())
-    if standard_error == 0.0:  # identical repetitions: the difference is known exactly
-        bound = math.log1p(margin)
-        exact = {True: 0.0, False: 1.0}
-        return LogTests(
-            len(a), len(b), log_ratio, 0.0, math.inf, 0.0,
-            exact[log_ratio > 0], exact[log_ratio < 0], exact[abs(log_ratio) < bound],
-        )  # fmt: skip
-    dof = (var_a + var_b) ** 2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
-    bound = math.log1p(margin)
-    t = stats.t(dof)
+    dof = (
+        (var_a + var_b) ** 2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
+        if standard_error > 0
+        else math.inf
+    )
     pooled_sd = math.sqrt(
         ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
     )
+    return _tests(len(a), len(b), float(b.mean() - a.mean()), standard_error, dof, pooled_sd, margin)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How the machine's energy per unit of the same reference work moved from the baseline
+    study to the candidate's (``evaluate.reference``), on the log scale, with its standard error
+    and degrees of freedom (Welch, over both studies' reference repetitions)."""
+
+    log_ratio: float
+    standard_error: float
+    degrees_of_freedom: float
+
+    @classmethod
+    def between(cls, baseline: Sequence[float], candidate: Sequence[float]) -> Drift:
+        test = log_tests(baseline, candidate, DEFAULT_MARGIN)
+        return cls(test.log_ratio, test.standard_error, test.degrees_of_freedom)
+
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        return _interval(
+            LogTests(0, 0, self.log_ratio, self.standard_error, self.degrees_of_freedom, 0, 0, 0, 0),
+            confidence,
+        )
+
+
+def without_drift(test: LogTests, drift: Drift, margin: float) -> LogTests:
+    """``test`` with the machine's drift divided out of its ratio and its uncertainty added
+    (Welch-Satterthwaite degrees of freedom for the sum of the two variances)."""
+    cell_var, drift_var = test.standard_error**2, drift.standard_error**2
+    standard_error = math.sqrt(cell_var + drift_var)
+    terms = [
+        v**2 / d
+        for v, d in ((cell_var, test.degrees_of_freedom), (drift_var, drift.degrees_of_freedom))
+        if v > 0
+    ]
+    dof = (cell_var + drift_var) ** 2 / sum(terms) if terms else math.inf
+    return _tests(
+        test.n_baseline,
+        test.n_candidate,
+        test.log_ratio - drift.log_ratio,
+        standard_error,
+        dof,
+        test.pooled_sd,
+        margin,
+    )
+
+
+def _tests(
+    n_a: int, n_b: int, log_ratio: float, standard_error: float, dof: float, pooled_sd: float, margin: float
+) -> LogTests:
+    """The one-sided and TOST p-values of a log ratio with its standard error."""
+    from scipy import stats
+
+    bound = math.log1p(margin)
+    if standard_error == 0.0:  # identical repetitions: the difference is known exactly
+        exact = {True: 0.0, False: 1.0}
+        return LogTests(
+            n_a, n_b, log_ratio, 0.0, math.inf, pooled_sd,
+            exact[log_ratio > 0], exact[log_ratio < 0], exact[abs(log_ratio) < bound],
+        )  # fmt: skip
+    t = stats.t(dof)
     return LogTests(
-        n_baseline=len(a),
-        n_candidate=len(b),
+        n_baseline=n_a,
+        n_candidate=n_b,
         log_ratio=log_ratio,
         standard_error=standard_error,
         degrees_of_freedom=dof,
@@ -126,12 +184,15 @@ def verdicts(
     cells: Sequence[tuple[str, Sequence[float], Sequence[float]]],
     margin: float = DEFAULT_MARGIN,
     alpha: float = ALPHA,
+    drift: Drift | None = None,
 ) -> list[CellVerdict]:
-    """A verdict for each ``(key, baseline repetitions, candidate repetitions)``; see the module
-    docstring for the rules."""
+    """A verdict for each ``(key, baseline repetitions, candidate repetitions)``, each ratio
+    divided by the machine's ``drift`` where the studies measured one; see the module docstring."""
     if not 0 < margin < 1:
         raise ValueError(f"the equivalence margin must be in (0, 1), got {margin}")
     tests = [log_tests(base, cand, margin) for _, base, cand in cells]
+    if drift is not None:
+        tests = [without_drift(test, drift, margin) for test in tests]
     regressed = holm([t.p_regressed for t in tests])
     improved = holm([t.p_improved for t in tests])
     equivalent = holm([t.p_equivalent for t in tests])

@@ -33,12 +33,14 @@ from green_deploy.deploy.base import Deployer, Deployment
 from green_deploy.deploy.local import LocalDeployer, teardown_all
 from green_deploy.deploy.runner import DeploySettings, build_deployers, recorded_deployments, variant_of
 from green_deploy.deploy.targets import DEFAULT_TARGET, DeployerOptions, cloud_targets, get_target
+from green_deploy.energy import EnergyMonitor
 from green_deploy.energy.carbon import (
     CarbonIntensity,
     footprint_per_1000,
     intensity_for_cloud,
     intensity_for_country,
 )
+from green_deploy.energy.sources import discover_sources
 from green_deploy.errors import ArtifactError, ConfigError, GreenDeployError
 from green_deploy.evaluate.accuracy import accuracy_key
 from green_deploy.evaluate.harness import (
@@ -53,6 +55,7 @@ from green_deploy.evaluate.harness import (
     summarize,
     warm_up,
 )
+from green_deploy.evaluate.reference import measure_reference
 from green_deploy.evaluate.store import StudyStore
 from green_deploy.evaluate.study import Cell, StudySettings, protocol_hash, variant_hash
 from green_deploy.evaluate.tracking import StudyTracker
@@ -254,8 +257,11 @@ class StudyRunner:
             len(pending),
         )
         bar = self.progress(total=len(pending), unit="cell") if self.progress and pending else None
+        reference = self._reference_meter() if pending and self.settings.reference_every else None
         try:
-            for group in plan(pending, self.settings.protocol.seed):
+            for index, group in enumerate(plan(pending, self.settings.protocol.seed)):
+                if reference is not None and index % self.settings.reference_every == 0:
+                    self._measure_reference(reference)
                 if bar is not None:
                     bar.set_postfix_str(f"{group.model_id}/{group.variant_id}", refresh=False)
                 try:
@@ -281,7 +287,28 @@ class StudyRunner:
         finally:
             if bar is not None:
                 bar.close()
+            if reference is not None:
+                self._measure_reference(reference)
+                reference.close()
         return outcome
+
+    # ---- the machine's reference ----------------------------------------------------------------
+    @staticmethod
+    def _reference_meter() -> EnergyMonitor:
+        """This process's CPU and DRAM sources, as a served variant's are (no GPU: the reference
+        is CPU work)."""
+        return EnergyMonitor(discover_sources(gpu=False))
+
+    def _measure_reference(self, monitor: EnergyMonitor) -> None:
+        """In windows as long as the cells' repetitions, as many as a cell takes at least."""
+        protocol = self.settings.protocol
+        run = measure_reference(monitor, max(3, protocol.min_repetitions), protocol.repetition_s)
+        self.store.save_reference(run.to_dict())
+        logger.info(
+            "machine reference: %.4g J per unit (%s)",
+            float(np.exp(np.mean(np.log(run.energy_per_unit_j)))),
+            run.sources,
+        )
 
     # ---- one variant --------------------------------------------------------------------------
     def _measure_group(self, group: Group, bar: Any) -> int:

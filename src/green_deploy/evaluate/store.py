@@ -1,7 +1,9 @@
 """The study's results on disk: one JSON file per measured cell and per accuracy pass.
 
-Cells belong to a study (``<work_dir>/<study>/cells/``); accuracy passes are keyed by what they
-depend on (``evaluate.accuracy.accuracy_key``), so studies share them (``<work_dir>/accuracy/``).
+Cells belong to a study (``<work_dir>/<study>/cells/``), and so do the measurements of the
+machine's reference work (``<study>/reference/``, ``evaluate.reference``); accuracy passes are
+keyed by what they depend on (``evaluate.accuracy.accuracy_key``), so studies share them
+(``<work_dir>/accuracy/``).
 
 A file is written whole (temporary file, fsync, rename) as soon as its measurement ends, so a
 run killed at any point (``kill -9`` included) leaves finished cells intact and no half cell;
@@ -16,6 +18,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 CELLS = "cells"
 ACCURACY = "accuracy"
+REFERENCE = "reference"
 
 
 class StudyStore:
@@ -56,6 +60,16 @@ class StudyStore:
 
     def save_accuracy(self, key: str, accuracy: dict[str, Any]) -> Path:
         return self._write(self.accuracy_dir / f"{key}.json", accuracy)
+
+    def save_reference(self, reference: dict[str, Any]) -> Path:
+        """One measurement of the machine's reference (``evaluate.reference``), named by when."""
+        return self._write(self.folder / REFERENCE / f"{time.time_ns()}.json", reference)
+
+    def references(self) -> list[dict[str, Any]]:
+        """Every readable reference measurement of the study, oldest first."""
+        paths = sorted((self.folder / REFERENCE).glob("*.json"))
+        found = (self._read(path, ("version", "energy_per_unit_j")) for path in paths)
+        return [reference for reference in found if reference is not None]
 
     def cells(self) -> list[dict[str, Any]]:
         """Every readable stored cell, oldest first."""

@@ -126,7 +126,9 @@ class StudySettings:
 
     Accuracy is scored on at most ``accuracy_max_items`` items of each evaluation split (a
     stratified subset drawn with ``accuracy_seed``; ``None``: whole splits), in requests of
-    ``accuracy_batch_size`` items; see ``evaluate.accuracy``.
+    ``accuracy_batch_size`` items; see ``evaluate.accuracy``. The machine's reference work
+    (``evaluate.reference``) is measured at the start of a run, after every ``reference_every``
+    groups of cells and at the end (0: never); it is not part of any cell's hash.
     """
 
     study: str = "default"
@@ -138,6 +140,7 @@ class StudySettings:
     accuracy_batch_size: int = 256
     accuracy_max_items: int | None = None
     accuracy_seed: int = 0
+    reference_every: int = 10
     country_iso: str = "DEU"
     price_per_kwh: float = 0.0
     work_dir: str = "data/07_model_output/evaluate"
@@ -218,6 +221,11 @@ class StudySettings:
             raise ConfigError(f"evaluate.batch_sizes must be integers >= 1, got {list(self.batch_sizes)}")
         if self.accuracy_batch_size < 1:
             raise ConfigError(f"evaluate.accuracy_batch_size must be >= 1, got {self.accuracy_batch_size}")
+        if self.reference_every < 0:
+            raise ConfigError(
+                f"evaluate.reference_every must be >= 0 (groups between two measurements of the machine's "
+                f"reference; 0: never), got {self.reference_every}"
+            )
         if self.accuracy_max_items is not None and self.accuracy_max_items < 1:
             raise ConfigError(
                 f"evaluate.accuracy_max_items must be >= 1, or null for whole splits; got {self.accuracy_max_items}"
