@@ -12,7 +12,7 @@ import pytest
 
 from green_deploy.compare.studies import Study, compare_studies, markdown_summary
 from green_deploy.compare.verdicts import EQUIVALENT, REGRESSED
-from green_deploy.errors import ConfigError
+from green_deploy.errors import ArtifactError, ConfigError
 from green_deploy.evaluate.reference import VERSION
 from green_deploy.evaluate.store import StudyStore
 
@@ -89,3 +89,29 @@ def test_unmatched_cells_are_listed_and_other_meters_refused_unless_allowed(tmp_
     with pytest.raises(ConfigError, match="measured differently.*cpu_source"):
         compare_studies(baseline, other)
     assert compare_studies(baseline, other, allow_differences=True).differences["meters"]
+
+
+def test_a_study_logged_to_mlflow_reads_back_as_its_folder_does(tmp_path):
+    from green_deploy.evaluate.tracking import StudyTracker
+
+    rng = np.random.default_rng(3)
+    folder = _study(tmp_path / "study", rng, 1.0)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = StudyTracker(uri, "green-deploy", "nightly", {"targets": "local"})
+    store = StudyStore(tmp_path / "study")
+    for index, stored in enumerate(store.cells()):
+        tracker.log_cell({**stored["row"], "config_hash": f"h{index}"}, stored["repetitions"])
+    for reference in store.references():
+        tracker.log_reference(reference)
+    tracker.finish()
+
+    for run in ("nightly", tracker.parent_run_id):
+        logged = Study.load(f"mlflow:{run}", uri)
+        assert logged.cells.keys() == folder.cells.keys()
+        for key, (row, energies) in logged.cells.items():
+            assert energies == pytest.approx(folder.cells[key][1])
+            assert row["cpu_source"] == ROW["cpu_source"] and row["protocol_hash"] == "p1"
+        assert sorted(logged.reference) == pytest.approx(sorted(folder.reference))
+        assert {v.verdict for v in compare_studies(folder, logged).verdicts} == {EQUIVALENT}
+    with pytest.raises(ArtifactError, match="no study run named 'weekly'"):
+        Study.load("mlflow:weekly", uri)

@@ -45,6 +45,7 @@ MEASURED_WITH = {
     "protocol": ("protocol_hash",),
 }
 FAIL_ON = ("energy", "accuracy", "both", "none")
+MLFLOW_PREFIX = "mlflow:"
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,25 @@ class Study:
             for value in run["energy_per_unit_j"]
         ]
         return cls(str(folder), cells, reference)
+
+    @classmethod
+    def from_mlflow(cls, tracking_uri: str, run: str) -> Study:
+        """The study logged under an MLflow parent run, given by its run id or its study name
+        (the ``green_deploy.study`` tag of a parent run of kind ``study``; the newest such)."""
+        from green_deploy.compare.mlflow_studies import read_study
+
+        name, rows, reference = read_study(tracking_uri, run)
+        cells = {cell_key(row): (row, energies) for row, energies in rows}
+        if not cells:
+            raise ArtifactError(f"MLflow run {run!r} at {tracking_uri} has no cell runs")
+        return cls(name, cells, reference)
+
+    @classmethod
+    def load(cls, where: str, tracking_uri: str) -> Study:
+        """A study folder, or ``mlflow:<parent run id or study name>`` in ``tracking_uri``."""
+        if where.startswith(MLFLOW_PREFIX):
+            return cls.from_mlflow(tracking_uri, where.removeprefix(MLFLOW_PREFIX))
+        return cls.from_folder(where)
 
 
 @dataclass(frozen=True)
@@ -125,12 +145,13 @@ class StudyComparison:
 
 
 def cell_key(row: Mapping[str, Any]) -> str:
+    """The matching key of a cell row (from a study folder, or MLflow's text parameters)."""
     parts = []
     for name in MATCH_KEYS:
-        value = row.get(name)
-        if name == "concurrency" and value in (None, 1):
+        value = "" if row.get(name) is None else str(row[name])
+        if name == "concurrency" and value in ("", "1"):
             continue
-        parts.append(f"{name}={'' if value is None else value}")
+        parts.append(f"{name}={value}")
     return " ".join(parts)
 
 

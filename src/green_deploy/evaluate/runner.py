@@ -304,6 +304,8 @@ class StudyRunner:
         protocol = self.settings.protocol
         run = measure_reference(monitor, max(3, protocol.min_repetitions), protocol.repetition_s)
         self.store.save_reference(run.to_dict())
+        if self.tracker is not None:
+            self.tracker.log_reference(run.to_dict())
         logger.info(
             "machine reference: %.4g J per unit (%s)",
             float(np.exp(np.mean(np.log(run.energy_per_unit_j)))),

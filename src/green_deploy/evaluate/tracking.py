@@ -45,7 +45,10 @@ PARAMS = (
     "accuracy_interval",
     "config_hash",
     "variant_hash",
+    "protocol_hash",
+    "instance_type",
 )
+REFERENCE_ARTIFACTS = "reference"  # the parent run's folder of the machine's reference measurements
 _MAX_PARAM_CHARS = 6000
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
@@ -103,6 +106,13 @@ class StudyTracker:
         """End the parent run (FINISHED, or FAILED when some cells could not be measured); a
         later run of the same study opens it again."""
         self.client.set_terminated(self.parent_run_id, status="FAILED" if failed else "FINISHED")
+
+    def log_reference(self, reference: Mapping[str, Any]) -> None:
+        """One measurement of the machine's reference work, as an artifact of the parent run."""
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / f"{time.time_ns()}.json"
+            path.write_text(json.dumps(dict(reference), default=str))
+            self.client.log_artifact(self.parent_run_id, str(path), REFERENCE_ARTIFACTS)
 
     def logged_cells(self) -> set[str]:
         """The cell hashes that already have a run under the study's parent."""
