@@ -52,8 +52,8 @@ def run(ctx: click.Context, verbose: bool, **kwargs: Any) -> None:
 
 
 @cli.command(name="compare")
-@click.argument("baseline", type=click.Path(path_type=Path))
-@click.argument("candidate", type=click.Path(path_type=Path))
+@click.argument("baseline")
+@click.argument("candidate")
 @click.option(
     "--margin", default=0.05, show_default=True, help="equivalence margin on J/inference (0.05: ±5%)"
 )
@@ -75,22 +75,34 @@ def run(ctx: click.Context, verbose: bool, **kwargs: Any) -> None:
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("data/08_reporting/compare"), show_default=True
 )
+@click.option(
+    "--tracking-uri",
+    default="sqlite:///mlflow.db",
+    show_default=True,
+    help="where mlflow:<run> studies are read from",
+)
 def compare(
-    baseline: Path,
-    candidate: Path,
+    baseline: str,
+    candidate: str,
     margin: float,
     alpha: float,
     fail_on: str,
     allow_differences: bool,
     out: Path,
+    tracking_uri: str,
 ) -> None:
-    """Compare two study folders (data/07_model_output/evaluate/<study>) cell by cell: improved,
-    equivalent, regressed or inconclusive; writes compare.md and compare.json."""
+    """Compare two studies cell by cell: improved, equivalent, regressed or inconclusive, the
+    machine's drift between the runs divided out; writes compare.md and compare.json. A study is
+    a folder (data/07_model_output/evaluate/<study>) or mlflow:<parent run id or study name>."""
     from green_deploy.compare.studies import Study, compare_studies, write_outputs
 
     try:
         comparison = compare_studies(
-            Study.from_folder(baseline), Study.from_folder(candidate), margin, alpha, allow_differences
+            Study.load(baseline, tracking_uri),
+            Study.load(candidate, tracking_uri),
+            margin,
+            alpha,
+            allow_differences,
         )
     except GreenDeployError as error:
         click.secho(f"{type(error).__name__}: {error}", fg="red", err=True)

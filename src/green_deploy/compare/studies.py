@@ -35,7 +35,7 @@ from green_deploy.compare.verdicts import (
     Drift,
     verdicts,
 )
-from green_deploy.errors import ArtifactError, ConfigError
+from green_deploy.errors import ArtifactError, ConfigError, GreenDeployError
 
 MATCH_KEYS = ("model_id", "variant_id", "technique", "steps", "target", "batch_size", "device", "concurrency")
 # what must be the same for the J/inference of two studies to be comparable
@@ -142,6 +142,45 @@ class StudyComparison:
             "verdicts": [v.to_dict() for v in self.verdicts],
             "counts": self.counts(),
         }
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """``compare`` in ``parameters_compare.yml``: the two studies (a study folder, or
+    ``mlflow:<parent run id or study name>``), the equivalence margin, the tests' level, what
+    fails the run (``FAIL_ON``), whether studies measured differently may be compared, and where
+    the Markdown and JSON go."""
+
+    baseline: str | None = None
+    candidate: str | None = None
+    margin: float = DEFAULT_MARGIN
+    alpha: float = ALPHA
+    fail_on: str = "both"
+    allow_differences: bool = False
+    out: str = "data/08_reporting/compare"
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None) -> CompareSettings:
+        from green_deploy.config import parse_settings
+
+        settings = parse_settings(cls, raw or {}, "compare")
+        if not settings.baseline or not settings.candidate:
+            raise ConfigError(
+                "compare.baseline and compare.candidate name the two studies: a study folder "
+                "(data/07_model_output/evaluate/<study>) or mlflow:<parent run id or study name>, e.g. "
+                '`kedro run --pipeline=compare --params "compare.baseline=mlflow:main,compare.candidate=mlflow:pr-42"`'
+            )
+        if settings.fail_on not in FAIL_ON:
+            raise ConfigError(f"compare.fail_on must be one of {list(FAIL_ON)}, got {settings.fail_on!r}")
+        if not 0 < settings.margin < 1 or not 0 < settings.alpha < 0.5:
+            raise ConfigError(
+                f"compare.margin must be in (0, 1) and compare.alpha in (0, 0.5); got {settings.margin}, {settings.alpha}"
+            )
+        return settings
+
+
+class RegressionFound(GreenDeployError):
+    """The candidate regressed where ``fail_on`` says it must not (``kedro run`` exits 1)."""
 
 
 def cell_key(row: Mapping[str, Any]) -> str:
