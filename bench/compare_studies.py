@@ -78,7 +78,23 @@ def main() -> None:
                 else ". No reference in one of the studies."
             )
         )
-        lines += ["", markdown_summary(comparison, limit=40), ""]
+        counts: dict[str, dict[str, int]] = {}
+        for verdict in comparison.verdicts:
+            framework = str(baseline.cells[verdict.key][0].get("framework"))
+            counts.setdefault(framework, {}).setdefault(verdict.verdict, 0)
+            counts[framework][verdict.verdict] += 1
+        lines += [
+            "",
+            "Verdicts by framework: "
+            + "; ".join(
+                f"{framework}: " + ", ".join(f"{n} {verdict}" for verdict, n in sorted(c.items()))
+                for framework, c in sorted(counts.items())
+            )
+            + ".",
+            "",
+            markdown_summary(comparison, limit=25),
+            "",
+        ]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.md").write_text("\n".join(lines))
     sys.stdout.write("\n".join(lines) + "\n")

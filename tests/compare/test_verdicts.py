@@ -74,3 +74,24 @@ def test_holm_adjusts_step_down_and_keeps_the_order():
         verdicts([("c", [1.0, 1.1], [1.0, 1.1])], margin=0.0)
     with pytest.raises(ValueError, match="at least 2 repetitions"):
         verdicts([("c", [1.0], [1.0, 1.1])])
+
+
+def test_cells_that_move_between_runs_are_not_called_changed_but_a_large_change_still_is():
+    """20 cells, each moved by its own ~10% between runs (tight repetitions cannot see it), and
+    three cells really doubled: the scatter is estimated from the cells despite the three, and
+    only the three are regressed."""
+    from green_deploy.compare.verdicts import between_run_scatter
+
+    rng = np.random.default_rng(5)
+    cells = []
+    for i in range(20):
+        base = _repetitions(rng, 0.01, 0.01, 6)
+        moved = 0.01 * np.exp(rng.normal(0, 0.1)) * (2.0 if i < 3 else 1.0)
+        cells.append((f"c{i:02d}", base, _repetitions(rng, moved, 0.01, 6)))
+    scatter = between_run_scatter(cells)
+    assert 0.05 < scatter < 0.2
+    found = {v.key for v in verdicts(cells, scatter=scatter) if v.verdict == REGRESSED}
+    assert found == {"c00", "c01", "c02"}
+    without = {v.key for v in verdicts(cells) if v.verdict == REGRESSED}
+    assert len(without) > 3  # the scatter alone reads as changes when ignored
+    assert between_run_scatter(cells[:5]) is None  # too few cells to tell

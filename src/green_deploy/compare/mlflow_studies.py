@@ -56,11 +56,11 @@ def read_study(
             path = client.download_artifacts(child.info.run_id, "repetitions.json", folder)
             repetitions = json.loads(Path(path).read_text())
             cells.append((_row(child), [float(r["energy_per_item_j"]) for r in repetitions]))
-        reference = []
+        reference: list[list[float]] = []
         for artifact in client.list_artifacts(parent_id, REFERENCE_ARTIFACTS):
             stored = json.loads(Path(client.download_artifacts(parent_id, artifact.path, folder)).read_text())
             if stored.get("version") == REFERENCE_VERSION:
-                reference.extend(float(v) for v in stored["energy_per_unit_j"])
+                reference.append([float(v) for v in stored["energy_per_unit_j"]])
     return name, cells, reference
 
 

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from green_deploy.compare.verdicts import (
     ALPHA,
     DEFAULT_MARGIN,
@@ -33,6 +35,7 @@ from green_deploy.compare.verdicts import (
     REGRESSED,
     CellVerdict,
     Drift,
+    between_run_scatter,
     verdicts,
 )
 from green_deploy.errors import ArtifactError, ConfigError, GreenDeployError
@@ -51,12 +54,12 @@ MLFLOW_PREFIX = "mlflow:"
 @dataclass(frozen=True)
 class Study:
     """One study's cells: ``cells[key] = (row, J/inference of each repetition)``, and the J per
-    unit of the machine's reference work in each repetition of each time it was measured
+    unit of the machine's reference work, the repetitions of each time it was measured
     (``evaluate.reference``, its current version only; empty for a study measured before)."""
 
     name: str
     cells: Mapping[str, tuple[Mapping[str, Any], list[float]]]
-    reference: list[float] = field(default_factory=list)
+    reference: list[list[float]] = field(default_factory=list)
 
     @classmethod
     def from_folder(cls, folder: Path | str) -> Study:
@@ -79,10 +82,9 @@ class Study:
             raise ArtifactError(f"{folder} holds no measured cell yet")
         store = StudyStore(folder)
         reference = [
-            float(value)
+            [float(value) for value in run["energy_per_unit_j"]]
             for run in store.references()
             if run["version"] == REFERENCE_VERSION
-            for value in run["energy_per_unit_j"]
         ]
         return cls(str(folder), cells, reference)
 
@@ -120,6 +122,7 @@ class StudyComparison:
     only_candidate: list[str]
     differences: dict[str, list[str]] = field(default_factory=dict)
     drift: dict[str, float] | None = None  # the machine's drift divided out: ratio and its 95% interval
+    scatter: float | None = None  # cells' between-run scatter (log-scale sd) added to every cell
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -217,26 +220,43 @@ def compare_studies(
         )
     cells = [(key, baseline.cells[key][1], candidate.cells[key][1]) for key in matched]
     drift = machine_drift(baseline, candidate)
+    scatter = between_run_scatter(cells, drift)
     return StudyComparison(
         baseline=baseline.name,
         candidate=candidate.name,
         margin=margin,
         alpha=alpha,
-        verdicts=verdicts(cells, margin, alpha, drift),
+        verdicts=verdicts(cells, margin, alpha, drift, scatter),
         accuracy={key: accuracy_change(baseline.cells[key][0], candidate.cells[key][0]) for key in matched},
         only_baseline=sorted(set(baseline.cells) - set(candidate.cells)),
         only_candidate=sorted(set(candidate.cells) - set(baseline.cells)),
         differences=differences,
         drift=None if drift is None else _described(drift),
+        scatter=scatter,
     )
 
 
 def machine_drift(baseline: Study, candidate: Study) -> Drift | None:
-    """How the machine moved between the two studies, from their reference measurements; ``None``
-    where either study has fewer than two (measured before ``evaluate.reference`` existed)."""
-    if len(baseline.reference) < 2 or len(candidate.reference) < 2:
+    """How the machine moved between the two studies: Welch on the medians of their reference
+    measurements, each study's outliers left out (beyond 3 robust deviations from its median: a
+    measurement disturbed by a burst of other work in the process, e.g. at a run's start);
+    ``None`` where either study keeps fewer than two (measured before ``evaluate.reference``)."""
+    kept = [_typical(study.reference) for study in (baseline, candidate)]
+    if any(len(values) < 2 for values in kept):
         return None
-    return Drift.between(baseline.reference, candidate.reference)
+    return Drift.between(kept[0], kept[1])
+
+
+def _typical(measurements: list[list[float]]) -> list[float]:
+    """Each measurement's median, without those beyond 3 robust deviations of the study's median."""
+    medians = np.array([float(np.median(m)) for m in measurements if m])
+    if len(medians) < 3:
+        return medians.tolist()
+    logs = np.log(medians)
+    deviation = 1.4826 * float(np.median(np.abs(logs - np.median(logs))))
+    if deviation == 0:
+        return medians.tolist()
+    return medians[np.abs(logs - np.median(logs)) <= 3 * deviation].tolist()
 
 
 def _described(drift: Drift) -> dict[str, float]:
@@ -282,6 +302,13 @@ def markdown_summary(comparison: StudyComparison, limit: int = 15) -> str:
         lines.append(
             f"Machine drift divided out: the same reference work cost {d['ratio']:.3f}x "
             f"[{d['low']:.3f}, {d['high']:.3f}] in the candidate's run."
+        )
+    if comparison.scatter is None:
+        lines.append("Between-run scatter of single cells: not estimated (fewer than 8 matched cells).")
+    else:
+        lines.append(
+            f"Single cells move between runs by ±{100 * math.expm1(comparison.scatter):.1f}% (one sd) beyond "
+            "their repetitions, estimated from the matched cells: added to every cell's interval."
         )
     lower = comparison.accuracy_lower()
     lines.append(f"Accuracy lower in {len(lower)} cell(s)." if lower else "No cell's accuracy is lower.")

@@ -16,7 +16,10 @@ each against the equivalence margin ``m`` (default 5%):
 Between-run drift: a shared machine's energy for the same work moves between runs, which the
 repetitions of one run cannot see. Each study measures a fixed reference work
 (``evaluate.reference``); the ratio of its energy between the studies (``Drift``) divides every
-cell's ratio, and its uncertainty is added to each cell's.
+cell's ratio, and its uncertainty is added to each cell's. Beyond a shared drift, single cells
+also move between runs more than their repetitions show (a server started anew, other tenants):
+that scatter is estimated robustly from the comparison's own cells (``between_run_scatter``)
+and added to every cell's variance, so a cell is called changed only beyond it.
 
 Multiple comparisons: each family of p-values (regression, improvement, equivalence) over the
 cells of one comparison is adjusted by Holm's method, so the chance of any false "regressed"
@@ -139,6 +142,42 @@ def without_drift(test: LogTests, drift: Drift, margin: float) -> LogTests:
     )
 
 
+MIN_CELLS_FOR_SCATTER = 8
+
+
+def between_run_scatter(
+    cells: Sequence[tuple[str, Sequence[float], Sequence[float]]], drift: Drift | None = None
+) -> float | None:
+    """How much cells move between two runs beyond what their repetitions show (a standard
+    deviation on the log scale): the robust spread of the cells' log ratios (1.4826 x their
+    median absolute deviation, so changed cells barely move it) minus the typical within-run
+    variance; 0 when the repetitions explain the spread; ``None`` with fewer than
+    ``MIN_CELLS_FOR_SCATTER`` cells. It is not centred away: a change of every cell stays a change."""
+    if len(cells) < MIN_CELLS_FOR_SCATTER:
+        return None
+    tests = [log_tests(base, cand, DEFAULT_MARGIN) for _, base, cand in cells]
+    ratios = np.array([t.log_ratio - (drift.log_ratio if drift else 0.0) for t in tests])
+    spread = 1.4826 * float(np.median(np.abs(ratios - np.median(ratios))))
+    within = float(np.median([t.standard_error**2 for t in tests]))
+    return math.sqrt(max(0.0, spread**2 - within))
+
+
+def with_scatter(test: LogTests, scatter: float, n_cells: int, margin: float) -> LogTests:
+    """``test`` with the between-run scatter's variance added (estimated from ``n_cells`` cells)."""
+    cell_var, scatter_var = test.standard_error**2, scatter**2
+    terms = [v**2 / d for v, d in ((cell_var, test.degrees_of_freedom), (scatter_var, n_cells - 1)) if v > 0]
+    dof = (cell_var + scatter_var) ** 2 / sum(terms) if terms else math.inf
+    return _tests(
+        test.n_baseline,
+        test.n_candidate,
+        test.log_ratio,
+        math.sqrt(cell_var + scatter_var),
+        dof,
+        test.pooled_sd,
+        margin,
+    )
+
+
 def _tests(
     n_a: int, n_b: int, log_ratio: float, standard_error: float, dof: float, pooled_sd: float, margin: float
 ) -> LogTests:
@@ -185,14 +224,19 @@ def verdicts(
     margin: float = DEFAULT_MARGIN,
     alpha: float = ALPHA,
     drift: Drift | None = None,
+    scatter: float | None = None,
 ) -> list[CellVerdict]:
     """A verdict for each ``(key, baseline repetitions, candidate repetitions)``, each ratio
-    divided by the machine's ``drift`` where the studies measured one; see the module docstring."""
+    divided by the machine's ``drift`` where the studies measured one, and the ``scatter`` of
+    cells between runs (``between_run_scatter``) added to each cell's variance; see the module
+    docstring."""
     if not 0 < margin < 1:
         raise ValueError(f"the equivalence margin must be in (0, 1), got {margin}")
     tests = [log_tests(base, cand, margin) for _, base, cand in cells]
     if drift is not None:
         tests = [without_drift(test, drift, margin) for test in tests]
+    if scatter:
+        tests = [with_scatter(test, scatter, len(cells), margin) for test in tests]
     regressed = holm([t.p_regressed for t in tests])
     improved = holm([t.p_improved for t in tests])
     equivalent = holm([t.p_equivalent for t in tests])
