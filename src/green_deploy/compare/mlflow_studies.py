@@ -20,9 +20,9 @@ SOURCE_TAG = re.compile(r"energy\.(\w+)\.source")
 
 def read_study(
     tracking_uri: str, run: str
-) -> tuple[str, list[tuple[dict[str, Any], list[float]]], list[float]]:
-    """(a name for the study, each cell's row and J/inference repetitions, the reference's J per
-    unit repetitions of the current version)."""
+) -> tuple[str, list[tuple[dict[str, Any], list[float]]], list[list[float]]]:
+    """(a name for the study, each cell's row and J/inference repetitions, the repetitions of
+    each measurement of the reference work of the current version)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
