@@ -309,19 +309,23 @@ def windows(meters: list[Meter], window_s: float, count: int) -> dict[str, dict[
     """``count`` chained windows of about ``window_s``, every meter taking every edge in an order
     rotated at each edge (so no meter always goes last): per meter, (joules, seconds) of each window,
     the seconds being those between the middles of its two edge calls, what each closing edge call
-    cost the measured thread, and for the edge-corrected counter its uncertainty after each edge."""
+    cost the measured thread, and for the edge-corrected counter its uncertainty after each edge.
+    A lead-in window comes first and is not recorded: the meters' first edges (Zeus's and
+    CodeCarbon's hold the interpreter for tens of ms) disturb the load itself (on an H100 every
+    meter read its first window 4.5-12% low: bench/results/energy_validation_h100.md)."""
     records: dict[str, dict[str, Any]] = {meter.name: {"windows": [], "edge_costs_s": []} for meter in meters}
     previous_at: dict[str, float] = {}
+    for meter in meters:
+        meter.edge()
     for index in range(count + 1):
-        if index:
-            time.sleep(window_s)
+        time.sleep(window_s)
         shift = index % len(meters)
         for meter in meters[shift:] + meters[:shift]:
             before = time.perf_counter()
             joules = meter.edge()
             after = time.perf_counter()
             at, record = 0.5 * (before + after), records[meter.name]
-            if joules is not None:
+            if joules is not None and index:  # index 0 closes the lead-in window
                 record["windows"].append((joules, at - previous_at[meter.name]))
                 record["edge_costs_s"].append(after - before)
             previous_at[meter.name] = at

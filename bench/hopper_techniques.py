@@ -226,11 +226,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             except (NotApplicable, RuntimeError, ValueError) as error:
                 row["error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
             record["variants"][variant] = row
+            results["models"][name] = record
+            write(results, args.out)  # after every variant: a call cut off at its limit keeps what it measured
             logger.info("%s/%s: %s", name, variant, json.dumps(row, default=str)[:600])
             model = None
             torch.cuda.empty_cache()
-        results["models"][name] = record
-        write(results, args.out)
     return results
 
 

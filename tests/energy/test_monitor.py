@@ -160,6 +160,19 @@ def test_discovery_prefers_the_nvml_counter_and_keeps_estimates_as_fallback(tmp_
     assert measurement.component("cpu").source.startswith("cpu_time_tdp_estimate")
 
 
+def test_discovery_takes_the_edge_corrected_counter_where_the_counter_moves(tmp_path):
+    from green_deploy.energy.sources.nvml import NvmlEdgeCorrectedCounter
+    from tests.energy.fake_pynvml import SteppedNVML
+
+    sources = discover_sources(nvml=SteppedNVML([(0.0, 300.0)]), powercap_root=tmp_path)
+    try:
+        assert isinstance(sources[0], NvmlEdgeCorrectedCounter) and sources[0].measured
+    finally:
+        sources[0].close()
+    plain = discover_sources(nvml=SteppedNVML([(0.0, 300.0)]), powercap_root=tmp_path, edge_corrected=False)
+    assert isinstance(plain[0], NvmlEnergyCounter)  # a server's choice: no polling thread
+
+
 def test_meters_failing_mid_run_degrade_to_the_next_source_never_to_zero(tmp_path):
     """The issue's rule, on the real sources: NVML breaks, a RAPL file vanishes, mid-study."""
     from tests.energy.sources.fake_powercap import FakePowercap

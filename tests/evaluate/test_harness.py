@@ -51,7 +51,7 @@ def test_the_gpu_counter_is_read_around_each_repetition_and_added_to_the_server_
         meter.close()
     row = summarize(measurement)
     assert (row["gpu_source"], row["gpu_measured"], row["gpu_window"]) == (
-        "nvml_energy_counter",
+        "nvml_counter_edge_corrected",
         True,
         "repetition",
     )

@@ -154,14 +154,19 @@ class RepetitionMeter:
 
     @classmethod
     def open(cls, idle_s: float, nvml: Any | None = None) -> RepetitionMeter | None:
-        """The meter, or ``None`` where this machine has no NVML energy counter."""
+        """The meter, or ``None`` where this machine has no NVML energy counter: the edge-corrected
+        counter (``discover_sources``' choice), else the plain one."""
         from green_deploy.energy.sources.base import SourceUnavailableError
-        from green_deploy.energy.sources.nvml import NvmlEnergyCounter
+        from green_deploy.energy.sources.nvml import NvmlEdgeCorrectedCounter, NvmlEnergyCounter
 
+        counter: NvmlEdgeCorrectedCounter | NvmlEnergyCounter
         try:
-            counter = NvmlEnergyCounter(nvml=nvml)
+            counter = NvmlEdgeCorrectedCounter(nvml=nvml)
         except SourceUnavailableError:
-            return None
+            try:
+                counter = NvmlEnergyCounter(nvml=nvml)
+            except SourceUnavailableError:
+                return None
         monitor = EnergyMonitor([counter])
         monitor.measure_idle(max(idle_s, cls.MIN_IDLE_S))
         return cls(monitor)
