@@ -81,6 +81,27 @@ def bfloat16_with(
     return CastInputs(model, torch.bfloat16)
 
 
+def int8_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 codes of ``weight`` (out, in) and one float32 scale per output channel."""
+    weight = weight.detach().float()
+    scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    return (weight / scale[:, None]).round().clamp(-127, 127).to(torch.int8), scale
+
+
+def copy_bias(layer: nn.Module, linear: nn.Linear, dtype: torch.dtype) -> None:
+    """``linear``'s bias into ``layer``'s, in ``dtype`` (both have one, or neither)."""
+    bias = layer.bias
+    if linear.bias is not None and isinstance(bias, torch.Tensor):
+        bias.data.copy_(linear.bias.detach().to(dtype))
+
+
+def runs_here(quantized: nn.Module, inputs: torch.Tensor) -> None:
+    """Two inputs through ``quantized`` on its device: a kernel that refuses its shapes raises
+    here, while the variant is built, not when it is served."""
+    with torch.inference_mode():
+        quantized(inputs[:2])
+
+
 def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1])
 
@@ -143,8 +164,7 @@ class Float8Linear(nn.Module):
         layer.weight_fp8.copy_((weight / weight_scale).clamp(-FP8_MAX, FP8_MAX).to(FP8))
         layer.weight_scale.fill_(weight_scale)
         layer.input_scale.fill_(max(input_amax, 1e-12) / FP8_MAX)
-        if linear.bias is not None and layer.bias is not None:
-            layer.bias.data.copy_(linear.bias.detach().to(dtype))
+        copy_bias(layer, linear, dtype)
         return layer
 
     def on_device(self, device: str) -> None:
@@ -195,12 +215,10 @@ class Int8WeightOnlyLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, dtype: torch.dtype, kernel: str) -> Int8WeightOnlyLinear:
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, dtype, kernel)
-        weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-        layer.weight_int8.copy_((weight / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
+        codes, scale = int8_per_channel(linear.weight)
+        layer.weight_int8.copy_(codes)
         layer.weight_scale.copy_(scale.to(dtype))
-        if linear.bias is not None and layer.bias is not None:
-            layer.bias.data.copy_(linear.bias.detach().to(dtype))
+        copy_bias(layer, linear, dtype)
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -238,12 +256,10 @@ class Int8DynamicLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, dtype: torch.dtype) -> Int8DynamicLinear:
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, dtype)
-        weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-        layer.weight_int8_t.copy_((weight / scale[:, None]).round().clamp(-127, 127).to(torch.int8).t())
+        codes, scale = int8_per_channel(linear.weight)
+        layer.weight_int8_t.copy_(codes.t())
         layer.weight_scale.copy_(scale)
-        if linear.bias is not None and layer.bias is not None:
-            layer.bias.data.copy_(linear.bias.detach().to(dtype))
+        copy_bias(layer, linear, dtype)
         return layer
 
     def on_device(self, device: str) -> None:
@@ -304,8 +320,7 @@ class Int4WeightOnlyLinear(nn.Module):
         zero = low + 8 * scale
         table = torch.stack([scale.squeeze(-1), zero.squeeze(-1)], dim=-1).transpose(0, 1)
         layer.scales_and_zeros.copy_(table.to(torch.bfloat16))
-        if linear.bias is not None and layer.bias is not None:
-            layer.bias.data.copy_(linear.bias.detach().to(torch.bfloat16))
+        copy_bias(layer, linear, torch.bfloat16)
         return layer
 
     def codes(self) -> torch.Tensor:

@@ -47,15 +47,14 @@ class Int8Dynamic:
     def apply(self, model: Any, settings: Mapping[str, Any], context: OptimizationContext) -> OptimizedModel:
         import torch
 
-        from green_deploy.optimize.quantized_linear import eligible_linears
+        from green_deploy.optimize.quantized_linear import eligible_linears, runs_here
 
         s = self.settings(settings)
         layers = eligible_linears(model, s.keep_output_layer, TILE, TILE)
         if not layers:
             raise NotApplicable("no Linear layer with both widths divisible by 8 for the int8 matmul kernel")
         quantized = int8_dynamic_structure(copy.deepcopy(model), layers).eval()
-        with torch.inference_mode():  # the kernel takes these shapes here (raises where it does not)
-            quantized(torch.as_tensor(context.calibration_x[:2]).to(device_of(model)))
+        runs_here(quantized, torch.as_tensor(context.calibration_x[:2]).to(device_of(model)))
         return OptimizedModel(
             "torch",
             "pytorch",

@@ -77,7 +77,7 @@ class WeightOnly:
     def apply(self, model: Any, settings: Mapping[str, Any], context: OptimizationContext) -> OptimizedModel:
         import torch
 
-        from green_deploy.optimize.quantized_linear import eligible_linears
+        from green_deploy.optimize.quantized_linear import eligible_linears, runs_here
 
         s = self.settings(settings)
         if s.bits == 8:
@@ -99,8 +99,7 @@ class WeightOnly:
                 f"{INT8_TILE if s.bits == 8 else max(INT4_IN_TILE, s.group_size)})"
             )
         quantized = weight_only_structure(copy.deepcopy(model), layers, s).eval()
-        with torch.inference_mode():  # the kernels take these shapes here (raises where they do not)
-            quantized(torch.as_tensor(context.calibration_x[:2]).to(device_of(model)))
+        runs_here(quantized, torch.as_tensor(context.calibration_x[:2]).to(device_of(model)))
         return OptimizedModel(
             "torch",
             "pytorch",
