@@ -203,8 +203,8 @@ def test_a_default_kedro_run_neither_deploys_nor_undeploys():
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=300
     ).stdout.splitlines()
     assert out[-2] == (
-        "['__default__', 'deploy', 'estimate', 'evaluate', 'optimize', 'search', 'simulate', 'tradeoff', 'undeploy', "
-        "'zoo']"
+        "['__default__', 'compare', 'deploy', 'estimate', 'evaluate', 'optimize', 'search', 'simulate', 'tradeoff', "
+        "'undeploy', 'zoo']"
     )
     assert out[-1] == "['evaluate', 'optimize', 'tradeoff', 'zoo']"
 
