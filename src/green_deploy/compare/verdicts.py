@@ -114,32 +114,12 @@ class Drift:
         return cls(test.log_ratio, test.standard_error, test.degrees_of_freedom)
 
     def interval(self, confidence: float = 0.95) -> tuple[float, float]:
-        return _interval(
-            LogTests(0, 0, self.log_ratio, self.standard_error, self.degrees_of_freedom, 0, 0, 0, 0),
-            confidence,
-        )
+        return _interval(self.log_ratio, self.standard_error, self.degrees_of_freedom, confidence)
 
 
 def without_drift(test: LogTests, drift: Drift, margin: float) -> LogTests:
-    """``test`` with the machine's drift divided out of its ratio and its uncertainty added
-    (Welch-Satterthwaite degrees of freedom for the sum of the two variances)."""
-    cell_var, drift_var = test.standard_error**2, drift.standard_error**2
-    standard_error = math.sqrt(cell_var + drift_var)
-    terms = [
-        v**2 / d
-        for v, d in ((cell_var, test.degrees_of_freedom), (drift_var, drift.degrees_of_freedom))
-        if v > 0
-    ]
-    dof = (cell_var + drift_var) ** 2 / sum(terms) if terms else math.inf
-    return _tests(
-        test.n_baseline,
-        test.n_candidate,
-        test.log_ratio - drift.log_ratio,
-        standard_error,
-        dof,
-        test.pooled_sd,
-        margin,
-    )
+    """``test`` with the machine's drift divided out of its ratio and its uncertainty added."""
+    return _widened(test, drift.log_ratio, drift.standard_error**2, drift.degrees_of_freedom, margin)
 
 
 MIN_CELLS_FOR_SCATTER = 8
@@ -164,15 +144,21 @@ def between_run_scatter(
 
 def with_scatter(test: LogTests, scatter: float, n_cells: int, margin: float) -> LogTests:
     """``test`` with the between-run scatter's variance added (estimated from ``n_cells`` cells)."""
-    cell_var, scatter_var = test.standard_error**2, scatter**2
-    terms = [v**2 / d for v, d in ((cell_var, test.degrees_of_freedom), (scatter_var, n_cells - 1)) if v > 0]
-    dof = (cell_var + scatter_var) ** 2 / sum(terms) if terms else math.inf
+    return _widened(test, 0.0, scatter**2, n_cells - 1, margin)
+
+
+def _widened(test: LogTests, shift: float, variance: float, dof: float, margin: float) -> LogTests:
+    """``test`` with ``shift`` taken off its log ratio and an independent ``variance`` (known to
+    ``dof`` degrees of freedom) added to its own (Welch-Satterthwaite for the sum)."""
+    cell_var = test.standard_error**2
+    terms = [v**2 / d for v, d in ((cell_var, test.degrees_of_freedom), (variance, dof)) if v > 0]
+    total_dof = (cell_var + variance) ** 2 / sum(terms) if terms else math.inf
     return _tests(
         test.n_baseline,
         test.n_candidate,
-        test.log_ratio,
-        math.sqrt(cell_var + scatter_var),
-        dof,
+        test.log_ratio - shift,
+        math.sqrt(cell_var + variance),
+        total_dof,
         test.pooled_sd,
         margin,
     )
@@ -252,7 +238,8 @@ def verdicts(
             verdict = IMPROVED
         else:
             verdict = INCONCLUSIVE
-        low, high = _interval(test, 1 - 2 * alpha if verdict == EQUIVALENT else 1 - alpha)
+        confidence = 1 - 2 * alpha if verdict == EQUIVALENT else 1 - alpha
+        low, high = _interval(test.log_ratio, test.standard_error, test.degrees_of_freedom, confidence)
         results.append(
             CellVerdict(
                 key=key,
@@ -287,10 +274,11 @@ def repetitions_needed(test: LogTests, margin: float, alpha: float, power: float
     return max(2, math.ceil(2 * (z * test.pooled_sd / distance) ** 2))
 
 
-def _interval(test: LogTests, confidence: float) -> tuple[float, float]:
+def _interval(log_ratio: float, standard_error: float, dof: float, confidence: float) -> tuple[float, float]:
+    """The ratio's two-sided ``confidence`` interval (Student's t on the log scale)."""
     from scipy import stats
 
-    if test.standard_error == 0.0:
-        return math.exp(test.log_ratio), math.exp(test.log_ratio)
-    half = stats.t(test.degrees_of_freedom).ppf(0.5 + confidence / 2) * test.standard_error
-    return math.exp(test.log_ratio - half), math.exp(test.log_ratio + half)
+    if standard_error == 0.0:
+        return math.exp(log_ratio), math.exp(log_ratio)
+    half = stats.t(dof).ppf(0.5 + confidence / 2) * standard_error
+    return math.exp(log_ratio - half), math.exp(log_ratio + half)

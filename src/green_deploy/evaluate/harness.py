@@ -157,16 +157,12 @@ class RepetitionMeter:
         """The meter, or ``None`` where this machine has no NVML energy counter: the edge-corrected
         counter (``discover_sources``' choice), else the plain one."""
         from green_deploy.energy.sources.base import SourceUnavailableError
-        from green_deploy.energy.sources.nvml import NvmlEdgeCorrectedCounter, NvmlEnergyCounter
+        from green_deploy.energy.sources.nvml import open_energy_counter
 
-        counter: NvmlEdgeCorrectedCounter | NvmlEnergyCounter
         try:
-            counter = NvmlEdgeCorrectedCounter(nvml=nvml)
+            counter = open_energy_counter(nvml)
         except SourceUnavailableError:
-            try:
-                counter = NvmlEnergyCounter(nvml=nvml)
-            except SourceUnavailableError:
-                return None
+            return None
         monitor = EnergyMonitor([counter])
         monitor.measure_idle(max(idle_s, cls.MIN_IDLE_S))
         return cls(monitor)

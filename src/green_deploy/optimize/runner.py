@@ -162,8 +162,6 @@ def _check_metric(b: _Baselines, runtime: str, model: Any, devices: tuple[str, .
         return None
     x, y, pairs = b.check
     metrics, _ = evaluate(b.entry.task, _predictor(runtime, model, device), x, y, pairs)
-    if device != "cpu":
-        get_runtime(runtime).predictor(model, device="cpu")  # back where the next technique expects it
     return metrics[b.entry.metric]
 
 

@@ -30,18 +30,19 @@ def discover_sources(
     labelled estimates, which stay open as the fallback when a meter fails mid-run.
     """
     from green_deploy.energy.sources.estimate import CpuTimeEstimate, RamEstimate
-    from green_deploy.energy.sources.nvml import NvmlEdgeCorrectedCounter, NvmlEnergyCounter, NvmlPowerSampler
+    from green_deploy.energy.sources.nvml import NvmlPowerSampler, open_energy_counter
     from green_deploy.energy.sources.rapl import available_rapl_sources
 
     sources: list[EnergySource] = []
     if gpu:
-        counters = (NvmlEdgeCorrectedCounter, NvmlEnergyCounter) if edge_corrected else (NvmlEnergyCounter,)
-        for source_class in (*counters, NvmlPowerSampler):
+        try:
+            sources.append(open_energy_counter(nvml, edge_corrected))
+        except SourceUnavailableError as no_counter:
+            logger.info("no NVML energy counter: %s", no_counter)
             try:
-                sources.append(source_class(nvml=nvml))
-                break
+                sources.append(NvmlPowerSampler(nvml=nvml))
             except SourceUnavailableError as reason:
-                logger.info("%s not available: %s", source_class.name, reason)
+                logger.info("%s not available: %s", NvmlPowerSampler.name, reason)
     sources.extend(available_rapl_sources(powercap_root))
     sources.extend([CpuTimeEstimate(), RamEstimate()])
     logger.info("energy sources: %s", ", ".join(f"{s.name} ({s.component})" for s in sources))

@@ -223,6 +223,24 @@ class NvmlEdgeCorrectedCounter:
         self._nvml.nvmlShutdown()
 
 
+def open_energy_counter(
+    nvml: Any | None = None, edge_corrected: bool = True
+) -> NvmlEdgeCorrectedCounter | NvmlEnergyCounter:
+    """The best energy counter of this machine's GPUs: edge-corrected, else plain (a counter that
+    does not move within a second, or ``edge_corrected=False``); ``SourceUnavailableError`` with
+    every reason where there is none."""
+    classes: tuple[type[NvmlEdgeCorrectedCounter] | type[NvmlEnergyCounter], ...] = (
+        (NvmlEdgeCorrectedCounter, NvmlEnergyCounter) if edge_corrected else (NvmlEnergyCounter,)
+    )
+    reasons = []
+    for source_class in classes:
+        try:
+            return source_class(nvml=nvml)
+        except SourceUnavailableError as reason:
+            reasons.append(f"{source_class.name}: {reason}")
+    raise SourceUnavailableError("; ".join(reasons))
+
+
 class NvmlPowerSampler:
     """GPU energy integrated from power samples in a background thread (trapezoid rule).
 

@@ -18,7 +18,6 @@ fine-tune that keeps the pattern (masks through ``torch.nn.utils.prune.custom_fr
 from __future__ import annotations
 
 import copy
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +26,6 @@ from green_deploy.config import parse_settings
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel
 from green_deploy.optimize.finetune import finetune_on_context
-
-logger = logging.getLogger(__name__)
 
 GROUP, KEEP = 4, 2
 
