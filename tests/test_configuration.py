@@ -115,3 +115,34 @@ def test_reading_names_for_the_pipelines_leaves_the_runs_globals_alone():
     # kedro run finds its pipelines (and reads these names) before it resolves its parameters
     assert loader["parameters"]["zoo"]["models_dir"] == "data/full/06_models/zoo"
     assert loader["catalog"]["variants"]["filepath"] == "data/full/07_model_output/variants.parquet"
+
+
+def test_the_gpu_environment_is_its_four_realistic_models_and_every_gpu_technique(monkeypatch):
+    from green_deploy.pipelines.configured import zoo_model_ids
+    from green_deploy.zoo.spec import configured_models, parse_entry
+
+    parameters = _parameters("gpu")
+    models = configured_models(parameters["zoo"]["models"])
+    assert sorted(models) == ["bert_base", "gpt2_code", "resnet50", "vit_b16"]
+    assert all(
+        parse_entry(m, raw).family == "huggingface" and "random weights" in raw["source"]
+        for m, raw in models.items()
+    )
+    monkeypatch.setenv("KEDRO_ENV", "gpu")
+    assert zoo_model_ids(CONF.parent) == sorted(models)  # the pipelines get nodes for these alone
+    declared = parse_variants(parameters["optimize"]["variants"])
+    only = [declared[v] for v in parameters["optimize"]["only"]]
+    techniques = {step.technique for variant in only for step in variant.steps}
+    assert {
+        "fp8",
+        "weight_only",
+        "int8_dynamic",
+        "cuda_graph",
+        "semi_structured_sparsity",
+        "half_precision",
+    } <= techniques
+    assert parameters["evaluate"]["devices"] == ["cuda"] and parameters["evaluate"]["batch_sizes"] == [
+        1,
+        32,
+        256,
+    ]

@@ -8,6 +8,8 @@ driver mid-run. The same source code then runs against the real ``pynvml`` on th
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 
 class NVMLError(Exception):
     pass
@@ -22,6 +24,7 @@ class FakeNVML:
         self.counter_supported = counter_supported
         self.broken = False
         self.initialised = 0
+        self.memory_used_bytes = [512 << 20] * n_devices  # the driver's own reserve on an idle GPU
 
     # the pynvml functions green-deploy uses
     def nvmlInit(self) -> None:
@@ -49,6 +52,12 @@ class FakeNVML:
         if self.broken:
             raise NVMLError("GPU is lost")
         return round(self.power_w[handle] * 1000)
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
+        if self.broken:
+            raise NVMLError("GPU is lost")
+        used = self.memory_used_bytes[handle]
+        return SimpleNamespace(total=80 << 30, used=used, free=(80 << 30) - used)
 
     # test controls
     def advance(self, seconds: float) -> None:

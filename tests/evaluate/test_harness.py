@@ -65,6 +65,46 @@ def test_the_gpu_counter_is_read_around_each_repetition_and_added_to_the_server_
     for repetition in measurement.repetitions:
         assert repetition.component_energy_j["gpu"] == pytest.approx(200.0 * repetition.duration_s, rel=0.1)
     assert row["active_energy_per_item_j"] is None  # the in-process worker measured no idle here
+    assert row["gpu_memory_peak_bytes"] == 0  # nothing was loaded onto the fake GPU
+
+
+def test_the_cell_keeps_the_gpu_memory_its_model_holds_above_the_study_start(tiny, monkeypatch):
+    monkeypatch.setattr(RepetitionMeter, "MIN_IDLE_S", 0.1)
+    nvml = RunningNVML(power_w=50.0)
+    meter = RepetitionMeter.open(0.0, nvml=nvml)  # 512 MiB in use before any model
+    assert meter is not None
+    sizes = iter([3 << 30, 5 << 30, 4 << 30])  # the allocator grows, then gives some back
+
+    class Growing(InProcessDeployer):
+        def predict(self, deployment, inputs):
+            nvml.memory_used_bytes[0] = (512 << 20) + next(sizes, 4 << 30)
+            return super().predict(deployment, inputs)
+
+    deployer = Growing(gpu_energy=False)
+    deployment = deployer.deploy(tiny.variant)
+    try:
+        protocol = ProtocolSettings(repetition_s=0.0, min_repetitions=3, max_repetitions=3)
+        measurement = measure_cell(
+            Client(deployer, deployment, 256), batches(np.asarray(tiny.batch), 2, 0), protocol, meter=meter
+        )
+    finally:
+        deployer.teardown(deployment)
+        meter.close()
+    assert [r.gpu_memory_bytes for r in measurement.repetitions] == [3 << 30, 5 << 30, 4 << 30]
+    assert summarize(measurement)["gpu_memory_peak_bytes"] == 5 << 30
+
+
+def test_without_a_gpu_meter_no_gpu_memory_is_claimed(tiny):
+    deployer = InProcessDeployer(gpu_energy=False)
+    deployment = deployer.deploy(tiny.variant)
+    try:
+        protocol = ProtocolSettings(repetition_s=0.0, min_repetitions=2, max_repetitions=2)
+        measurement = measure_cell(
+            Client(deployer, deployment, 256), batches(np.asarray(tiny.batch), 2, 0), protocol
+        )
+    finally:
+        deployer.teardown(deployment)
+    assert summarize(measurement)["gpu_memory_peak_bytes"] is None
 
 
 class SilentDeployer(InProcessDeployer):

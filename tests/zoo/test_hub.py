@@ -87,3 +87,64 @@ def test_every_configured_hub_entry_has_a_known_architecture():
         config = AutoConfig.for_model(entry.model_type, **entry.config_overrides)
         sizes[model_id] = config.model_type
     assert {"resnet50", "vit_b16", "bert_base", "codet5_small"} <= set(sizes)
+
+
+@pytest.mark.parametrize("domain", ["nlp", "cv"])
+def test_an_architecture_folder_is_an_own_model_with_random_weights_that_says_so(tmp_path, domain):
+    """What the GPU study measures where no weights can be had: the folder loads through the
+    own-model path with its own head as wide as the classes, and says its weights are random."""
+    import json
+
+    from green_deploy.zoo.families.huggingface import FAMILY
+    from green_deploy.zoo.hub import RANDOM_WEIGHTS, save_architecture_folder
+
+    tokenizer_dir = tmp_path / "tokenizer"
+    _word_piece_tokenizer(tokenizer_dir)
+    if domain == "nlp":
+        entry = _entry(architecture_only=True, model_type="bert", config_overrides=TINY_BERT)
+        examples = ["a short text", "another"]
+    else:
+        tiny_vit = {
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        }
+        entry = parse_hub_entry(
+            "vit",
+            {"repo_id": "google/vit-base-patch16-224", "auto_class": "AutoModelForImageClassification",
+             "domain": "cv", "task": "classification", "model_type": "vit", "architecture_only": True,
+             "config_overrides": tiny_vit},
+        )  # fmt: skip
+        examples = [np.zeros((28, 28), np.uint8), np.full((28, 28), 200, np.uint8)]
+    folder = save_architecture_folder(entry, tmp_path / "model", ["x", "y", "z", "w"], tokenizer_dir)
+    assert json.loads((folder / "config.json").read_text())["green_deploy_weights"] == RANDOM_WEIGHTS
+    arch = (
+        {"path": str(folder), "head": "present", "max_length": 8}
+        if domain == "nlp"
+        else {"path": str(folder)}
+    )
+    model = FAMILY.build_torch(arch, 4)
+    assert FAMILY.uses_folder_head(arch, 4)
+    with torch.inference_mode():
+        logits = model(torch.as_tensor(FAMILY.encode(examples, arch)))
+    assert logits.shape == (2, 4)
+    again = save_architecture_folder(entry, tmp_path / "again", ["x", "y", "z", "w"], tokenizer_dir)
+    assert (again / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()  # seeded
+
+
+def test_a_text_architecture_needs_a_tokenizer(tmp_path):
+    from green_deploy.zoo.hub import save_architecture_folder
+
+    entry = _entry(architecture_only=True, model_type="bert", config_overrides=TINY_BERT)
+    with pytest.raises(ConfigError, match="tokenizer"):
+        save_architecture_folder(entry, tmp_path / "model", ["x", "y"])
+
+
+def _word_piece_tokenizer(folder: Path) -> None:
+    from transformers import BertTokenizerFast
+
+    folder.mkdir()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "short", "text", "another"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(str(folder))

@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 
 from green_deploy.errors import ConfigError, ModelNotFoundError
-from green_deploy.zoo.spec import dataset_settings, parse_entry, require_known_models, select_entry
+from green_deploy.zoo.spec import (
+    configured_models,
+    dataset_settings,
+    parse_entry,
+    require_known_models,
+    select_entry,
+)
 
 ENTRY = {
     "domain": "nlp",
@@ -89,3 +95,12 @@ def test_an_unknown_model_id_is_named_and_a_hub_id_gets_the_route_that_studies_i
         require_known_models("evaluate.models", ["typo"], zoo)
     with pytest.raises(ModelNotFoundError, match=r"\['bert_base'\] are zoo.hub entries.*family: huggingface"):
         require_known_models("deploy.models", ["bert_base"], zoo)
+
+
+def test_an_environment_removes_a_model_by_setting_it_to_null():
+    models = {"a": ENTRY, "b": None}
+    assert list(configured_models(models)) == ["a"]
+    with pytest.raises(ModelNotFoundError, match=r"'b' is not in zoo.models .*set to null.*known: a$"):
+        select_entry(models, "b")
+    with pytest.raises(ModelNotFoundError, match=r"unknown model\(s\) \['b'\]; known: \['a'\]"):
+        require_known_models("evaluate.models", ["b"], {"models": models})

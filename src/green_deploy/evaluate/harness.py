@@ -108,6 +108,7 @@ class Repetition:
     component_energy_j: dict[str, float]
     latencies_s: tuple[float, ...] = field(repr=False)
     server_energy_j: float | None = None
+    gpu_memory_bytes: int | None = None  # at the repetition's end (``RepetitionMeter``)
 
     @property
     def server_energy_per_item_j(self) -> float | None:
@@ -149,8 +150,18 @@ class RepetitionMeter:
 
     MIN_IDLE_S = 2.0
 
-    def __init__(self, monitor: EnergyMonitor) -> None:
+    def __init__(self, monitor: EnergyMonitor, counter: Any | None = None) -> None:
         self.monitor = monitor
+        self._counter = counter
+        self._memory_origin_bytes = counter.memory_used_bytes() if counter is not None else 0
+
+    def gpu_memory_bytes(self) -> int | None:
+        """GPU memory in use now above what was in use when the meter opened (before the study
+        loaded a model): the served model's weights, activations, the CUDA context and PyTorch's
+        cache; ``None`` where the counter cannot tell."""
+        if self._counter is None:
+            return None
+        return max(self._counter.memory_used_bytes() - self._memory_origin_bytes, 0)
 
     @classmethod
     def open(cls, idle_s: float, nvml: Any | None = None) -> RepetitionMeter | None:
@@ -165,7 +176,7 @@ class RepetitionMeter:
             return None
         monitor = EnergyMonitor([counter])
         monitor.measure_idle(max(idle_s, cls.MIN_IDLE_S))
-        return cls(monitor)
+        return cls(monitor, counter)
 
     def close(self) -> None:
         self.monitor.close()
@@ -395,10 +406,12 @@ def measure_repetition(
             components[name] = components.get(name, 0.0) + float(component["energy_j"])
     readings: list[Any] = []
     server_energy_j = None
+    gpu_memory_bytes = None
     if meter is not None:
         window = meter.monitor.end_window("repetition", n_items)
         client.warnings.update(window.warnings)
         readings.extend(window.components)
+        gpu_memory_bytes = meter.gpu_memory_bytes()
     if server_meter is not None:
         window = server_meter.monitor.end_window("repetition", n_items)
         server_energy_j = window.total_energy_j
@@ -429,6 +442,7 @@ def measure_repetition(
         component_energy_j=components,
         latencies_s=tuple(latency for _, _, latency in sent),
         server_energy_j=server_energy_j,
+        gpu_memory_bytes=gpu_memory_bytes,
     )
 
 
@@ -515,6 +529,9 @@ def summarize(measurement: CellMeasurement) -> dict[str, Any]:
         ),
         "server_energy_measured": bool(measurement.server_sources)
         and all(s.measured for s in measurement.server_sources.values()),
+        "gpu_memory_peak_bytes": max(
+            (r.gpu_memory_bytes for r in reps if r.gpu_memory_bytes is not None), default=None
+        ),
     }
     for component in COMPONENTS:
         source = measurement.sources.get(component)

@@ -55,7 +55,7 @@ from green_deploy.evaluate.harness import (
     summarize,
     warm_up,
 )
-from green_deploy.evaluate.reference import measure_reference
+from green_deploy.evaluate.reference import measure_gpu_floor, measure_reference
 from green_deploy.evaluate.store import StudyStore
 from green_deploy.evaluate.study import Cell, StudySettings, protocol_hash, variant_hash
 from green_deploy.evaluate.tracking import StudyTracker
@@ -238,6 +238,7 @@ class StudyRunner:
         self.deploy_work_dir = Path(deploy_work_dir)
         self.progress = progress
         self.meter = meter
+        self._gpu_floor_pj_per_flop: float | None = None  # the latest floor measured in this run
         self._data: dict[str, EvaluationSet] = {}
 
     def run(self, cells: Sequence[Cell]) -> StudyOutcome:
@@ -258,10 +259,13 @@ class StudyRunner:
         )
         bar = self.progress(total=len(pending), unit="cell") if self.progress and pending else None
         reference = self._reference_meter() if pending and self.settings.reference_every else None
+        on_gpu = reference is not None and self.meter is not None and any(c.device != "cpu" for c in pending)
         try:
             for index, group in enumerate(plan(pending, self.settings.protocol.seed)):
                 if reference is not None and index % self.settings.reference_every == 0:
                     self._measure_reference(reference)
+                    if on_gpu:
+                        self._measure_gpu_floor()
                 if bar is not None:
                     bar.set_postfix_str(f"{group.model_id}/{group.variant_id}", refresh=False)
                 try:
@@ -290,6 +294,8 @@ class StudyRunner:
             if reference is not None:
                 self._measure_reference(reference)
                 reference.close()
+            if on_gpu:
+                self._measure_gpu_floor()
         return outcome
 
     # ---- the machine's reference ----------------------------------------------------------------
@@ -311,6 +317,17 @@ class StudyRunner:
             float(np.exp(np.mean(np.log(run.energy_per_unit_j)))),
             run.sources,
         )
+
+    def _measure_gpu_floor(self) -> None:
+        """The GPU's bf16 matmul floor, read by the cells' own counter, beside the reference: each
+        cell's GPU pJ/FLOP reads as a multiple of it (``gpu_pj_per_flop``), and it moves with the GPU."""
+        assert self.meter is not None
+        floor = measure_gpu_floor(self.meter.monitor, max(3, self.settings.protocol.min_repetitions))
+        self._gpu_floor_pj_per_flop = float(np.median(floor.pj_per_flop))
+        self.store.save_gpu_floor(floor.to_dict())
+        if self.tracker is not None:
+            self.tracker.log_gpu_floor(floor.to_dict(), len(self.store.gpu_floors()))
+        logger.info("GPU bf16 matmul floor: %.3f pJ/FLOP (%s)", self._gpu_floor_pj_per_flop, floor.source)
 
     # ---- one variant --------------------------------------------------------------------------
     def _measure_group(self, group: Group, bar: Any) -> int:
@@ -487,6 +504,9 @@ class StudyRunner:
             "accuracy_n_items": accuracy.n_items,
             "accuracy_split_items": accuracy.n_split_items,
             **figures,
+            **self._per_flop(
+                figures.get("gpu_energy_per_item_j"), row.get("baseline_macs") or row.get("macs")
+            ),
             "carbon_g_per_1000": footprint.carbon_g_per_1000,
             "cost_per_1000": footprint.cost_per_1000,
             "facility_energy_per_1000_j": footprint.facility_energy_per_1000_j,
@@ -496,6 +516,20 @@ class StudyRunner:
             "price_per_kwh": footprint.price_per_kwh,
             "instance_hour_price": footprint.instance_hour_price,
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+    def _per_flop(self, gpu_energy_j: float | None, macs: Any) -> dict[str, float | None]:
+        """The cell's GPU energy per FLOP of the model as built (its baseline's 2 x MACs, so every
+        variant of a model is divided by the same work), and as a multiple of the floor measured
+        in this run; ``None`` for a cell with no GPU counter or no counted MACs."""
+        if gpu_energy_j is None or not macs or self._gpu_floor_pj_per_flop is None:
+            return {"gpu_pj_per_flop": None, "gpu_floor_pj_per_flop": None, "gpu_floor_multiple": None}
+        pj_per_flop = 1e12 * float(gpu_energy_j) / (2.0 * float(macs))
+        floor = self._gpu_floor_pj_per_flop
+        return {
+            "gpu_pj_per_flop": pj_per_flop,
+            "gpu_floor_pj_per_flop": floor,
+            "gpu_floor_multiple": pj_per_flop / floor,
         }
 
     def _log_unlogged(self) -> None:

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 CELLS = "cells"
 ACCURACY = "accuracy"
 REFERENCE = "reference"
+GPU_FLOOR = "gpu_floor"
 
 
 class StudyStore:
@@ -70,6 +71,17 @@ class StudyStore:
         paths = sorted((self.folder / REFERENCE).glob("*.json"))
         found = (self._read(path, ("version", "energy_per_unit_j")) for path in paths)
         return [reference for reference in found if reference is not None]
+
+    def save_gpu_floor(self, floor: dict[str, Any]) -> Path:
+        """One measurement of the GPU's bf16 matmul floor (``evaluate.reference.FloorRun``)."""
+        return self._write(self.folder / GPU_FLOOR / f"{time.time_ns()}.json", floor)
+
+    def gpu_floors(self) -> list[dict[str, Any]]:
+        """Every readable floor measurement of the study, oldest first."""
+        paths = sorted((self.folder / GPU_FLOOR).glob("*.json"))
+        return [
+            floor for floor in (self._read(path, ("pj_per_flop",)) for path in paths) if floor is not None
+        ]
 
     def cells(self) -> list[dict[str, Any]]:
         """Every readable stored cell, oldest first."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 import tempfile
 import time
 from collections.abc import Mapping
@@ -113,6 +114,16 @@ class StudyTracker:
             path = Path(folder) / f"{time.time_ns()}.json"
             path.write_text(json.dumps(dict(reference), default=str))
             self.client.log_artifact(self.parent_run_id, str(path), REFERENCE_ARTIFACTS)
+
+    def log_gpu_floor(self, floor: Mapping[str, Any], step: int) -> None:
+        """The GPU's bf16 matmul floor as a metric of the parent run (one step per measurement)."""
+        from mlflow.entities import Metric
+
+        median = statistics.median(float(v) for v in floor["pj_per_flop"])
+        now_ms = int(time.time() * 1000)
+        self.client.log_batch(
+            self.parent_run_id, metrics=[Metric("gpu_matmul_floor_pj_per_flop", median, now_ms, step)]
+        )
 
     def logged_cells(self) -> set[str]:
         """The cell hashes that already have a run under the study's parent."""

@@ -103,7 +103,9 @@ def runs_here(quantized: nn.Module, inputs: torch.Tensor) -> None:
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(-1, x.shape[-1])
+    """(rows, features), row-major: the low-precision kernels refuse a strided view (a pooler's
+    ``hidden_states[:, 0]``)."""
+    return x.reshape(-1, x.shape[-1]).contiguous()
 
 
 def _to_fp8(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

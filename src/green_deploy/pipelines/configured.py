@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 from kedro.framework.project import settings
 
+from green_deploy.zoo.spec import configured_models
+
 
 def project_parameters(project_path: Path | None = None) -> dict[str, Any]:
     """The base and run environment's parameters files merged key by key (interpolations left as
@@ -46,4 +48,4 @@ def _merged(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any
 
 
 def zoo_model_ids(project_path: Path | None = None) -> list[str]:
-    return sorted(project_parameters(project_path).get("zoo", {}).get("models", {}))
+    return sorted(configured_models(project_parameters(project_path).get("zoo", {}).get("models")))

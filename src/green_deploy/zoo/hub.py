@@ -138,3 +138,50 @@ def select_hub_entry(hub: Mapping[str, Any], model_id: str) -> HubEntry:
     if model_id not in hub:
         raise ModelNotFoundError(f"{model_id!r} is not in zoo.hub; known: {', '.join(sorted(hub))}")
     return parse_hub_entry(model_id, hub[model_id])
+
+
+RANDOM_WEIGHTS = "random (architecture only)"
+CLASSIFIERS = {"cv": "AutoModelForImageClassification", "nlp": "AutoModelForSequenceClassification"}
+
+
+def save_architecture_folder(
+    entry: HubEntry, folder: Path, classes: list[str], tokenizer_dir: Path | None = None, seed: int = 0
+) -> Path:
+    """``entry``'s architecture as a classifier of ``classes`` with random weights, saved in the
+    hub's layout (``config.json``, safetensors, the tokenizer of ``tokenizer_dir`` or an image
+    processor for 224x224 images), so the own-model path (``family: huggingface``) studies it at
+    its real size where its weights cannot be had. ``config.json`` says ``green_deploy_weights:
+    random (architecture only)``: what the model predicts is chance, so its accuracy says
+    nothing; its energy, latency and memory are the architecture's."""
+    import torch
+
+    image = entry.domain == "cv"
+    if not image and tokenizer_dir is None:
+        raise ConfigError(f"{entry.model_id}: a text model's folder needs a tokenizer (tokenizer_dir)")
+    config = _architecture_config(entry)
+    config.num_labels = len(classes)
+    config.id2label = dict(enumerate(classes))
+    config.label2id = {name: index for index, name in enumerate(classes)}
+    config.green_deploy_weights = RANDOM_WEIGHTS
+    folder.mkdir(parents=True, exist_ok=True)
+    if image:
+        from transformers import ViTImageProcessor
+
+        ViTImageProcessor(size={"height": 224, "width": 224}).save_pretrained(str(folder))
+    else:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        config.pad_token_id = tokenizer.pad_token_id  # GPT-2 class models have none of their own
+        tokenizer.save_pretrained(str(folder))
+    torch.manual_seed(seed)
+    model = _auto_class(CLASSIFIERS["cv" if image else "nlp"]).from_config(config)
+    model.save_pretrained(str(folder))
+    logger.info(
+        "%s: %s with random weights, %.1f M parameters, saved in %s",
+        entry.model_id,
+        type(model).__name__,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        folder,
+    )
+    return folder

@@ -98,19 +98,29 @@ def dataset_settings(datasets: Mapping[str, Any], entry: ZooEntry) -> dict[str, 
     return {**dict(datasets.get(entry.dataset) or {}), **entry.dataset_options}
 
 
+def configured_models(models: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``zoo.models`` without the entries an environment removed by setting them to ``null``
+    (parameters merge key by key, so that is how e.g. ``conf/gpu`` leaves the base zoo out)."""
+    return {model_id: entry for model_id, entry in (models or {}).items() if entry is not None}
+
+
 def select_entry(models: Mapping[str, Any], model_id: str) -> ZooEntry:
     """One entry by id, with the known ids in the error when it is not there."""
-    if model_id not in models:
+    known = configured_models(models)
+    if model_id not in known:
+        removed = " (set to null by the environment in use)" if model_id in models else ""
         raise ModelNotFoundError(
-            f"{model_id!r} is not in zoo.models (conf/base/parameters_zoo.yml); known: {', '.join(sorted(models))}"
+            f"{model_id!r} is not in zoo.models (conf/base/parameters_zoo.yml){removed}; "
+            f"known: {', '.join(sorted(known))}"
         )
-    return parse_entry(model_id, models[model_id])
+    return parse_entry(model_id, known[model_id])
 
 
 def require_known_models(where: str, model_ids: Iterable[str], zoo: Mapping[str, Any]) -> None:
     """Refuse model ids that are not zoo models, pointing a ``zoo.hub`` id (which sizes the GPU
     benches, and no pipeline builds) to the route that studies it."""
-    unknown = sorted(set(model_ids) - set(zoo.get("models") or {}))
+    known = configured_models(zoo.get("models"))
+    unknown = sorted(set(model_ids) - set(known))
     if not unknown:
         return
     hub = [model_id for model_id in unknown if model_id in (zoo.get("hub") or {})]
@@ -120,6 +130,4 @@ def require_known_models(where: str, model_ids: Iterable[str], zoo: Mapping[str,
         if hub
         else ""
     )
-    raise ModelNotFoundError(
-        f"{where} names unknown model(s) {unknown}; known: {sorted(zoo.get('models') or {})}{hint}"
-    )
+    raise ModelNotFoundError(f"{where} names unknown model(s) {unknown}; known: {sorted(known)}{hint}")

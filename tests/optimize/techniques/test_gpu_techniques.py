@@ -112,6 +112,27 @@ def test_int4_codes_decode_as_the_kernel_reads_them():
     assert float((dequantized - linear.weight.detach()).abs().max()) < 0.5 * float(scale.max()) + 1e-2
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda linear: Int4WeightOnlyLinear.from_linear(linear, 64),
+        lambda linear: Int8WeightOnlyLinear.from_linear(linear, torch.bfloat16, "int8pack"),
+        lambda linear: Int8DynamicLinear.from_linear(linear, torch.bfloat16),
+    ],
+    ids=["int4_weight_only", "int8_weight_only", "int8_dynamic"],
+)
+def test_a_strided_input_reads_as_its_contiguous_copy(make):
+    """A pooler reads ``hidden_states[:, 0]``, a view the fused kernels refuse as it is (BERT's
+    pooler stopped the GPU study's int4 build)."""
+    torch.manual_seed(2)
+    layer = make(nn.Linear(128, 32))
+    states = torch.randn(4, 6, 128, dtype=torch.bfloat16)
+    first_token = states[:, 0]
+    assert not first_token.is_contiguous()
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(first_token), layer(first_token.contiguous()))
+
+
 def test_fp8_input_scales_come_from_the_calibration_inputs():
     model, x, context = _setup()
     first = get_technique("fp8").apply(model, {}, context).model.module.hidden[0]

@@ -243,3 +243,25 @@ def test_a_task_its_auto_classes_do_not_serve_is_refused_before_any_data_is_read
     )
     with pytest.raises(ConfigError, match=f"task is '{task}', but family huggingface serves classification"):
         build_zoo_model(entry, {}, tmp_path)
+
+
+def test_gpt2_conv1d_layers_become_the_linear_layers_they_compute():
+    """GPT-2's projections are transformers' Conv1D; as nn.Linear the module-swapping techniques
+    (int8, fp8, int4, 2:4, pruning) find them, and the logits do not move."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers.pytorch_utils import Conv1D
+
+    from green_deploy.optimize.quantized_linear import eligible_linears
+    from green_deploy.zoo.families.huggingface import as_linear_layers
+
+    config = AutoConfig.for_model("gpt2", n_embd=64, n_layer=2, n_head=2, num_labels=3, pad_token_id=0)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    ids = torch.randint(1, 100, (2, 12))
+    with torch.inference_mode():
+        expected = model(input_ids=ids).logits
+        converted = as_linear_layers(model)
+        logits = converted(input_ids=ids).logits
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+    assert not any(isinstance(m, Conv1D) for m in converted.modules())
+    assert len(eligible_linears(converted, True, 16, 16)) == 2 * 4  # per block: c_attn, c_proj, c_fc, mlp c_proj

@@ -57,7 +57,22 @@ def _open_devices(nvml: Any, device_indices: Sequence[int] | None) -> list[Any]:
     return [nvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
 
 
-class NvmlEnergyCounter:
+class _DeviceMemory:
+    """The memory in use on a source's GPUs, read beside its energy (one ``nvmlDeviceGetMemoryInfo``
+    per device, tens of microseconds): what a served model holds there shows as the rise over
+    what was in use before it was loaded."""
+
+    _nvml: Any
+    _handles: list[Any]
+
+    def memory_used_bytes(self) -> int:
+        try:
+            return sum(int(self._nvml.nvmlDeviceGetMemoryInfo(h).used) for h in self._handles)
+        except self._nvml.NVMLError as error:
+            raise SourceError(f"nvmlDeviceGetMemoryInfo failed: {error}") from error
+
+
+class NvmlEnergyCounter(_DeviceMemory):
     """Cumulative GPU energy from the driver's counter (millijoules), summed over the devices."""
 
     name = "nvml_energy_counter"
@@ -127,7 +142,7 @@ class _Steps:
         return max(powers) * self.half_gap_s + (max(powers) - min(powers)) * COUNTER_RESOLUTION_S
 
 
-class NvmlEdgeCorrectedCounter:
+class NvmlEdgeCorrectedCounter(_DeviceMemory):
     """The energy counter with each read completed to the moment it is taken.
 
     The counter holds the energy up to its last update (every ~100 ms on the H200, steps of ~69 J

@@ -18,7 +18,7 @@ from green_deploy.optimize.spec import (
     planned_variants,
     select_variants,
 )
-from green_deploy.zoo.spec import dataset_settings, select_entry
+from green_deploy.zoo.spec import configured_models, dataset_settings, select_entry
 
 
 def optimize_zoo_model(
@@ -39,7 +39,7 @@ def optimize_zoo_model(
             entry,
             dataset_settings(zoo.get("datasets") or {}, entry),
             Path(zoo["models_dir"]) / model_id,
-            _variants_for(optimize, model_id, zoo["models"]),
+            _variants_for(optimize, model_id, configured_models(zoo["models"])),
             Path(optimize["variants_dir"]) / model_id,
             monitor,
             run,

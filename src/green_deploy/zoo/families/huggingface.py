@@ -140,6 +140,26 @@ def _as_rgb_images(examples: Sequence[Any] | np.ndarray) -> list[np.ndarray]:
     return [np.repeat(image[..., np.newaxis], 3, axis=-1) if image.ndim == 2 else image for image in images]
 
 
+def as_linear_layers(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with transformers' ``Conv1D`` layers (GPT-2 and its kin: a Linear whose weight is
+    stored transposed) as the ``nn.Linear`` they compute, so the techniques that swap Linear
+    layers (int8, fp8, int4, 2:4, pruning) see them; the outputs are the same."""
+    import torch
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, Conv1D):
+                in_features, out_features = child.weight.shape
+                linear = nn.Linear(in_features, out_features, dtype=child.weight.dtype)
+                with torch.no_grad():
+                    linear.weight.copy_(child.weight.T)
+                    linear.bias.copy_(child.bias)
+                setattr(parent, name, linear)
+    return model
+
+
 class HuggingFaceFamily:
     """A text or image classifier from a Hugging Face folder: its own head, or a new one on pooled
     states. What it reads follows the folder: a tokenizer (texts) or an image processor (images)."""
@@ -223,8 +243,8 @@ class HuggingFaceFamily:
         if self.uses_folder_head(arch, n_outputs):
             classifier = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=torch.float32)
             logger.info("%s: its own classification head (%d outputs)", folder, n_outputs)
-            return TokenClassifier(classifier, pad_id).eval()
-        encoder = AutoModel.from_pretrained(str(folder), dtype=torch.float32)
+            return TokenClassifier(as_linear_layers(classifier), pad_id).eval()
+        encoder = as_linear_layers(AutoModel.from_pretrained(str(folder), dtype=torch.float32))
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # unused by either pooling here; dropped so it is not counted
         backbone = (MaskedMeanPooling if s.pooling == "mean" else FirstTokenPooling)(encoder, pad_id)
