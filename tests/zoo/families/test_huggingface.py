@@ -264,4 +264,6 @@ def test_gpt2_conv1d_layers_become_the_linear_layers_they_compute():
         logits = converted(input_ids=ids).logits
     torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
     assert not any(isinstance(m, Conv1D) for m in converted.modules())
-    assert len(eligible_linears(converted, True, 16, 16)) == 2 * 4  # per block: c_attn, c_proj, c_fc, mlp c_proj
+    assert (
+        len(eligible_linears(converted, True, 16, 16)) == 2 * 4
+    )  # per block: c_attn, c_proj, c_fc, mlp c_proj

@@ -140,7 +140,7 @@ def _as_rgb_images(examples: Sequence[Any] | np.ndarray) -> list[np.ndarray]:
     return [np.repeat(image[..., np.newaxis], 3, axis=-1) if image.ndim == 2 else image for image in images]
 
 
-def as_linear_layers(model: torch.nn.Module) -> torch.nn.Module:
+def as_linear_layers(model: Any) -> Any:
     """``model`` with transformers' ``Conv1D`` layers (GPT-2 and its kin: a Linear whose weight is
     stored transposed) as the ``nn.Linear`` they compute, so the techniques that swap Linear
     layers (int8, fp8, int4, 2:4, pruning) see them; the outputs are the same."""
