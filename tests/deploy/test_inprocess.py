@@ -37,6 +37,21 @@ def test_deploy_predict_teardown_in_process(tiny):
     inproc.teardown(deployment)  # already gone: not an error
 
 
+def test_a_stopped_variant_gives_its_gpu_memory_back(tiny, monkeypatch):
+    """PyTorch keeps a stopped model's GPU blocks cached in this process: emptied at teardown,
+    so the next variant's cells do not count them (the GPU is faked: none here)."""
+    import torch
+
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    inproc = InProcessDeployer(gpu_energy=False)
+    deployment = inproc.deploy(tiny.variant)
+    assert not emptied
+    inproc.teardown(deployment)
+    assert emptied == [True]
+
+
 def test_http_and_in_process_compared_over_n_requests(tiny, tmp_path):
     local = LocalDeployer(LocalSettings(gpu_energy=False), tmp_path / "deploy")
     inproc = InProcessDeployer(gpu_energy=False)

@@ -14,8 +14,10 @@ on disk; ``work_dir`` is kept for the protocol).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,4 +176,16 @@ class InProcessDeployer:
             return
         running.worker.stop()
         running.monitor.close()
+        del running
+        _release_gpu_memory()
         logger.info("stopped %s in process", key)
+
+
+def _release_gpu_memory() -> None:
+    """Give a stopped model's GPU memory back to the driver (PyTorch keeps freed blocks cached for
+    the process), so the next variant served in this process holds, and is measured holding, its
+    own memory alone."""
+    torch = sys.modules.get("torch")  # never imported here for a CPU-only study
+    if torch is not None and torch.cuda.is_initialized():
+        gc.collect()
+        torch.cuda.empty_cache()
