@@ -75,7 +75,8 @@ def test_rows_are_selected_or_skipped_with_their_reason(tiny):
     with pytest.raises(ArtifactError, match="kedro run --pipeline=optimize"):
         select_rows(table, "other_model")
     assert skip_reason(table[0]) is None
-    assert "this machine serves on CPU" in skip_reason(table[1])
+    assert "this machine serves on cpu" in skip_reason(table[1])
+    assert skip_reason(table[1], ["cpu", "gpu"]) is None  # a study that serves on that device too
     assert skip_reason(table[2]) == "not_applicable: no Linear layers"
 
 

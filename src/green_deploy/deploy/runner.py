@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,15 +252,19 @@ def variant_of(row: Mapping[str, Any], examples: np.ndarray) -> Variant:
     )
 
 
-def skip_reason(row: Mapping[str, Any]) -> str | None:
-    """Why a variants-table row is not deployed here, or ``None``."""
+def skip_reason(row: Mapping[str, Any], serving_devices: Collection[str] = ("cpu",)) -> str | None:
+    """Why a variants-table row is not served on any of ``serving_devices`` (the deploy pipeline
+    serves on the CPU; an evaluate study on the devices it names), or ``None``."""
     if row.get("status") != "ok":
         return f"{row.get('status')}: {row.get('reason') or 'no reason recorded'}"
     if row.get("runtime") not in RUNTIMES:
         return f"runtime {row.get('runtime')!r} is not served ({', '.join(RUNTIMES)})"
     devices = [d.strip() for d in str(row.get("devices") or "").split(",") if d.strip()]
-    if "cpu" not in devices:
-        return f"runs on {', '.join(devices) or 'no recorded device'} only; this machine serves on CPU"
+    if not set(devices) & set(serving_devices):
+        return (
+            f"runs on {', '.join(devices) or 'no recorded device'} only; "
+            f"this machine serves on {', '.join(serving_devices)}"
+        )
     return None
 
 
