@@ -118,6 +118,19 @@ def _to_int8_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (x.float() / scale).round().clamp(-127, 127).to(torch.int8), scale
 
 
+def _from_int32(
+    acc: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tensor, like: torch.Tensor
+) -> torch.Tensor:
+    """The int8 matmul's int32 sums back to real values in ``like``'s dtype."""
+    return (acc * x_scale * w_scale).to(like.dtype)
+
+
+def _from_int32_with_bias(
+    acc: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    return (acc * x_scale * w_scale + bias.float()).to(bias.dtype)
+
+
 _fused: dict[str, Any] = {}
 
 
@@ -194,9 +207,12 @@ class Int8WeightOnlyLinear(nn.Module):
     """``y = x (s * W_int8)^T + b``: symmetric int8 weights with one scale per output channel;
     activations stay in ``dtype``. ``kernel``: ``int8pack`` reads the int8 weights inside
     ``torch._weight_int8pack_mm`` (half the weight traffic; on CUDA a plain kernel without tensor
-    cores), ``dequantize`` widens them to ``dtype`` first and multiplies on the tensor cores."""
+    cores, made for a few rows: 54-120x bf16's J/inference from 32 x 128 rows on an H100),
+    ``dequantize`` widens them to ``dtype`` first and multiplies on the tensor cores, ``auto``
+    takes int8pack on the CPU and for at most ``FEW_ROWS`` rows on CUDA, else dequantize."""
 
-    KERNELS = ("int8pack", "dequantize")
+    KERNELS = ("int8pack", "dequantize", "auto")
+    FEW_ROWS = 16
     weight_int8: torch.Tensor
     weight_scale: torch.Tensor
 
@@ -223,9 +239,15 @@ class Int8WeightOnlyLinear(nn.Module):
         copy_bias(layer, linear, dtype)
         return layer
 
+    def reads_packed(self, on_cuda: bool, rows: int) -> bool:
+        """Whether a call of ``rows`` rows runs ``_weight_int8pack_mm`` (else widened weights)."""
+        if self.kernel == "auto":
+            return not on_cuda or rows <= self.FEW_ROWS
+        return self.kernel == "int8pack"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = _flat(x)
-        if self.kernel == "int8pack":
+        if self.reads_packed(flat.is_cuda, flat.shape[0]):
             out = torch._weight_int8pack_mm(flat, self.weight_int8, self.weight_scale)
         else:
             out = torch.mm(flat, self.weight_int8.to(flat.dtype).t()) * self.weight_scale
@@ -253,7 +275,9 @@ class Int8DynamicLinear(nn.Module):
         self.bias = (
             nn.Parameter(torch.zeros(out_features, dtype=dtype), requires_grad=False) if bias else None
         )
-        self.to_int8_rows: Any = _to_int8_rows  # the fused kernel once placed on a GPU
+        self.to_int8_rows: Any = _to_int8_rows  # the fused kernels once placed on a GPU
+        self.from_int32: Any = _from_int32
+        self.from_int32_with_bias: Any = _from_int32_with_bias
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, dtype: torch.dtype) -> Int8DynamicLinear:
@@ -265,11 +289,21 @@ class Int8DynamicLinear(nn.Module):
         return layer
 
     def on_device(self, device: str) -> None:
-        self.to_int8_rows = _to_int8_rows
+        self.to_int8_rows, self.from_int32, self.from_int32_with_bias = (
+            _to_int8_rows,
+            _from_int32,
+            _from_int32_with_bias,
+        )
         if device.startswith("cuda"):
             require_cuda_capability((7, 5), "int8 tensor-core matmuls (torch._int_mm)")
-            self.to_int8_rows = fused(
-                _to_int8_rows, torch.ones(self.MIN_ROWS, 16, device=device, dtype=self.dtype)
+            rows = torch.ones(self.MIN_ROWS, 16, device=device, dtype=self.dtype)
+            self.to_int8_rows = fused(_to_int8_rows, rows)
+            # the int32 sums' scaling, cast and bias: one kernel instead of four over the output
+            acc = torch.ones(self.MIN_ROWS, 16, device=device, dtype=torch.int32)
+            scales = (torch.ones(self.MIN_ROWS, 1, device=device), torch.ones(16, device=device))
+            self.from_int32 = fused(_from_int32, acc, *scales, rows)
+            self.from_int32_with_bias = fused(
+                _from_int32_with_bias, acc, *scales, torch.ones(16, device=device, dtype=self.dtype)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -278,10 +312,11 @@ class Int8DynamicLinear(nn.Module):
         if rows < self.MIN_ROWS:
             flat = torch.nn.functional.pad(flat, (0, 0, 0, self.MIN_ROWS - rows))
         x_int8, x_scale = self.to_int8_rows(flat)
-        out = torch._int_mm(x_int8, self.weight_int8_t)[:rows] * x_scale[:rows] * self.weight_scale
-        out = out.to(self.dtype)
-        if self.bias is not None:
-            out = out + self.bias
+        acc = torch._int_mm(x_int8, self.weight_int8_t)[:rows]
+        if self.bias is None:
+            out = self.from_int32(acc, x_scale[:rows], self.weight_scale, flat)
+        else:
+            out = self.from_int32_with_bias(acc, x_scale[:rows], self.weight_scale, self.bias)
         return out.reshape(*x.shape[:-1], self.out_features)
 
 

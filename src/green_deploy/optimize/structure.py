@@ -43,9 +43,12 @@ def replay_structure(model: Any, step: Mapping[str, Any]) -> Any:
     if (
         technique == "semi_structured_sparsity" and recipe
     ):  # recorded since the layers switch kernels on a GPU
-        from green_deploy.optimize.techniques.semi_structured_sparsity import mark_semi_structured
+        from green_deploy.optimize.techniques.semi_structured_sparsity import (
+            KERNEL_BEFORE_THE_SETTING,
+            mark_semi_structured,
+        )
 
-        return mark_semi_structured(model, recipe["layers"])
+        return mark_semi_structured(model, recipe["layers"], recipe.get("kernel", KERNEL_BEFORE_THE_SETTING))
     if technique == "fp8":
         from green_deploy.optimize.techniques.fp8 import fp8_structure
 

@@ -74,11 +74,12 @@ class CudaGraphed(nn.Module):
 
 class SemiStructuredLinear(nn.Linear):
     """A Linear layer whose weight holds the 2:4 pattern: placed on a CUDA GPU of compute
-    capability 8.0+ in float16 or bfloat16, its weight becomes a ``to_sparse_semi_structured``
-    tensor (cuSPARSELt/CUTLASS sparse tensor-core kernels); elsewhere it stays a dense matmul
+    capability 8.0+ in float16 or bfloat16, its weight becomes a semi-structured sparse tensor of
+    its ``sparse_backend`` (CUTLASS or cuSPARSELt sparse tensor-core kernels); elsewhere it stays a dense matmul
     over the zeros, and ``sparse_kernel`` says which one runs."""
 
     sparse_kernel = False
+    sparse_backend = "cusparselt"  # set per layer by ``mark_semi_structured`` (cutlass or cusparselt)
 
     def on_device(self, device: str) -> None:
         if not device.startswith("cuda") or self.sparse_kernel:
@@ -94,10 +95,15 @@ class SemiStructuredLinear(nn.Linear):
                 self.weight.dtype,
             )
             return
-        from torch.sparse import to_sparse_semi_structured
+        from torch.sparse import SparseSemiStructuredTensorCUSPARSELT, SparseSemiStructuredTensorCUTLASS
 
+        backend = (
+            SparseSemiStructuredTensorCUTLASS
+            if self.sparse_backend == "cutlass"
+            else SparseSemiStructuredTensorCUSPARSELT
+        )
         try:
-            sparse = to_sparse_semi_structured(self.weight.detach())
+            sparse = backend.from_dense(self.weight.detach())
         except (RuntimeError, ValueError, TypeError) as error:
             logger.warning(
                 "2:4 layer %s stays dense: the sparse kernels refuse it (%s)", tuple(self.weight.shape), error

@@ -133,6 +133,37 @@ def test_a_strided_input_reads_as_its_contiguous_copy(make):
         torch.testing.assert_close(layer(first_token), layer(first_token.contiguous()))
 
 
+def test_int8_weight_only_auto_reads_packed_weights_only_where_that_kernel_is_fast():
+    """``_weight_int8pack_mm`` on CUDA is made for a few rows (54-120x bf16 from 32 x 128 rows on
+    an H100): ``auto`` widens the weights there, and keeps the packed kernel on the CPU."""
+    linear = nn.Linear(64, 32)
+    auto = Int8WeightOnlyLinear.from_linear(linear, torch.bfloat16, "auto")
+    assert auto.reads_packed(on_cuda=False, rows=4096)
+    assert auto.reads_packed(on_cuda=True, rows=16)
+    assert not auto.reads_packed(on_cuda=True, rows=17)
+    packed = Int8WeightOnlyLinear.from_linear(linear, torch.bfloat16, "int8pack")
+    assert packed.reads_packed(on_cuda=True, rows=4096)
+    widened = Int8WeightOnlyLinear.from_linear(linear, torch.bfloat16, "dequantize")
+    assert not widened.reads_packed(on_cuda=False, rows=1)
+    x = torch.randn(5, 64, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        torch.testing.assert_close(auto(x), packed(x))
+        torch.testing.assert_close(widened(x).float(), packed(x).float(), atol=0.05, rtol=0.02)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_int8_dynamic_scales_its_int32_sums_back_with_or_without_a_bias(bias):
+    torch.manual_seed(3)
+    linear = nn.Linear(64, 48, bias=bias)
+    layer = Int8DynamicLinear.from_linear(linear, torch.bfloat16)
+    x = torch.randn(40, 64)
+    with torch.inference_mode():
+        out = layer(x.to(torch.bfloat16))
+        expected = linear(x)
+    assert out.dtype == torch.bfloat16 and out.shape == (40, 48)
+    assert float((out.float() - expected).norm() / expected.norm()) < 0.03
+
+
 def test_fp8_input_scales_come_from_the_calibration_inputs():
     model, x, context = _setup()
     first = get_technique("fp8").apply(model, {}, context).model.module.hidden[0]
@@ -209,6 +240,51 @@ def test_two_of_four_layers_are_recorded_and_replayed_and_stay_dense_where_kerne
     rebuilt.hidden[0].on_device("cuda")  # float32 weights: the sparse kernels take fp16/bf16 only
     assert not rebuilt.hidden[0].sparse_kernel
     assert "stays dense" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("settings", "recorded", "backend"),
+    [
+        ({}, "cutlass", "SparseSemiStructuredTensorCUTLASS"),
+        ({"kernel": "cusparselt"}, "cusparselt", "SparseSemiStructuredTensorCUSPARSELT"),
+    ],
+)
+def test_the_sparse_kernel_is_recorded_replayed_and_chosen_on_the_gpu(
+    monkeypatch, settings, recorded, backend
+):
+    """cuSPARSELt set up its plan at every call (~60 ms per BERT forward on an H100): CUTLASS is
+    the default, and a variant says which one its layers switch to."""
+    import torch.sparse
+
+    model, x, context = _setup()
+    result = get_technique("semi_structured_sparsity").apply(model, settings, context)
+    assert result.extra["rebuild_recipe"]["kernel"] == recorded
+    rebuilt = _rebuilt(result, "semi_structured_sparsity", settings)
+    assert {m.sparse_backend for m in rebuilt.modules() if isinstance(m, SemiStructuredLinear)} == {recorded}
+    chosen = []
+    for name in ("SparseSemiStructuredTensorCUTLASS", "SparseSemiStructuredTensorCUSPARSELT"):
+        monkeypatch.setattr(
+            getattr(torch.sparse, name),
+            "from_dense",
+            classmethod(lambda cls, w: chosen.append(cls.__name__) or w),
+        )
+    _fake_gpu(monkeypatch, (9, 0), "NVIDIA H100")
+    layer = rebuilt.hidden[0].to(torch.bfloat16)
+    layer.on_device("cuda")
+    assert chosen == [backend] and layer.sparse_kernel
+
+
+def test_a_recipe_from_before_the_kernel_setting_keeps_cusparselt_and_a_bad_kernel_is_named():
+    model, x, context = _setup()
+    result = get_technique("semi_structured_sparsity").apply(model, {}, context)
+    old_recipe = {"layers": result.extra["rebuild_recipe"]["layers"]}
+    step = {"technique": "semi_structured_sparsity", "settings": {}, "recipe": old_recipe}
+    rebuilt = replay_structure(Mlp().eval(), step)
+    assert {m.sparse_backend for m in rebuilt.modules() if isinstance(m, SemiStructuredLinear)} == {
+        "cusparselt"
+    }
+    with pytest.raises(ConfigError, match="kernel must be one of cutlass, cusparselt"):
+        get_technique("semi_structured_sparsity").apply(model, {"kernel": "cusparse"}, context)
 
 
 def test_cuda_graphs_are_declared_for_cuda_only_and_pass_through_on_the_cpu():

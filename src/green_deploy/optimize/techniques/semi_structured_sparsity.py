@@ -30,12 +30,21 @@ from green_deploy.optimize.finetune import finetune_on_context
 GROUP, KEEP = 4, 2
 
 
+# The sparse kernels a GPU runs the 2:4 layers on. cuSPARSELt (PyTorch's default) cost a fixed
+# ~60 ms per BERT-base forward on an H100 whatever the batch (72 layers: it sets up its matmul
+# plan at every call; bench/results/evaluate_h100_80gb_hbm3.md), so CUTLASS's kernels, which
+# set nothing up per call, are the default; `kernel: cusparselt` keeps PyTorch's choice.
+KERNELS = ("cutlass", "cusparselt")
+KERNEL_BEFORE_THE_SETTING = "cusparselt"  # what a recipe without ``kernel`` was built for
+
+
 @dataclass(frozen=True)
 class SemiStructuredSettings:
     finetune_steps: int = 0
     learning_rate: float = 1e-4
     batch_size: int = 32
     keep_output_layer: bool = True
+    kernel: str = "cutlass"
 
 
 def two_of_four_mask(weight: Any) -> Any:
@@ -59,13 +68,15 @@ def sparsifiable_linears(model: Any, keep_output_layer: bool) -> list[Any]:
     return [m for m in linears if m.in_features % GROUP == 0]
 
 
-def mark_semi_structured(model: Any, layers: list[str]) -> Any:
+def mark_semi_structured(model: Any, layers: list[str], kernel: str = KERNEL_BEFORE_THE_SETTING) -> Any:
     """``model`` with the named Linear layers as ``SemiStructuredLinear`` (same tensors), in place:
-    the layers that switch to the sparse kernels when placed on a GPU."""
+    the layers that switch to the sparse ``kernel`` when placed on a GPU."""
     from green_deploy.optimize.torch_modules import SemiStructuredLinear
 
     for name in layers:
-        model.get_submodule(name).__class__ = SemiStructuredLinear
+        layer = model.get_submodule(name)
+        layer.__class__ = SemiStructuredLinear
+        layer.sparse_backend = kernel
     return model
 
 
@@ -89,6 +100,10 @@ class SemiStructuredSparsity:
         s = parse_settings(SemiStructuredSettings, raw, f"technique {self.name!r}")
         if s.finetune_steps < 0:
             raise ConfigError(f"technique {self.name!r}: finetune_steps must be >= 0, got {s.finetune_steps}")
+        if s.kernel not in KERNELS:
+            raise ConfigError(
+                f"technique {self.name!r}: kernel must be one of {', '.join(KERNELS)}, got {s.kernel!r}"
+            )
         return s
 
     def apply(self, model: Any, settings: Mapping[str, Any], context: OptimizationContext) -> OptimizedModel:
@@ -113,10 +128,10 @@ class SemiStructuredSparsity:
             prune.remove(module, "weight")
         names = {id(module): name for name, module in sparse.named_modules()}
         layers = [names[id(module)] for module in targets]
-        mark_semi_structured(sparse, layers)
-        extra["rebuild_recipe"] = {"layers": layers}
+        mark_semi_structured(sparse, layers, s.kernel)
+        extra["rebuild_recipe"] = {"layers": layers, "kernel": s.kernel}
         notes += (
-            "; dense zeros on CPU (no compute saved), sparse tensor-core kernels on CUDA 8.0+ "
+            f"; dense zeros on CPU (no compute saved), {s.kernel} sparse tensor-core kernels on CUDA 8.0+ "
             "when the weights are float16/bfloat16 (SemiStructuredLinear, switched when placed on the GPU)"
         )
         return OptimizedModel("torch", "pytorch", sparse.eval(), ("cpu", "cuda"), notes=notes, extra=extra)

@@ -28,7 +28,7 @@ INT4_IN_TILE, INT4_OUT_TILE, INT8_TILE = 128, 8, 8
 @dataclass(frozen=True)
 class WeightOnlySettings:
     """``bits``: 8 or 4; ``group_size``: input weights sharing one int4 scale and zero;
-    ``kernel`` (int8): ``int8pack`` or ``dequantize`` (``Int8WeightOnlyLinear``)."""
+    ``kernel`` (int8): ``int8pack``, ``dequantize`` or ``auto`` (``Int8WeightOnlyLinear``)."""
 
     bits: int = 8
     group_size: int = 128
@@ -82,11 +82,11 @@ class WeightOnly:
         s = self.settings(settings)
         if s.bits == 8:
             layers = eligible_linears(model, s.keep_output_layer, INT8_TILE, 1)
-            kernel = (
-                "torch._weight_int8pack_mm"
-                if s.kernel == "int8pack"
-                else "widened to bf16, tensor-core matmul"
-            )
+            kernel = {
+                "int8pack": "torch._weight_int8pack_mm",
+                "dequantize": "widened to bf16, tensor-core matmul",
+                "auto": "torch._weight_int8pack_mm on the CPU and for a few rows on CUDA, else widened to bf16",
+            }[s.kernel]
             what = f"int8 weights, one scale per output channel ({kernel})"
         else:
             in_tile = max(INT4_IN_TILE, s.group_size)
