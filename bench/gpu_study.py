@@ -91,6 +91,9 @@ def write_models(inputs: Path) -> None:
         text_classes = sorted({row["label"] for row in csv.DictReader(handle)})
     image_classes = sorted(p.name for p in (inputs / "images").iterdir())
     for model_id in (*TEXT_MODELS, *IMAGE_MODELS):
+        if (inputs / "models" / model_id / "model.safetensors").is_file():
+            logger.info("%s: written before, kept", model_id)
+            continue
         started = time.perf_counter()
         classes = text_classes if model_id in TEXT_MODELS else image_classes
         save_architecture_folder(
