@@ -119,15 +119,9 @@ def _to_int8_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _from_int32(
-    acc: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tensor, like: torch.Tensor
-) -> torch.Tensor:
-    """The int8 matmul's int32 sums back to real values in ``like``'s dtype."""
-    return (acc * x_scale * w_scale).to(like.dtype)
-
-
-def _from_int32_with_bias(
     acc: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor
 ) -> torch.Tensor:
+    """The int8 matmul's int32 sums back to real values plus the bias, in the bias's dtype."""
     return (acc * x_scale * w_scale + bias.float()).to(bias.dtype)
 
 
@@ -275,9 +269,10 @@ class Int8DynamicLinear(nn.Module):
         self.bias = (
             nn.Parameter(torch.zeros(out_features, dtype=dtype), requires_grad=False) if bias else None
         )
+        # a layer without a bias adds this zero: one epilogue for both (not saved with the variant)
+        self.register_buffer("no_bias", torch.zeros((), dtype=dtype), persistent=False)
         self.to_int8_rows: Any = _to_int8_rows  # the fused kernels once placed on a GPU
         self.from_int32: Any = _from_int32
-        self.from_int32_with_bias: Any = _from_int32_with_bias
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, dtype: torch.dtype) -> Int8DynamicLinear:
@@ -289,21 +284,16 @@ class Int8DynamicLinear(nn.Module):
         return layer
 
     def on_device(self, device: str) -> None:
-        self.to_int8_rows, self.from_int32, self.from_int32_with_bias = (
-            _to_int8_rows,
-            _from_int32,
-            _from_int32_with_bias,
-        )
+        self.to_int8_rows, self.from_int32 = _to_int8_rows, _from_int32
         if device.startswith("cuda"):
             require_cuda_capability((7, 5), "int8 tensor-core matmuls (torch._int_mm)")
             rows = torch.ones(self.MIN_ROWS, 16, device=device, dtype=self.dtype)
             self.to_int8_rows = fused(_to_int8_rows, rows)
-            # the int32 sums' scaling, cast and bias: one kernel instead of four over the output
+            # the int32 sums' scaling, bias and cast: one kernel instead of four over the output
             acc = torch.ones(self.MIN_ROWS, 16, device=device, dtype=torch.int32)
             scales = (torch.ones(self.MIN_ROWS, 1, device=device), torch.ones(16, device=device))
-            self.from_int32 = fused(_from_int32, acc, *scales, rows)
-            self.from_int32_with_bias = fused(
-                _from_int32_with_bias, acc, *scales, torch.ones(16, device=device, dtype=self.dtype)
+            self.from_int32 = fused(
+                _from_int32, acc, *scales, torch.ones(16, device=device, dtype=self.dtype)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -313,10 +303,8 @@ class Int8DynamicLinear(nn.Module):
             flat = torch.nn.functional.pad(flat, (0, 0, 0, self.MIN_ROWS - rows))
         x_int8, x_scale = self.to_int8_rows(flat)
         acc = torch._int_mm(x_int8, self.weight_int8_t)[:rows]
-        if self.bias is None:
-            out = self.from_int32(acc, x_scale[:rows], self.weight_scale, flat)
-        else:
-            out = self.from_int32_with_bias(acc, x_scale[:rows], self.weight_scale, self.bias)
+        bias = self.no_bias if self.bias is None else self.bias
+        out = self.from_int32(acc, x_scale[:rows], self.weight_scale, bias)
         return out.reshape(*x.shape[:-1], self.out_features)
 
 

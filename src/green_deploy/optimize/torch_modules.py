@@ -79,7 +79,7 @@ class SemiStructuredLinear(nn.Linear):
     over the zeros, and ``sparse_kernel`` says which one runs."""
 
     sparse_kernel = False
-    sparse_backend = "cusparselt"  # set per layer by ``mark_semi_structured`` (cutlass or cusparselt)
+    sparse_backend: str  # cutlass or cusparselt, set per layer by ``mark_semi_structured``
 
     def on_device(self, device: str) -> None:
         if not device.startswith("cuda") or self.sparse_kernel:

@@ -24,6 +24,8 @@ from green_deploy.errors import ConfigError, HubUnavailableError, ModelNotFoundE
 
 logger = logging.getLogger(__name__)
 
+RANDOM_WEIGHTS = "random (architecture only)"
+
 
 @dataclass(frozen=True)
 class HubEntry:
@@ -87,7 +89,7 @@ def load_hub_model(entry: HubEntry) -> HubModel:
     auto_class = _auto_class(entry.auto_class)
     if entry.architecture_only:
         model = auto_class.from_config(_architecture_config(entry))
-        weights = "random (architecture only)"
+        weights = RANDOM_WEIGHTS
     else:
         model = auto_class.from_pretrained(_weights_source(entry), **entry.config_overrides)
         weights = "pretrained"
@@ -140,7 +142,6 @@ def select_hub_entry(hub: Mapping[str, Any], model_id: str) -> HubEntry:
     return parse_hub_entry(model_id, hub[model_id])
 
 
-RANDOM_WEIGHTS = "random (architecture only)"
 CLASSIFIERS = {"cv": "AutoModelForImageClassification", "nlp": "AutoModelForSequenceClassification"}
 
 

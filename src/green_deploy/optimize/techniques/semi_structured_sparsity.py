@@ -68,7 +68,7 @@ def sparsifiable_linears(model: Any, keep_output_layer: bool) -> list[Any]:
     return [m for m in linears if m.in_features % GROUP == 0]
 
 
-def mark_semi_structured(model: Any, layers: list[str], kernel: str = KERNEL_BEFORE_THE_SETTING) -> Any:
+def mark_semi_structured(model: Any, layers: list[str], kernel: str) -> Any:
     """``model`` with the named Linear layers as ``SemiStructuredLinear`` (same tensors), in place:
     the layers that switch to the sparse ``kernel`` when placed on a GPU."""
     from green_deploy.optimize.torch_modules import SemiStructuredLinear
