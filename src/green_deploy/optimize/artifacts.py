@@ -8,6 +8,7 @@ saved files, not taken from the technique's nominal settings.
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,12 +73,14 @@ def load_torch_variant(folder: Path) -> Any:
     return pytorch.load_variant(folder, replay_structure)
 
 
-def deflated_size(data: bytes, parts: int = 2) -> int:
-    """Bytes of ``data`` deflated as zip does (zlib level 6), in ``parts`` pieces compressed in
-    parallel threads (zlib releases the GIL; 90 MB took 2.5 s in one). Deflate looks back 32 KB,
-    so cutting megabytes into pieces changes the size by a few bytes per cut."""
+def deflated_size(data: bytes, parts: int | None = None) -> int:
+    """Bytes of ``data`` deflated as zip does (zlib level 6), in ``parts`` pieces (default: one per
+    CPU core this process may use) compressed in parallel threads (zlib releases the GIL; 90 MB
+    took 2.5 s in one). Deflate looks back 32 KB, so cutting megabytes into pieces changes the
+    size by a few bytes per cut."""
     from concurrent.futures import ThreadPoolExecutor
 
+    parts = parts or max(2, len(os.sched_getaffinity(0)))
     step = max(1, -(-len(data) // parts))
     pieces = [data[start : start + step] for start in range(0, len(data), step)] or [b""]
     with ThreadPoolExecutor(len(pieces)) as pool:
