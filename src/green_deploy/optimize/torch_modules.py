@@ -75,19 +75,18 @@ class CudaGraphed(nn.Module):
 class SemiStructuredLinear(nn.Linear):
     """A Linear layer whose weight holds the 2:4 pattern: placed on a CUDA GPU of compute
     capability 8.0+ in float16 or bfloat16, its weight becomes a semi-structured sparse tensor of
-    its ``sparse_backend`` (CUTLASS or cuSPARSELt sparse tensor-core kernels); elsewhere it stays a dense matmul
-    over the zeros, and ``sparse_kernel`` says which one runs."""
+    its ``sparse_backend`` (CUTLASS or cuSPARSELt sparse tensor-core kernels; ``auto``: CUTLASS on
+    8.x, the only GPUs PyTorch builds them for, cuSPARSELt elsewhere); otherwise it stays a dense
+    matmul over the zeros, and ``sparse_kernel`` says which one runs."""
 
     sparse_kernel = False
-    sparse_backend: str  # cutlass or cusparselt, set per layer by ``mark_semi_structured``
+    sparse_backend: str  # auto, cutlass or cusparselt, set per layer by ``mark_semi_structured``
 
     def on_device(self, device: str) -> None:
         if not device.startswith("cuda") or self.sparse_kernel:
             return
-        if torch.cuda.get_device_capability() < (8, 0) or self.weight.dtype not in (
-            torch.float16,
-            torch.bfloat16,
-        ):
+        major, _ = torch.cuda.get_device_capability()
+        if major < 8 or self.weight.dtype not in (torch.float16, torch.bfloat16):
             logger.warning(
                 "2:4 layer %s stays dense on %s: the sparse kernels need compute capability 8.0+ and "
                 "float16/bfloat16 weights (chain half_precision)",
@@ -95,12 +94,25 @@ class SemiStructuredLinear(nn.Linear):
                 self.weight.dtype,
             )
             return
+        kernel = (
+            self.sparse_backend
+            if self.sparse_backend != "auto"
+            else "cutlass"
+            if major == 8
+            else "cusparselt"
+        )
+        if kernel == "cutlass" and major != 8:
+            logger.warning(
+                "2:4 layer %s stays dense on %s: PyTorch builds CUTLASS's sparse kernels for compute "
+                "capability 8.x only (kernel: auto or cusparselt runs cuSPARSELt's)",
+                tuple(self.weight.shape),
+                torch.cuda.get_device_name(),
+            )
+            return
         from torch.sparse import SparseSemiStructuredTensorCUSPARSELT, SparseSemiStructuredTensorCUTLASS
 
         backend = (
-            SparseSemiStructuredTensorCUTLASS
-            if self.sparse_backend == "cutlass"
-            else SparseSemiStructuredTensorCUSPARSELT
+            SparseSemiStructuredTensorCUTLASS if kernel == "cutlass" else SparseSemiStructuredTensorCUSPARSELT
         )
         try:
             sparse = backend.from_dense(self.weight.detach())

@@ -243,35 +243,58 @@ def test_two_of_four_layers_are_recorded_and_replayed_and_stay_dense_where_kerne
 
 
 @pytest.mark.parametrize(
-    ("settings", "recorded", "backend"),
+    ("settings", "capability", "recorded", "backend"),
     [
-        ({}, "cutlass", "SparseSemiStructuredTensorCUTLASS"),
-        ({"kernel": "cusparselt"}, "cusparselt", "SparseSemiStructuredTensorCUSPARSELT"),
+        ({}, (8, 0), "auto", "SparseSemiStructuredTensorCUTLASS"),
+        ({}, (9, 0), "auto", "SparseSemiStructuredTensorCUSPARSELT"),
+        ({"kernel": "cutlass"}, (8, 6), "cutlass", "SparseSemiStructuredTensorCUTLASS"),
+        ({"kernel": "cusparselt"}, (8, 0), "cusparselt", "SparseSemiStructuredTensorCUSPARSELT"),
     ],
 )
 def test_the_sparse_kernel_is_recorded_replayed_and_chosen_on_the_gpu(
-    monkeypatch, settings, recorded, backend
+    monkeypatch, settings, capability, recorded, backend
 ):
-    """cuSPARSELt set up its plan at every call (~60 ms per BERT forward on an H100): CUTLASS is
-    the default, and a variant says which one its layers switch to."""
-    import torch.sparse
-
+    """cuSPARSELt set up its plan at every call (~60 ms per BERT forward on an H100), CUTLASS's
+    kernels exist for 8.x GPUs only: a variant records its choice and auto takes what the GPU has."""
+    chosen = _sparse_backends_chosen(monkeypatch)
     model, x, context = _setup()
     result = get_technique("semi_structured_sparsity").apply(model, settings, context)
     assert result.extra["rebuild_recipe"]["kernel"] == recorded
     rebuilt = _rebuilt(result, "semi_structured_sparsity", settings)
     assert {m.sparse_backend for m in rebuilt.modules() if isinstance(m, SemiStructuredLinear)} == {recorded}
-    chosen = []
+    _fake_gpu(monkeypatch, capability, "NVIDIA GPU")
+    layer = rebuilt.hidden[0].to(torch.bfloat16)
+    layer.on_device("cuda")
+    assert chosen == [backend] and layer.sparse_kernel
+
+
+def test_cutlass_asked_for_on_a_gpu_without_its_kernels_stays_dense_and_says_why(monkeypatch, caplog):
+    """An H100 refused CUTLASS's 2:4 matmul at the first call ("compute capability 8.x")."""
+    chosen = _sparse_backends_chosen(monkeypatch)
+    model, x, context = _setup()
+    result = get_technique("semi_structured_sparsity").apply(model, {"kernel": "cutlass"}, context)
+    _fake_gpu(monkeypatch, (9, 0), "NVIDIA H100")
+    layer = result.model.hidden[0].to(torch.bfloat16)
+    layer.on_device("cuda")
+    assert chosen == [] and not layer.sparse_kernel
+    assert (
+        "stays dense on NVIDIA H100: PyTorch builds CUTLASS's sparse kernels for compute capability 8.x"
+        in caplog.text
+    )
+
+
+def _sparse_backends_chosen(monkeypatch) -> list[str]:
+    """The sparse tensor classes ``from_dense`` is called on, in order (the weight kept dense)."""
+    import torch.sparse
+
+    chosen: list[str] = []
     for name in ("SparseSemiStructuredTensorCUTLASS", "SparseSemiStructuredTensorCUSPARSELT"):
         monkeypatch.setattr(
             getattr(torch.sparse, name),
             "from_dense",
             classmethod(lambda cls, w: chosen.append(cls.__name__) or w),
         )
-    _fake_gpu(monkeypatch, (9, 0), "NVIDIA H100")
-    layer = rebuilt.hidden[0].to(torch.bfloat16)
-    layer.on_device("cuda")
-    assert chosen == [backend] and layer.sparse_kernel
+    return chosen
 
 
 def test_a_recipe_from_before_the_kernel_setting_keeps_cusparselt_and_a_bad_kernel_is_named():
@@ -283,7 +306,7 @@ def test_a_recipe_from_before_the_kernel_setting_keeps_cusparselt_and_a_bad_kern
     assert {m.sparse_backend for m in rebuilt.modules() if isinstance(m, SemiStructuredLinear)} == {
         "cusparselt"
     }
-    with pytest.raises(ConfigError, match="kernel must be one of cutlass, cusparselt"):
+    with pytest.raises(ConfigError, match="kernel must be one of auto, cutlass, cusparselt"):
         get_technique("semi_structured_sparsity").apply(model, {"kernel": "cusparse"}, context)
 
 

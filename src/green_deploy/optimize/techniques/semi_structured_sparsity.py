@@ -32,9 +32,15 @@ GROUP, KEEP = 4, 2
 
 # The sparse kernels a GPU runs the 2:4 layers on. cuSPARSELt (PyTorch's default) cost a fixed
 # ~60 ms per BERT-base forward on an H100 whatever the batch (72 layers: it sets up its matmul
-# plan at every call; bench/results/evaluate_h100_80gb_hbm3.md), so CUTLASS's kernels, which
-# set nothing up per call, are the default; `kernel: cusparselt` keeps PyTorch's choice.
-KERNELS = ("cutlass", "cusparselt")
+# plan at every call; bench/results/evaluate_h100_80gb_hbm3.md); CUTLASS's kernels set nothing up
+# per call but PyTorch builds them for compute capability 8.x only (an H100 refuses them at the
+# first matmul). `auto` takes CUTLASS on 8.x and cuSPARSELt on any other GPU.
+KERNEL_NOTES = {
+    "auto": "CUTLASS's (8.x) or cuSPARSELt's (8.0+)",
+    "cutlass": "CUTLASS's (8.x)",
+    "cusparselt": "cuSPARSELt's (8.0+)",
+}
+KERNELS = tuple(KERNEL_NOTES)
 KERNEL_BEFORE_THE_SETTING = "cusparselt"  # what a recipe without ``kernel`` was built for
 
 
@@ -44,7 +50,7 @@ class SemiStructuredSettings:
     learning_rate: float = 1e-4
     batch_size: int = 32
     keep_output_layer: bool = True
-    kernel: str = "cutlass"
+    kernel: str = "auto"
 
 
 def two_of_four_mask(weight: Any) -> Any:
@@ -131,7 +137,7 @@ class SemiStructuredSparsity:
         mark_semi_structured(sparse, layers, s.kernel)
         extra["rebuild_recipe"] = {"layers": layers, "kernel": s.kernel}
         notes += (
-            f"; dense zeros on CPU (no compute saved), {s.kernel} sparse tensor-core kernels on CUDA 8.0+ "
+            f"; dense zeros on CPU (no compute saved), {KERNEL_NOTES[s.kernel]} sparse tensor-core kernels on CUDA "
             "when the weights are float16/bfloat16 (SemiStructuredLinear, switched when placed on the GPU)"
         )
         return OptimizedModel("torch", "pytorch", sparse.eval(), ("cpu", "cuda"), notes=notes, extra=extra)
