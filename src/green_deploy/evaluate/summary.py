@@ -65,18 +65,42 @@ def summary_markdown(results: pd.DataFrame, measured: int, resumed: int, failed:
 
 
 def energy_provenance(results: pd.DataFrame) -> str:
-    """Whether a results table's energy was measured, and the sources behind it."""
-    measured = results.energy_measured.astype(bool)
-    state = (
-        "measured"
-        if measured.all()
-        else "ESTIMATED (no hardware meter)"
-        if not measured.any()
-        else "partly measured, partly ESTIMATED"
+    """Whether a results table's energy was measured, and the sources behind it; where some
+    components were measured and others estimated (a GPU's counter beside an estimated CPU), each
+    component says which it was."""
+    components = component_provenance(results)
+    sources = ", ".join(source for _, _, names in components for source in names)
+    states = {state for _, state, _ in components}
+    if states == {"measured"}:
+        return f"measured: {sources}"
+    if states <= {"estimated"}:
+        return f"ESTIMATED (no hardware meter): {sources}"
+    return "partly measured: " + "; ".join(
+        f"{component} {'ESTIMATED' if state == 'estimated' else state} ({', '.join(names)})"
+        for component, state, names in components
     )
-    columns = [f"{component}_source" for component in COMPONENTS if f"{component}_source" in results]
-    sources = sorted({source for column in columns for source in results[column].dropna() if source})
-    return f"{state}: {', '.join(sources)}"
+
+
+def component_provenance(results: pd.DataFrame) -> list[tuple[str, str, list[str]]]:
+    """Per energy component with a source in ``results``: (component, "measured", "estimated" or
+    "partly measured", its sources)."""
+    found = []
+    for component in COMPONENTS:
+        if f"{component}_source" not in results:
+            continue
+        source = results[f"{component}_source"].fillna("").astype(str)
+        present = source != ""
+        if not present.any():
+            continue
+        measured_column = f"{component}_measured"
+        measured = (
+            results.loc[present, measured_column].fillna(False).astype(bool)
+            if measured_column in results
+            else pd.Series(False, index=source[present].index)
+        )
+        state = "measured" if measured.all() else "estimated" if not measured.any() else "partly measured"
+        found.append((component, state, sorted(set(source[present]))))
+    return found
 
 
 def accuracy_provenance(results: pd.DataFrame) -> str:

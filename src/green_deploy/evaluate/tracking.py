@@ -215,9 +215,21 @@ def active_run_tracker(study: str, params: Mapping[str, Any], kind: str = "study
 
 
 def cell_energy_provenance(row: Mapping[str, Any]) -> str:
-    """``measured: <sources>`` or ``estimated: <sources>`` for a cell row."""
-    sources = sorted({str(v) for k, v in row.items() if k.endswith("_source") and v})
-    return f"{'measured' if row.get('energy_measured') else 'estimated'}: {', '.join(sources) or 'no source'}"
+    """``measured: <sources>``, ``estimated: <sources>`` or, where some components were measured
+    and others estimated, ``partly measured: gpu measured (<sources>), cpu estimated (<sources>)``."""
+    import pandas as pd
+
+    from green_deploy.evaluate.summary import component_provenance
+
+    components = component_provenance(pd.DataFrame([dict(row)]))
+    states = {state for _, state, _ in components}
+    if not components:
+        return f"{'measured' if row.get('energy_measured') else 'estimated'}: no source"
+    if len(states) == 1:
+        return f"{states.pop()}: {', '.join(source for _, _, names in components for source in names)}"
+    return "partly measured: " + ", ".join(
+        f"{component} {state} ({', '.join(names)})" for component, state, names in components
+    )
 
 
 def _param_text(value: Any) -> str:
