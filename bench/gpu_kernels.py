@@ -5,7 +5,9 @@ Written after the GPU study (bench/results/evaluate_h100_80gb_hbm3_run2.md) foun
 contradict the kernels' promise: fp8 at 1.2-1.8x bf16's J/inference from batch 32 (3.8x its
 latency at batch 256 on BERT-base) and ViT-B/16 replayed as CUDA graphs at 2.2x eager from batch
 32 while BERT-base's graphs cost 0.5-0.9x. The layers are green-deploy's own (``Float8Linear``,
-``CudaGraphed``), placed on the GPU as the runtime places them. Run on the GPU machine:
+``CudaGraphed``), placed on the GPU as the runtime places them. Two narrower cases first: the fp8
+input cast alone, eager and compiled on a tiny and on a layer-sized first input; and ViT-B/16's
+attention per SDPA backend, eager and replayed from a graph. Run on the GPU machine:
 
     PYTHONPATH=src python3 bench/gpu_kernels.py --out bench/results
 
@@ -22,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from green_deploy.optimize.quantized_linear import Float8Linear
+from green_deploy.optimize.quantized_linear import EXAMPLE_ROWS, EXAMPLE_WIDTH, Float8Linear, _to_fp8
 from green_deploy.optimize.torch_modules import CudaGraphed
 from green_deploy.runtimes.pytorch import place
 
@@ -58,7 +60,7 @@ class FirstOutput(nn.Module):
 
 def as_fp8(model: nn.Module) -> nn.Module:
     """Every Linear as ``Float8Linear`` with a calibrated-looking static input scale (amax 8)."""
-    for name, module in list(model.named_modules()):
+    for _, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.Linear) and child.in_features % 16 == 0 and child.out_features % 16 == 0:
                 setattr(module, child_name, Float8Linear.from_linear(child, 8.0, torch.bfloat16))
@@ -84,6 +86,86 @@ def top_kernels(forward: Callable[[], torch.Tensor], rows: int = 8) -> str:
             forward()
         torch.cuda.synchronize()
     return prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=70)
+
+
+def per_call_us(call: Callable[[], object], calls: int = 50) -> float:
+    """Microseconds of GPU time per call (CUDA events around ``calls`` calls after 5 warm-ups)."""
+    for _ in range(5):
+        call()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(calls):
+        call()
+    end.record()
+    torch.cuda.synchronize()
+    return 1e3 * start.elapsed_time(end) / calls
+
+
+def cast_compiled_on(rows: int, width: int) -> Callable[..., torch.Tensor]:
+    """The fp8 input cast compiled afresh (dynamic shapes) on a (rows, width) first input."""
+    torch._dynamo.reset()
+    compiled = torch.compile(_to_fp8, dynamic=True)
+    compiled(torch.ones(rows, width, device="cuda", dtype=torch.bfloat16), torch.ones((), device="cuda"))
+    return compiled
+
+
+def cast_lines() -> list[str]:
+    """The fp8 cast of a BERT-base batch of 256 (32768 x 768): eager, and compiled on a tiny and
+    on a layer-sized first input (Inductor sizes a dynamic kernel's blocks from its first input)."""
+    x = torch.randn(32768, 768, device="cuda", dtype=torch.bfloat16)
+    scale = torch.full((), 0.02, device="cuda")
+    timings = {"eager (3 kernels)": per_call_us(lambda: _to_fp8(x, scale))}
+    for rows, width in ((2, 16), (EXAMPLE_ROWS, EXAMPLE_WIDTH)):
+        cast = cast_compiled_on(rows, width)
+        timings[f"compiled on ({rows}, {width})"] = per_call_us(lambda: cast(x, scale))
+    moved_bytes = x.numel() * (x.element_size() + 1)  # bf16 read, fp8 written
+    return [
+        f"## The fp8 input cast, 32768 x 768 bf16 rows ({moved_bytes / 1e6:.0f} MB moved per call)",
+        "",
+        *(
+            f"- {label}: {us:.1f} us per call ({moved_bytes / us / 1e3:.0f} GB/s)"
+            for label, us in timings.items()
+        ),
+        "",
+    ]
+
+
+def attention_lines() -> list[str]:
+    """ViT-B/16's attention at batch 32 (12 heads, 197 tokens, 64 wide) per SDPA backend, eager and
+    replayed from a CUDA graph: which backend a captured call gets, and what it costs."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    qkv = torch.randn(32, 197, 3, 12, 64, device="cuda", dtype=torch.bfloat16)
+    q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # strided, as a fused projection gives
+    lines = ["## ViT-B/16 attention, batch 32, per SDPA backend (us per call)", ""]
+    backends = {
+        "default": list(SDPBackend),
+        "flash": [SDPBackend.FLASH_ATTENTION],
+        "efficient": [SDPBackend.EFFICIENT_ATTENTION],
+        "cudnn": [SDPBackend.CUDNN_ATTENTION],
+        "math": [SDPBackend.MATH],
+    }
+    for label, allowed in backends.items():
+        try:
+            with sdpa_kernel(allowed), torch.inference_mode():
+                attend = CudaGraphed(
+                    FunctionModule(lambda x: torch.nn.functional.scaled_dot_product_attention(x, k, v))
+                )
+                eager_us = per_call_us(lambda: attend.module(q))
+                graph_us = per_call_us(lambda: attend(q))
+            lines.append(f"- {label}: eager {eager_us:.1f}, graph {graph_us:.1f}")
+        except RuntimeError as error:
+            lines.append(f"- {label}: refused ({str(error).splitlines()[0][:160]})")
+    return [*lines, ""]
+
+
+class FunctionModule(nn.Module):
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
 
 
 def main() -> None:
@@ -129,6 +211,11 @@ def main() -> None:
             flush=True,
         )
         (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")  # each case kept as it ends
+    # last: a capture a backend refuses may leave the stream unusable for what would follow
+    for section in (cast_lines, attention_lines):
+        lines += section()
+        print("\n".join(lines[-8:]), flush=True)
+        (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

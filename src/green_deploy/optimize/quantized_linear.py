@@ -126,12 +126,20 @@ def _from_int32(
 
 
 _fused: dict[str, Any] = {}
+# The shape the fused kernels are compiled on, a typical layer's (32 sequences of 128 tokens, 1024
+# wide). Inductor caps a dynamic-shape kernel's block at the size it first compiles on (its size
+# hints; `triton_config`: x = min(x, size_hints["x"])): the fp8 cast compiled on a (2, 16) example
+# ran blocks of 32 elements, 710 us per call on 32768 x 768 rows on an H100, about 30x the time
+# moving its bytes takes (bench/results/gpu_kernels_nvidia_h100_80gb_hbm3.md); compiled on this
+# shape it is not yet measured (bench/gpu_kernels.py compares both).
+EXAMPLE_ROWS, EXAMPLE_WIDTH = 4096, 1024
 
 
 def fused(fn: Any, *example: torch.Tensor) -> Any:
     """``fn`` (element-wise work around a matmul) as one generated CUDA kernel for any shape,
-    compiled once per process on first use and tried on ``example``; eager where Inductor cannot
-    compile here (one warning)."""
+    compiled once per process on first use and tried on ``example`` (shaped like a real layer's
+    input: its sizes pick the kernel's blocks); eager where Inductor cannot compile here (one
+    warning)."""
     if fn.__name__ not in _fused:
         try:
             compiled = torch.compile(fn, dynamic=True)
@@ -180,7 +188,7 @@ class Float8Linear(nn.Module):
         self.to_fp8 = _to_fp8
         if device.startswith("cuda"):
             require_cuda_capability((8, 9), "fp8 (e4m3) matmuls")
-            example = torch.ones(2, 16, device=device, dtype=self.dtype)
+            example = torch.ones(EXAMPLE_ROWS, EXAMPLE_WIDTH, device=device, dtype=self.dtype)
             self.to_fp8 = fused(_to_fp8, example, self.input_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -287,13 +295,13 @@ class Int8DynamicLinear(nn.Module):
         self.to_int8_rows, self.from_int32 = _to_int8_rows, _from_int32
         if device.startswith("cuda"):
             require_cuda_capability((7, 5), "int8 tensor-core matmuls (torch._int_mm)")
-            rows = torch.ones(self.MIN_ROWS, 16, device=device, dtype=self.dtype)
+            rows = torch.ones(EXAMPLE_ROWS, EXAMPLE_WIDTH, device=device, dtype=self.dtype)
             self.to_int8_rows = fused(_to_int8_rows, rows)
             # the int32 sums' scaling, bias and cast: one kernel instead of four over the output
-            acc = torch.ones(self.MIN_ROWS, 16, device=device, dtype=torch.int32)
-            scales = (torch.ones(self.MIN_ROWS, 1, device=device), torch.ones(16, device=device))
+            acc = torch.ones(EXAMPLE_ROWS, EXAMPLE_WIDTH, device=device, dtype=torch.int32)
+            scales = (torch.ones(EXAMPLE_ROWS, 1, device=device), torch.ones(EXAMPLE_WIDTH, device=device))
             self.from_int32 = fused(
-                _from_int32, acc, *scales, torch.ones(16, device=device, dtype=self.dtype)
+                _from_int32, acc, *scales, torch.ones(EXAMPLE_WIDTH, device=device, dtype=self.dtype)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
