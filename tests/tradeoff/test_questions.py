@@ -157,6 +157,31 @@ def test_targets_without_outside_metering_compare_their_own_figures():
     )
 
 
+def test_accuracy_of_models_with_random_weights_is_left_out_of_the_accuracy_questions():
+    """The GPU study's architectures carry random weights: their accuracy is chance, and an
+    accuracy 'finding' on them would be noise. Energy questions keep every model."""
+    table = _table()
+    chance = table.model_id.isin(["m0", "m1"])
+    table["accuracy_applicable"] = ~chance
+    table.loc[chance & (table.technique == "dynamic_int8"), "accuracy"] += (
+        0.3  # noise that would read as a gain
+    )
+    answers = {a.question: a for a in answer_all(table)}
+    for question in ("RQ1.4", "RQ1.5"):
+        assert "Left out: m0, m1 (random weights: their accuracy is chance)" in answers[question].sentence
+    assert not answers["RQ1.4"].tests["dynamic_int8"].significant
+    assert answers["RQ1.3"].table.cells.sum() == len(table[table.technique != "baseline"])
+
+    table["accuracy_applicable"] = False
+    answers = {a.question: a for a in answer_all(table)}
+    assert answers["RQ1.4"].sentence.startswith("Not applicable: every model here (m0, m1, m2")
+    assert answers["RQ1.4"].table.empty and answers["RQ1.3"].tests["dynamic_int8"].significant
+    from green_deploy.tradeoff.report import figures
+
+    drawn = {plot.name for plot in figures(table.assign(metric="accuracy"))}
+    assert "energy_vs_accuracy" not in drawn and "technique_energy_ratio" in drawn
+
+
 def test_a_tiny_study_is_answered_with_what_cannot_be_said():
     """One model, one framework, one variant: every question answers, none is tested."""
     table = _table()

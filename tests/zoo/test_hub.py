@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import torch
 import yaml
 
 from green_deploy.errors import ConfigError, HubUnavailableError, ModelNotFoundError
-from green_deploy.zoo.hub import load_hub_model, parse_hub_entry
+from green_deploy.zoo.hub import has_random_weights, load_hub_model, parse_hub_entry
+from green_deploy.zoo.spec import ZooEntry
 
 PROJECT = Path(__file__).resolve().parents[2]
 TINY_BERT = {
@@ -124,6 +126,13 @@ def test_an_architecture_folder_is_an_own_model_with_random_weights_that_says_so
         if domain == "nlp"
         else {"path": str(folder)}
     )
+    own = ZooEntry("own", domain, "huggingface", "test", "classification", "files", "accuracy", arch)
+    assert has_random_weights(own)  # evaluate marks its accuracy not applicable
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    (trained / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    assert not has_random_weights(replace(own, architecture={"path": str(trained)}))
+    assert not has_random_weights(replace(own, family="torchvision"))
     model = FAMILY.build_torch(arch, 4)
     assert FAMILY.uses_folder_head(arch, 4)
     with torch.inference_mode():

@@ -14,8 +14,8 @@ serving stack metered alike, then the location (grid, PUE) apart from the softwa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -57,11 +57,44 @@ def answer_all(results: pd.DataFrame) -> list[Answer]:
         optimization_energy(results),
         framework_effect(results),
         technique_effect(results, "energy_per_item_j", "RQ1.3", "J/inference"),
-        technique_effect(results, "accuracy", "RQ1.4", "accuracy"),
-        trade_off(results),
+        _on_scored_accuracy(
+            "RQ1.4",
+            "Optimization and accuracy",
+            results,
+            lambda r: technique_effect(r, "accuracy", "RQ1.4", "accuracy"),
+        ),
+        _on_scored_accuracy("RQ1.5", "The energy-accuracy trade-off", results, trade_off),
         target_energy_effect(results, under_load),
-        target_accuracy_effect(results),
+        _on_scored_accuracy("RQ1.7", "Target (provider) and accuracy", results, target_accuracy_effect),
     ]
+
+
+def scored_cells(results: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The cells whose accuracy says something, and the models left out: those with random weights
+    (``accuracy_applicable`` false: architectures studied at their size), whose accuracy is chance."""
+    if "accuracy_applicable" not in results:
+        return results, []
+    applicable = results.accuracy_applicable.fillna(True).astype(bool)
+    return results[applicable], sorted(results.loc[~applicable, "model_id"].unique())
+
+
+def _on_scored_accuracy(
+    question: str, title: str, results: pd.DataFrame, answer: Callable[[pd.DataFrame], Answer]
+) -> Answer:
+    """``answer`` over the cells whose accuracy says something, naming the models left out."""
+    scored, chance = scored_cells(results)
+    if not chance:
+        return answer(results)
+    names = ", ".join(chance)
+    if scored.empty:
+        sentence = (
+            f"Not applicable: every model here ({names}) has random weights, so its accuracy is chance."
+        )
+        return Answer(question, title, sentence, pd.DataFrame())
+    found = answer(scored)
+    return replace(
+        found, sentence=f"{found.sentence} Left out: {names} (random weights: their accuracy is chance)."
+    )
 
 
 def split_by_load(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

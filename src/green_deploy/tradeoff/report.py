@@ -17,7 +17,7 @@ import pandas as pd
 
 from green_deploy.evaluate.summary import markdown_table
 from green_deploy.tradeoff.frontier import cumulative_energy_j, pareto_front, relative_to_baseline
-from green_deploy.tradeoff.questions import BASELINES, Answer
+from green_deploy.tradeoff.questions import BASELINES, Answer, scored_cells
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,14 @@ class Figure:
 
 
 def figures(results: pd.DataFrame, search_front: pd.DataFrame | None = None) -> list[Figure]:
-    """Energy vs accuracy with each model's front, energy ratio per technique, framework ratio,
+    """Energy vs accuracy with each model's front (models whose accuracy is chance left out), energy ratio per technique, framework ratio,
     break-even curves, and the search's Pareto sets beside the declared variants; a plot without
     data is left out."""
     import matplotlib
 
     matplotlib.use("Agg")
     drawn = [
-        _energy_accuracy(results),
+        _energy_accuracy(scored_cells(results)[0]),
         _technique_ratios(results),
         _framework_ratios(results),
         _break_even_curves(results),
@@ -104,11 +104,11 @@ def _log_x(ax: Any) -> None:
 def _energy_accuracy(results: pd.DataFrame) -> Figure | None:
     import matplotlib.pyplot as plt
 
+    if results.empty:  # no cell's accuracy says anything (every model has random weights)
+        return None
     data = results[results.batch_size == results.batch_size.min()]
     data = data.assign(on_front=pareto_front(data, by=("model_id", "target", "device")))
     models = sorted(data.model_id.unique())
-    if not models:
-        return None
     columns = min(3, len(models))
     rows = int(np.ceil(len(models) / columns))
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), squeeze=False)

@@ -14,6 +14,7 @@ here, while ``transformers`` ships ResNet, MobileNet and ViT with the same archi
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from green_deploy.errors import ConfigError, HubUnavailableError, ModelNotFoundError
+from green_deploy.zoo.spec import ZooEntry
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +145,15 @@ def select_hub_entry(hub: Mapping[str, Any], model_id: str) -> HubEntry:
 
 
 CLASSIFIERS = {"cv": "AutoModelForImageClassification", "nlp": "AutoModelForSequenceClassification"}
+
+
+def has_random_weights(entry: ZooEntry) -> bool:
+    """Whether a zoo entry is an own Hugging Face folder written by ``save_architecture_folder``
+    (its ``config.json`` says so): its accuracy is chance, not a finding."""
+    config = Path(str(entry.architecture.get("path") or "")) / "config.json"
+    if entry.family != "huggingface" or not config.is_file():
+        return False
+    return json.loads(config.read_text()).get("green_deploy_weights") == RANDOM_WEIGHTS
 
 
 def save_architecture_folder(

@@ -93,6 +93,7 @@ def test_the_resumed_study_has_every_cell_once_and_kept_the_finished_ones(resume
         STUDY["batch_sizes"]
     )
     assert table.energy_per_item_j.gt(0).all() and table.accuracy.between(0, 1).all()
+    assert table.accuracy_applicable.all()  # trained zoo models (random-weight ones: tests/zoo/test_hub.py)
     assert table.n_repetitions.ge(2).all() and table.ci_target.eq(0.05).all()
     assert (table.ci_reached == (table.energy_ci_relative_half_width <= 0.05)).all()
     assert not table.energy_measured.any()  # no hardware meter on a CPU machine: estimates, flagged

@@ -24,6 +24,7 @@ from green_deploy.evaluate.store import StudyStore
 from green_deploy.evaluate.study import StudySettings, expand_cells
 from green_deploy.evaluate.summary import summary_markdown
 from green_deploy.evaluate.tracking import active_run_tracker
+from green_deploy.zoo.hub import has_random_weights
 from green_deploy.zoo.spec import dataset_settings, require_known_models, select_entry
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,10 @@ def evaluate_study(
             tracker.finish(failed=outcome is None or bool(outcome.failures))
     kept = current_cells(store, rows, settings)
     results = pd.DataFrame([cell["row"] for cell in kept])
+    if not results.empty:  # False for a model with random weights: its accuracy is chance
+        results["accuracy_applicable"] = results.model_id.map(
+            {m: not has_random_weights(select_entry(zoo["models"], m)) for m in results.model_id.unique()}
+        )
     repetitions = pd.DataFrame([r for cell in kept for r in cell["repetitions"]])
     summary = summary_markdown(results, outcome.measured, outcome.resumed, len(outcome.failures))
     logger.info("study %r:\n%s", settings.study, summary)

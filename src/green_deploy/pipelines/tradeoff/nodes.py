@@ -9,7 +9,13 @@ import pandas as pd
 from green_deploy.config import check_keys
 from green_deploy.errors import ConfigError
 from green_deploy.evaluate.summary import accuracy_provenance, energy_provenance
-from green_deploy.tradeoff.questions import answer_all, search_answer, simulation_answer, split_by_load
+from green_deploy.tradeoff.questions import (
+    answer_all,
+    scored_cells,
+    search_answer,
+    simulation_answer,
+    split_by_load,
+)
 from green_deploy.tradeoff.report import figures, render_html, render_markdown
 
 
@@ -49,6 +55,15 @@ def _provenance(results: pd.DataFrame) -> str:
     return (
         f"{len(results)} cells of {results.model_id.nunique()} models ({', '.join(sorted(results.framework.unique()))}) "
         f"on {', '.join(sorted(results.target.unique()))}, study {', '.join(sorted(results.study.unique()))}. "
-        f"Energy {energy_provenance(results)}. Accuracy {accuracy_provenance(results)}. "
+        f"Energy {energy_provenance(results)}. Accuracy {accuracy_provenance(results)}{_chance(results)}. "
         "Tests at p < 0.05; energy compared on the log scale."
+    )
+
+
+def _chance(results: pd.DataFrame) -> str:
+    _, chance = scored_cells(results)
+    return (
+        f"; not applicable to {', '.join(chance)} (random weights), left out of its questions"
+        if chance
+        else ""
     )
