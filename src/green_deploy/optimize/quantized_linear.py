@@ -135,15 +135,15 @@ _fused: dict[str, Any] = {}
 EXAMPLE_ROWS, EXAMPLE_WIDTH = 4096, 1024
 
 
-def fused(fn: Any, *example: torch.Tensor) -> Any:
+def fused(fn: Any, example: Callable[[], tuple[torch.Tensor, ...]]) -> Any:
     """``fn`` (element-wise work around a matmul) as one generated CUDA kernel for any shape,
-    compiled once per process on first use and tried on ``example`` (shaped like a real layer's
-    input: its sizes pick the kernel's blocks); eager where Inductor cannot compile here (one
-    warning)."""
+    compiled once per process on first use and tried on ``example()``'s arguments (shaped like a
+    real layer's: their sizes pick the kernel's blocks; made only when compiling, not per layer);
+    eager where Inductor cannot compile here (one warning)."""
     if fn.__name__ not in _fused:
         try:
             compiled = torch.compile(fn, dynamic=True)
-            compiled(*example)
+            compiled(*example())
             _fused[fn.__name__] = compiled
         except Exception as error:  # noqa: BLE001 - Dynamo raises many types; eager is the fallback
             logger.warning(
@@ -188,8 +188,13 @@ class Float8Linear(nn.Module):
         self.to_fp8 = _to_fp8
         if device.startswith("cuda"):
             require_cuda_capability((8, 9), "fp8 (e4m3) matmuls")
-            example = torch.ones(EXAMPLE_ROWS, EXAMPLE_WIDTH, device=device, dtype=self.dtype)
-            self.to_fp8 = fused(_to_fp8, example, self.input_scale)
+            self.to_fp8 = fused(
+                _to_fp8,
+                lambda: (
+                    torch.ones(EXAMPLE_ROWS, EXAMPLE_WIDTH, device=device, dtype=self.dtype),
+                    self.input_scale,
+                ),
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = _flat(x)
@@ -295,13 +300,19 @@ class Int8DynamicLinear(nn.Module):
         self.to_int8_rows, self.from_int32 = _to_int8_rows, _from_int32
         if device.startswith("cuda"):
             require_cuda_capability((7, 5), "int8 tensor-core matmuls (torch._int_mm)")
-            rows = torch.ones(EXAMPLE_ROWS, EXAMPLE_WIDTH, device=device, dtype=self.dtype)
-            self.to_int8_rows = fused(_to_int8_rows, rows)
+            shape = (EXAMPLE_ROWS, EXAMPLE_WIDTH)
+            self.to_int8_rows = fused(
+                _to_int8_rows, lambda: (torch.ones(shape, device=device, dtype=self.dtype),)
+            )
             # the int32 sums' scaling, bias and cast: one kernel instead of four over the output
-            acc = torch.ones(EXAMPLE_ROWS, EXAMPLE_WIDTH, device=device, dtype=torch.int32)
-            scales = (torch.ones(EXAMPLE_ROWS, 1, device=device), torch.ones(EXAMPLE_WIDTH, device=device))
             self.from_int32 = fused(
-                _from_int32, acc, *scales, torch.ones(EXAMPLE_WIDTH, device=device, dtype=self.dtype)
+                _from_int32,
+                lambda: (
+                    torch.ones(shape, device=device, dtype=torch.int32),
+                    torch.ones(EXAMPLE_ROWS, 1, device=device),
+                    torch.ones(EXAMPLE_WIDTH, device=device),
+                    torch.ones(EXAMPLE_WIDTH, device=device, dtype=self.dtype),
+                ),
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

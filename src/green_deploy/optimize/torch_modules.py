@@ -94,13 +94,9 @@ class SemiStructuredLinear(nn.Linear):
                 self.weight.dtype,
             )
             return
-        kernel = (
-            self.sparse_backend
-            if self.sparse_backend != "auto"
-            else "cutlass"
-            if major == 8
-            else "cusparselt"
-        )
+        kernel = self.sparse_backend
+        if kernel == "auto":
+            kernel = "cutlass" if major == 8 else "cusparselt"
         if kernel == "cutlass" and major != 8:
             logger.warning(
                 "2:4 layer %s stays dense on %s: PyTorch builds CUTLASS's sparse kernels for compute "
