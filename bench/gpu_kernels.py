@@ -175,7 +175,12 @@ def main() -> None:
     gpu = torch.cuda.get_device_name()
     name = "gpu_kernels_" + "".join(c if c.isalnum() else "_" for c in gpu.lower()).strip("_")
     args.out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# Where GPU variants spend their time: {gpu}", "", f"torch {torch.__version__}", ""]
+    lines = [
+        f"# Where GPU variants spend their time: {gpu}",
+        "",
+        f"torch {torch.__version__}; `PYTHONPATH=src python3 bench/gpu_kernels.py --out bench/results`",
+        "",
+    ]
     cases = [
         ("bert_base", bert, 256, "fp8", as_fp8),
         ("bert_base", bert, 32, "fp8", as_fp8),
