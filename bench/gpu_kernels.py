@@ -7,9 +7,11 @@ latency at batch 256 on BERT-base) and ViT-B/16 replayed as CUDA graphs at 2.2x 
 32 while BERT-base's graphs cost 0.5-0.9x. The layers are green-deploy's own (``Float8Linear``,
 ``CudaGraphed``), placed on the GPU as the runtime places them. Two narrower cases first: the fp8
 input cast alone, eager and compiled on a tiny and on a layer-sized first input; and ViT-B/16's
-attention per SDPA backend, eager and replayed from a graph. Run on the GPU machine:
+attention per SDPA backend, eager and replayed from a graph, and which backend transformers'
+ViT attention gets while a graph records it. Run on the GPU machine (with .whl and .whl-kedro
+carried: gpu_setup.sh installs the transformers the project pins over the image's 5.17):
 
-    PYTHONPATH=src python3 bench/gpu_kernels.py --out bench/results
+    source scripts/gpu_setup.sh && python3 bench/gpu_kernels.py --out bench/results
 
 It writes ``gpu_kernels_<gpu>.md``. It changes no GPU setting.
 """
@@ -105,7 +107,10 @@ def cast_compiled_on(rows: int, width: int) -> Callable[..., torch.Tensor]:
     """The fp8 input cast compiled afresh (dynamic shapes) on a (rows, width) first input."""
     torch._dynamo.reset()
     compiled = torch.compile(_to_fp8, dynamic=True)
-    compiled(torch.ones(rows, width, device="cuda", dtype=torch.bfloat16), torch.ones((), device="cuda"))
+    # no cache: Inductor would otherwise hand back the kernel an earlier compile (the model cases')
+    # generated for the same graph, whatever its first input's size
+    with torch._inductor.config.patch(fx_graph_cache=False):
+        compiled(torch.ones(rows, width, device="cuda", dtype=torch.bfloat16), torch.ones((), device="cuda"))
     return compiled
 
 
@@ -138,8 +143,17 @@ def attention_lines() -> list[str]:
     qkv = torch.randn(32, 197, 3, 12, 64, device="cuda", dtype=torch.bfloat16)
     q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # strided, as a fused projection gives
     lines = ["## ViT-B/16 attention, batch 32, per SDPA backend (us per call)", ""]
+    default_choice = SDPBackend(torch._fused_sdp_choice(q, k, v)).name
+    graph = torch.cuda.CUDAGraph()
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side), torch.inference_mode():
+        torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    torch.cuda.current_stream().wait_stream(side)
+    with torch.cuda.graph(graph), torch.inference_mode():
+        captured_choice = SDPBackend(torch._fused_sdp_choice(q, k, v)).name
+    lines.append(f"- backend chosen: eager {default_choice}, while capturing {captured_choice}")
     backends = {
-        "default": list(SDPBackend),
+        "default": [b for b in SDPBackend.__members__.values() if b.name != "ERROR"],
         "flash": [SDPBackend.FLASH_ATTENTION],
         "efficient": [SDPBackend.EFFICIENT_ATTENTION],
         "cudnn": [SDPBackend.CUDNN_ATTENTION],
@@ -159,6 +173,61 @@ def attention_lines() -> list[str]:
     return [*lines, ""]
 
 
+def hf_capture_lines() -> list[str]:
+    """Which SDPA backend transformers' attention gets at batch 32, eager and while a CUDA graph
+    records it, and the mask transformers passes: ViT-B/16 (no padding) and BERT-base with half
+    its tokens padding, through the padding mask the zoo's text models pass. transformers 5.17
+    builds a full boolean mask whenever a stream is capturing (it cannot look at the padding mask
+    there), and ViT-B/16's graph then held PyTorch's float32 math attention."""
+    import transformers
+    from torch.nn import functional
+    from torch.nn.attention import SDPBackend
+
+    vit_model, pixels = vit(32)
+    vit_model = vit_model.to("cuda", torch.bfloat16)
+    bert_model = bert(32)[0].to("cuda", torch.bfloat16)
+    ids = torch.randint(1000, 20000, (32, 128), device="cuda")
+    ids[:, 64:] = 0  # padding
+    models = {
+        "ViT-B/16": (FirstOutput(vit_model), pixels()),
+        "BERT-base, half padding": (
+            FunctionModule(lambda x: bert_model(x, attention_mask=(x != 0).long())[0]),
+            ids,
+        ),
+    }
+    attend = functional.scaled_dot_product_attention
+    lines = [
+        f"## transformers {transformers.__version__}: the attention backend at batch 32, eager and recorded",
+        "",
+    ]
+    for label, (model, x) in models.items():
+        seen: dict[bool, str] = {}
+
+        def spy(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):  # type: ignore[no-untyped-def]
+            capturing = torch.cuda.is_current_stream_capturing()
+            if capturing not in seen:
+                choice = torch._fused_sdp_choice(
+                    q, k, v, attn_mask, dropout_p, is_causal, scale=scale, **kwargs
+                )
+                mask = "none" if attn_mask is None else f"{attn_mask.dtype} {tuple(attn_mask.shape)}"
+                seen[capturing] = f"{SDPBackend(choice).name}, mask {mask}"
+            return attend(
+                q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, **kwargs
+            )
+
+        functional.scaled_dot_product_attention = spy
+        try:
+            with torch.inference_mode():
+                CudaGraphed(model)(x)  # its warm-up calls run eagerly, then it records
+        finally:
+            functional.scaled_dot_product_attention = attend
+        lines += [
+            f"- {label} eager: {seen.get(False, 'not called')}",
+            f"- {label} while capturing: {seen.get(True, 'not called')}",
+        ]
+    return [*lines, ""]
+
+
 class FunctionModule(nn.Module):
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
         super().__init__()
@@ -171,6 +240,7 @@ class FunctionModule(nn.Module):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--attention-only", action="store_true", help="only the attention sections")
     args = parser.parse_args()
     gpu = torch.cuda.get_device_name()
     name = "gpu_kernels_" + "".join(c if c.isalnum() else "_" for c in gpu.lower()).strip("_")
@@ -178,7 +248,7 @@ def main() -> None:
     lines = [
         f"# Where GPU variants spend their time: {gpu}",
         "",
-        f"torch {torch.__version__}; `PYTHONPATH=src python3 bench/gpu_kernels.py --out bench/results`",
+        f"torch {torch.__version__}; `source scripts/gpu_setup.sh && python3 bench/gpu_kernels.py --out bench/results`",
         "",
     ]
     cases = [
@@ -188,7 +258,7 @@ def main() -> None:
         ("vit_b16", vit, 256, "cuda graph", None),
         ("bert_base", bert, 32, "cuda graph", None),
     ]
-    for model_id, build, batch, variant, convert in cases:
+    for model_id, build, batch, variant, convert in [] if args.attention_only else cases:
         base, inputs = build(batch)
         base = FirstOutput(base).to(torch.bfloat16)
         optimized = convert(FirstOutput(build(batch)[0]).to(torch.bfloat16)) if convert else CudaGraphed(base)
@@ -217,7 +287,11 @@ def main() -> None:
         )
         (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")  # each case kept as it ends
     # last: a capture a backend refuses may leave the stream unusable for what would follow
-    for section in (cast_lines, attention_lines):
+    for section in (
+        (hf_capture_lines, attention_lines)
+        if args.attention_only
+        else (cast_lines, hf_capture_lines, attention_lines)
+    ):
         lines += section()
         print("\n".join(lines[-8:]), flush=True)
         (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
