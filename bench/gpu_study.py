@@ -206,6 +206,7 @@ def render(results: dict[str, Any]) -> str:
     questions = (
         ("fp8 against bf16 eager", "pt_fp8", "pt_bf16"),
         ("bf16 replayed as CUDA graphs against bf16 eager", "pt_bf16_graph", "pt_bf16"),
+        ("fp8 replayed as CUDA graphs against bf16 replayed as CUDA graphs", "pt_fp8_graph", "pt_bf16_graph"),
         ("2:4 sparse bf16 (CUTLASS kernels on 8.x GPUs, cuSPARSELt on Hopper) against dense bf16", "pt_2of4_bf16", "pt_bf16"),
         ("int8 weights and activations against bf16", "pt_int8_dynamic", "pt_bf16"),
         ("int8 weight-only against bf16", "pt_int8_weight_only", "pt_bf16"),

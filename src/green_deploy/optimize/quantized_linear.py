@@ -5,7 +5,9 @@ compute capability 8.9+, an emulation on the CPU), ``Int8WeightOnlyLinear``
 (``torch._weight_int8pack_mm``: int8 weights dequantized inside the matmul) and
 ``Int8DynamicLinear`` (int8 weights and per-row dynamic int8 activations, ``torch._int_mm``:
 int8 tensor cores) and ``Int4WeightOnlyLinear`` (asymmetric groups of 4-bit weights,
-``torch._weight_int4pack_mm``: the "tinygemm" kernel on CUDA 8.0+, its CPU twin here). These are the aten kernels torchao's
+``torch._weight_int4pack_mm``: the "tinygemm" kernel on CUDA 8.0+, its CPU twin here). The
+weight-only layers can instead widen their weights for the tensor cores where many rows make the
+packed kernels slow (``WeightOnlyKernel``). These are the aten kernels torchao's
 float8 and weight-only layouts call; using them directly keeps variants loadable with PyTorch
 alone (torchao is neither on the GPU image nor pinned for this CPU build).
 
@@ -134,7 +136,7 @@ _fused: dict[str, Any] = {}
 EXAMPLE_ROWS, EXAMPLE_WIDTH = 4096, 1024
 
 
-def fused(fn: Any, example: Callable[[], tuple[torch.Tensor, ...]]) -> Any:
+def fused(fn: Any, example: Callable[[], tuple[Any, ...]]) -> Any:
     """``fn`` (element-wise work around a matmul) as one generated CUDA kernel for any shape,
     compiled once per process on first use and tried on ``example()``'s arguments (shaped like a
     real layer's: their sizes pick the kernel's blocks; made only when compiling, not per layer);
@@ -209,27 +211,40 @@ class Float8Linear(nn.Module):
         return out.reshape(*x.shape[:-1], self.out_features)
 
 
-class Int8WeightOnlyLinear(nn.Module):
-    """``y = x (s * W_int8)^T + b``: symmetric int8 weights with one scale per output channel;
-    activations stay in ``dtype``. ``kernel``: ``int8pack`` reads the int8 weights inside
-    ``torch._weight_int8pack_mm`` (half the weight traffic; on CUDA a plain kernel without tensor
-    cores, made for a few rows: 54-120x bf16's J/inference from 32 x 128 rows on an H100),
-    ``dequantize`` widens them to ``dtype`` first and multiplies on the tensor cores, ``auto``
-    takes int8pack on the CPU and for at most ``FEW_ROWS`` rows on CUDA, else dequantize."""
+WEIGHT_ONLY_KERNELS = ("packed", "dequantize", "auto")
+FORMER_KERNEL_NAMES = {"int8pack": "packed"}  # as variants built before int4 had a choice recorded it
 
-    KERNELS = ("int8pack", "dequantize", "auto")
+
+class WeightOnlyKernel:
+    """The choice a weight-only layer makes per call: ``packed`` reads the low-bit weights inside
+    PyTorch's packed-weight kernel (the least weight traffic, but on CUDA a kernel made for a few
+    rows), ``dequantize`` widens them to bfloat16 first and multiplies on the tensor cores,
+    ``auto`` takes the packed kernel on the CPU and for at most ``FEW_ROWS`` rows on CUDA."""
+
+    FEW_ROWS: int
+    kernel: str
+
+    def reads_packed(self, on_cuda: bool, rows: int) -> bool:
+        """Whether a call of ``rows`` rows runs the packed kernel (else widened weights)."""
+        if self.kernel == "auto":
+            return not on_cuda or rows <= self.FEW_ROWS
+        return self.kernel == "packed"
+
+
+class Int8WeightOnlyLinear(WeightOnlyKernel, nn.Module):
+    """``y = x (s * W_int8)^T + b``: symmetric int8 weights with one scale per output channel;
+    activations stay in ``dtype``. The packed kernel is ``torch._weight_int8pack_mm`` (half the
+    weight traffic; on CUDA a plain kernel without tensor cores: 54-120x bf16's J/inference from
+    32 x 128 rows on an H100)."""
+
     FEW_ROWS = 16
     weight_int8: torch.Tensor
     weight_scale: torch.Tensor
 
     def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype, kernel: str):
         super().__init__()
-        self.in_features, self.out_features, self.dtype, self.kernel = (
-            in_features,
-            out_features,
-            dtype,
-            kernel,
-        )
+        self.in_features, self.out_features, self.dtype = in_features, out_features, dtype
+        self.kernel = FORMER_KERNEL_NAMES.get(kernel, kernel)
         self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8))
         self.register_buffer("weight_scale", torch.ones(out_features, dtype=dtype))
         self.bias = (
@@ -244,12 +259,6 @@ class Int8WeightOnlyLinear(nn.Module):
         layer.weight_scale.copy_(scale.to(dtype))
         copy_bias(layer, linear, dtype)
         return layer
-
-    def reads_packed(self, on_cuda: bool, rows: int) -> bool:
-        """Whether a call of ``rows`` rows runs ``_weight_int8pack_mm`` (else widened weights)."""
-        if self.kernel == "auto":
-            return not on_cuda or rows <= self.FEW_ROWS
-        return self.kernel == "int8pack"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = _flat(x)
@@ -326,19 +335,35 @@ class Int8DynamicLinear(nn.Module):
         return out.reshape(*x.shape[:-1], self.out_features)
 
 
-class Int4WeightOnlyLinear(nn.Module):
+def _int4_to_bfloat16(packed: torch.Tensor, scales_and_zeros: torch.Tensor, group_size: int) -> torch.Tensor:
+    """The (out, in) bfloat16 weights of two-codes-per-byte int4 ``packed`` (out, in / 2) and its
+    (groups, out, 2) scale-and-zero table: ``(q - 8) * scale + zero`` per group."""
+    codes = torch.stack([packed >> 4, packed & 0xF], dim=-1).reshape(packed.shape[0], -1, group_size)
+    table = scales_and_zeros.transpose(0, 1)  # (out, groups, 2)
+    weights = (codes.to(torch.bfloat16) - 8) * table[..., :1] + table[..., 1:]
+    return weights.reshape(packed.shape[0], -1)
+
+
+class Int4WeightOnlyLinear(WeightOnlyKernel, nn.Module):
     """``y = x W^T + b`` with W in groups of ``group_size`` input weights, each group's 4-bit
     codes q in [0, 15] read as ``(q - 8) * scale + zero`` (tinygemm's convention). Stored as two
     codes per byte (high nibble first) and a (groups, out, 2) scale-and-zero table; ``on_device``
-    packs the codes into the tiles of that device's kernel. Activations run in bfloat16."""
+    packs the codes into the tiles of that device's kernel. Activations run in bfloat16. The packed
+    kernel is tinygemm (``_weight_int4pack_mm``): on an H100 0.8-1.8x bf16's J/inference for one
+    sequence of 128 tokens, 3.8-8.3x from 32 of them; ``dequantize`` widens the weights in one
+    generated kernel per call (CUDA) and multiplies on the tensor cores."""
 
     INNER_K_TILES = 8  # the CUDA kernel's tiling; in_features must be a multiple of 16 x this
+    FEW_ROWS = 128  # one sequence of 128 tokens: where tinygemm measured its best
     weight_int4x2: torch.Tensor
     scales_and_zeros: torch.Tensor
 
-    def __init__(self, in_features: int, out_features: int, bias: bool, group_size: int):
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool, group_size: int, kernel: str = "packed"
+    ):
         super().__init__()
         self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
+        self.kernel = FORMER_KERNEL_NAMES.get(kernel, kernel)
         self.register_buffer("weight_int4x2", torch.zeros(out_features, in_features // 2, dtype=torch.uint8))
         self.register_buffer(
             "scales_and_zeros",
@@ -350,10 +375,11 @@ class Int4WeightOnlyLinear(nn.Module):
             else None
         )
         self._packed: tuple[str, torch.Tensor] | None = None  # (device type, kernel layout)
+        self.to_bfloat16: Any = _int4_to_bfloat16  # one generated kernel once placed on a GPU
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, group_size: int) -> Int4WeightOnlyLinear:
-        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, group_size)
+    def from_linear(cls, linear: nn.Linear, group_size: int, kernel: str = "packed") -> Int4WeightOnlyLinear:
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, group_size, kernel)
         rows, cols = linear.weight.shape
         groups = linear.weight.detach().float().reshape(rows, cols // group_size, group_size)
         low, high = groups.amin(dim=-1, keepdim=True), groups.amax(dim=-1, keepdim=True)
@@ -372,9 +398,21 @@ class Int4WeightOnlyLinear(nn.Module):
         return torch.stack([packed >> 4, packed & 0xF], dim=-1).reshape(self.out_features, self.in_features)
 
     def on_device(self, device: str) -> None:
+        self.to_bfloat16 = _int4_to_bfloat16
         if device.startswith("cuda"):
             require_cuda_capability((8, 0), "int4 weight-only matmuls (tinygemm)")
             layout = torch.ops.aten._convert_weight_to_int4pack(self.weight_int4x2, self.INNER_K_TILES)
+            if self.kernel != "packed":
+                self.to_bfloat16 = fused(
+                    _int4_to_bfloat16,
+                    lambda: (
+                        torch.zeros(EXAMPLE_WIDTH, EXAMPLE_WIDTH // 2, device=device, dtype=torch.uint8),
+                        torch.ones(
+                            EXAMPLE_WIDTH // 128, EXAMPLE_WIDTH, 2, device=device, dtype=torch.bfloat16
+                        ),
+                        128,
+                    ),
+                )
         else:
             layout = torch.ops.aten._convert_weight_to_int4pack_for_cpu(self.codes(), 1)
         self._packed = (torch.device(device).type, layout)
@@ -384,7 +422,10 @@ class Int4WeightOnlyLinear(nn.Module):
             self.on_device(x.device.type)
         assert self._packed is not None
         flat = _flat(x).to(torch.bfloat16)
-        if x.is_cuda:
+        if not self.reads_packed(x.is_cuda, flat.shape[0]):
+            weights = self.to_bfloat16(self.weight_int4x2, self.scales_and_zeros, self.group_size)
+            out = torch.mm(flat, weights.t())
+        elif x.is_cuda:
             out = torch.ops.aten._weight_int4pack_mm(
                 flat, self._packed[1], self.group_size, self.scales_and_zeros
             )

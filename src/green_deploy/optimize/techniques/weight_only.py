@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from green_deploy.config import parse_settings
@@ -28,11 +28,12 @@ INT4_IN_TILE, INT4_OUT_TILE, INT8_TILE = 128, 8, 8
 @dataclass(frozen=True)
 class WeightOnlySettings:
     """``bits``: 8 or 4; ``group_size``: input weights sharing one int4 scale and zero;
-    ``kernel`` (int8): ``int8pack``, ``dequantize`` or ``auto`` (``Int8WeightOnlyLinear``)."""
+    ``kernel``: ``packed``, ``dequantize`` or ``auto`` (``quantized_linear.WeightOnlyKernel``;
+    ``int8pack`` is read as ``packed``)."""
 
     bits: int = 8
     group_size: int = 128
-    kernel: str = "int8pack"
+    kernel: str = "packed"
     keep_output_layer: bool = True
 
 
@@ -51,7 +52,19 @@ def weight_only_structure(model: Any, layers: list[str], s: WeightOnlySettings) 
         return bfloat16_with(
             model, layers, lambda linear: Int8WeightOnlyLinear.from_linear(linear, torch.bfloat16, s.kernel)
         )
-    return bfloat16_with(model, layers, lambda linear: Int4WeightOnlyLinear.from_linear(linear, s.group_size))
+    return bfloat16_with(
+        model, layers, lambda linear: Int4WeightOnlyLinear.from_linear(linear, s.group_size, s.kernel)
+    )
+
+
+def kernel_note(kernel: str, packed: str, few_rows: int) -> str:
+    """What a layer with this ``kernel`` setting runs, for the variant's notes."""
+    widened = "widened to bf16, tensor-core matmul"
+    return {
+        "packed": packed,
+        "dequantize": widened,
+        "auto": f"{packed} on the CPU and for up to {few_rows} rows on CUDA, else {widened}",
+    }[kernel]
 
 
 class WeightOnly:
@@ -59,40 +72,42 @@ class WeightOnly:
     framework = "torch"
 
     def settings(self, raw: Mapping[str, Any]) -> WeightOnlySettings:
-        from green_deploy.optimize.quantized_linear import Int8WeightOnlyLinear
+        from green_deploy.optimize.quantized_linear import FORMER_KERNEL_NAMES, WEIGHT_ONLY_KERNELS
 
         s = parse_settings(WeightOnlySettings, raw, f"technique {self.name!r}")
+        s = replace(s, kernel=FORMER_KERNEL_NAMES.get(s.kernel, s.kernel))
         if s.bits not in BITS:
             raise ConfigError(f"technique 'weight_only': bits must be 4 or 8, got {s.bits}")
         if s.bits == 4 and (s.group_size not in (32, 64, 128, 256)):
             raise ConfigError(
                 f"technique 'weight_only': group_size must be 32, 64, 128 or 256, got {s.group_size}"
             )
-        if s.kernel not in Int8WeightOnlyLinear.KERNELS:
+        if s.kernel not in WEIGHT_ONLY_KERNELS:
             raise ConfigError(
-                f"technique 'weight_only': kernel must be one of {list(Int8WeightOnlyLinear.KERNELS)}, got {s.kernel!r}"
+                f"technique 'weight_only': kernel must be one of {', '.join(WEIGHT_ONLY_KERNELS)}, got {s.kernel!r}"
             )
         return s
 
     def apply(self, model: Any, settings: Mapping[str, Any], context: OptimizationContext) -> OptimizedModel:
         import torch
 
-        from green_deploy.optimize.quantized_linear import eligible_linears, runs_here
+        from green_deploy.optimize.quantized_linear import (
+            Int4WeightOnlyLinear,
+            Int8WeightOnlyLinear,
+            eligible_linears,
+            runs_here,
+        )
 
         s = self.settings(settings)
         if s.bits == 8:
             layers = eligible_linears(model, s.keep_output_layer, INT8_TILE, 1)
-            kernel = {
-                "int8pack": "torch._weight_int8pack_mm",
-                "dequantize": "widened to bf16, tensor-core matmul",
-                "auto": "torch._weight_int8pack_mm on the CPU and for a few rows on CUDA, else widened to bf16",
-            }[s.kernel]
-            what = f"int8 weights, one scale per output channel ({kernel})"
+            packed = "torch._weight_int8pack_mm"
+            what = f"int8 weights, one scale per output channel ({kernel_note(s.kernel, packed, Int8WeightOnlyLinear.FEW_ROWS)})"
         else:
             in_tile = max(INT4_IN_TILE, s.group_size)
             layers = eligible_linears(model, s.keep_output_layer, in_tile, INT4_OUT_TILE)
-            kernel = "torch._weight_int4pack_mm (tinygemm, CUDA 8.0+; its CPU twin here)"
-            what = f"int4 weights in groups of {s.group_size} with scale and zero ({kernel})"
+            packed = "torch._weight_int4pack_mm (tinygemm, CUDA 8.0+; its CPU twin here)"
+            what = f"int4 weights in groups of {s.group_size} with scale and zero ({kernel_note(s.kernel, packed, Int4WeightOnlyLinear.FEW_ROWS)})"
         if not layers:
             raise NotApplicable(
                 f"no Linear layer the int{s.bits} weight-only kernels take (input width divisible by "
