@@ -335,10 +335,15 @@ class Int8DynamicLinear(nn.Module):
         return out.reshape(*x.shape[:-1], self.out_features)
 
 
+def _int4_codes(packed: torch.Tensor) -> torch.Tensor:
+    """The (out, in) 4-bit codes of ``packed`` (out, in / 2), two per byte, high nibble first."""
+    return torch.stack([packed >> 4, packed & 0xF], dim=-1).reshape(packed.shape[0], -1)
+
+
 def _int4_to_bfloat16(packed: torch.Tensor, scales_and_zeros: torch.Tensor, group_size: int) -> torch.Tensor:
     """The (out, in) bfloat16 weights of two-codes-per-byte int4 ``packed`` (out, in / 2) and its
     (groups, out, 2) scale-and-zero table: ``(q - 8) * scale + zero`` per group."""
-    codes = torch.stack([packed >> 4, packed & 0xF], dim=-1).reshape(packed.shape[0], -1, group_size)
+    codes = _int4_codes(packed).reshape(packed.shape[0], -1, group_size)
     table = scales_and_zeros.transpose(0, 1)  # (out, groups, 2)
     weights = (codes.to(torch.bfloat16) - 8) * table[..., :1] + table[..., 1:]
     return weights.reshape(packed.shape[0], -1)
@@ -394,8 +399,7 @@ class Int4WeightOnlyLinear(WeightOnlyKernel, nn.Module):
 
     def codes(self) -> torch.Tensor:
         """The 4-bit codes, one per weight (out_features, in_features), as int32."""
-        packed = self.weight_int4x2.to(torch.int32)
-        return torch.stack([packed >> 4, packed & 0xF], dim=-1).reshape(self.out_features, self.in_features)
+        return _int4_codes(self.weight_int4x2.to(torch.int32))
 
     def on_device(self, device: str) -> None:
         self.to_bfloat16 = _int4_to_bfloat16
