@@ -68,15 +68,22 @@ def energy_provenance(results: pd.DataFrame) -> str:
     """Whether a results table's energy was measured, and the sources behind it; where some
     components were measured and others estimated (a GPU's counter beside an estimated CPU), each
     component says which it was."""
-    components = component_provenance(results)
+    return provenance_text(component_provenance(results), loud=True)
+
+
+def provenance_text(components: list[tuple[str, str, list[str]]], loud: bool) -> str:
+    """``component_provenance`` in words: ``measured: <sources>``, ``estimated: <sources>``, or
+    ``partly measured: `` and each component's state and sources. ``loud`` (a table's headline)
+    writes estimates in capitals and says that no hardware meter was read."""
+    estimated = "ESTIMATED" if loud else "estimated"
     sources = ", ".join(source for _, _, names in components for source in names)
     states = {state for _, state, _ in components}
     if states == {"measured"}:
         return f"measured: {sources}"
     if states <= {"estimated"}:
-        return f"ESTIMATED (no hardware meter): {sources}"
-    return "partly measured: " + "; ".join(
-        f"{component} {'ESTIMATED' if state == 'estimated' else state} ({', '.join(names)})"
+        return f"{estimated}{' (no hardware meter)' if loud else ''}: {sources}"
+    return "partly measured: " + ("; " if loud else ", ").join(
+        f"{component} {estimated if state == 'estimated' else state} ({', '.join(names)})"
         for component, state, names in components
     )
 

@@ -219,17 +219,12 @@ def cell_energy_provenance(row: Mapping[str, Any]) -> str:
     and others estimated, ``partly measured: gpu measured (<sources>), cpu estimated (<sources>)``."""
     import pandas as pd
 
-    from green_deploy.evaluate.summary import component_provenance
+    from green_deploy.evaluate.summary import component_provenance, provenance_text
 
     components = component_provenance(pd.DataFrame([dict(row)]))
-    states = {state for _, state, _ in components}
     if not components:
         return f"{'measured' if row.get('energy_measured') else 'estimated'}: no source"
-    if len(states) == 1:
-        return f"{states.pop()}: {', '.join(source for _, _, names in components for source in names)}"
-    return "partly measured: " + ", ".join(
-        f"{component} {state} ({', '.join(names)})" for component, state, names in components
-    )
+    return provenance_text(components, loud=False)
 
 
 def _param_text(value: Any) -> str:

@@ -31,9 +31,9 @@ class Figure:
 
 
 def figures(results: pd.DataFrame, search_front: pd.DataFrame | None = None) -> list[Figure]:
-    """Energy vs accuracy with each model's front (models whose accuracy is chance left out), energy ratio per technique, framework ratio,
-    break-even curves, and the search's Pareto sets beside the declared variants; a plot without
-    data is left out."""
+    """Energy vs accuracy with each model's front (models whose accuracy is chance left out),
+    energy ratio per technique, framework ratio, break-even curves, and the search's Pareto sets
+    beside the declared variants; a plot without data is left out."""
     import matplotlib
 
     matplotlib.use("Agg")
