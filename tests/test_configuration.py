@@ -86,7 +86,7 @@ def test_the_quick_study_scores_a_subset_and_the_full_one_whole_splits(quick, fu
 
 def test_the_full_study_builds_every_declared_variant_apart_from_the_quick_one(quick, full):
     full_plan, quick_plan = _planned(full), _planned(quick)
-    assert len(full_plan) == len(full["optimize"]["variants"]) == 30  # 2 for ONNX own models only
+    assert len(full_plan) == len(full["optimize"]["variants"]) == 32  # 2 for ONNX own models only
     assert all(models == set(full["zoo"]["models"]) for models in full_plan.values())
     assert sum(map(len, quick_plan.values())) < sum(map(len, full_plan.values())) / 3
     assert full["evaluate"]["study"] != quick["evaluate"]["study"]

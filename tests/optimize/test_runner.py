@@ -28,6 +28,22 @@ VARIANTS = {
             {"technique": "dynamic_int8"},
         ],
     },
+    # a chain runs only where all its steps do: graphs are CUDA's, int8 dynamic the CPU's
+    "graphed_fp16": {
+        "framework": "torch",
+        "steps": [
+            {"technique": "cuda_graph"},
+            {"technique": "half_precision", "settings": {"dtype": "float16"}},
+        ],
+    },
+    "int8_graphed": {
+        "framework": "torch",
+        "steps": [{"technique": "dynamic_int8"}, {"technique": "cuda_graph"}],
+    },
+    "graphed_compiled": {
+        "framework": "torch",
+        "steps": [{"technique": "cuda_graph"}, {"technique": "torch_compile"}],
+    },
     "tflite_int8": {
         "framework": "tensorflow",
         "technique": "tflite",
@@ -74,6 +90,19 @@ def test_every_variant_and_both_baselines_are_recorded(optimized):
         assert record.optimization_duration_s > 0
         energy = record.optimization_energy
         assert energy["cpu_measured"] is False and energy["cpu_source"].startswith("cpu_time_tdp_estimate")
+
+
+def test_a_chain_is_declared_where_every_step_runs_and_each_step_knows_where_that_is(optimized):
+    _, records, _ = optimized
+    by_id = {r.variant_id: r for r in records}
+    assert (by_id["graphed_fp16"].status, by_id["graphed_fp16"].devices) == ("ok", "cuda")
+    assert by_id["graphed_fp16"].val_metric is None  # no GPU here to check it on: missing, not guessed
+    assert by_id["int8_graphed"].status == "not_applicable"
+    assert by_id["int8_graphed"].reason == (
+        "step 2 (cuda_graph) runs on cuda only, the steps before it on cpu only: no device runs the whole chain"
+    )
+    compiled = by_id["graphed_compiled"]  # the compile is handed a CUDA-only model: not run here
+    assert compiled.devices == "cuda" and "compiles on its first call there" in compiled.notes
 
 
 def test_sizes_and_sparsity_are_measured_on_the_artifacts(optimized):

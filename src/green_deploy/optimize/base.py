@@ -38,7 +38,9 @@ class OptimizationContext:
     ``calibration_x`` comes from the validation split (never the test split): static and full
     int8 calibrate on it. ``finetune_x``/``finetune_y`` are a slice of the training split for the
     optional short fine-tune after pruning. Inputs are in the PyTorch layout (NCHW images);
-    TensorFlow techniques convert with ``to_keras_layout``.
+    TensorFlow techniques convert with ``to_keras_layout``. ``devices``: where the model handed to
+    the step can run (its runtime's devices, narrowed by the steps before it): a step that runs
+    the model (a compile's first call) runs it there.
     """
 
     model_id: str
@@ -49,6 +51,7 @@ class OptimizationContext:
     calibration_x: np.ndarray
     finetune_x: np.ndarray | None = None
     finetune_y: np.ndarray | None = None
+    devices: tuple[str, ...] = ("cpu",)
 
 
 @dataclass

@@ -158,7 +158,8 @@ class Float8Linear(nn.Module):
     """``y = x W^T + b`` with W in e4m3 (one scale for the tensor) and x cast to e4m3 with a
     static scale calibrated on validation inputs: one fused scaled matmul, no amax pass per call.
     Activations beyond the calibrated range saturate at ±448 x scale. On CUDA the input cast is
-    one generated kernel (``fused``)."""
+    one generated kernel (``fused``), or part of the model's generated kernels when the whole
+    model is compiled (``torch_compile`` after ``fp8``)."""
 
     weight_fp8: torch.Tensor
     weight_scale: torch.Tensor
@@ -199,7 +200,9 @@ class Float8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = _flat(x)
-        x_fp8 = self.to_fp8(flat, self.input_scale)
+        # inside a whole-model compile the cast is traced as it is, fused with the work before it
+        to_fp8 = _to_fp8 if torch.compiler.is_compiling() else self.to_fp8
+        x_fp8 = to_fp8(flat, self.input_scale)
         out = torch._scaled_mm(
             x_fp8,
             self.weight_fp8.t(),

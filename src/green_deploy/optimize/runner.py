@@ -25,7 +25,7 @@ from green_deploy.optimize.base import NotApplicable, OptimizationContext, Optim
 from green_deploy.optimize.macs import count_macs
 from green_deploy.optimize.spec import VariantSpec
 from green_deploy.optimize.techniques import get_technique
-from green_deploy.runtimes import available_devices, get_runtime, pytorch
+from green_deploy.runtimes import device_here, get_runtime, pytorch
 from green_deploy.zoo import artifacts as zoo_artifacts
 from green_deploy.zoo.baselines import BASELINES, Baseline
 from green_deploy.zoo.builder import TaskData, ZooCard, encoded_splits, evaluate, load_card
@@ -158,7 +158,7 @@ def _check_metric(b: _Baselines, runtime: str, model: Any, devices: tuple[str, .
     """The check metric on this machine's GPU where the model runs there (where a GPU machine
     serves it; a BERT-base variant checks in a second, not in 10-30 s on CPU cores), else on the
     CPU; None where it cannot run here (recorded as missing, not guessed)."""
-    device = next((d for d in ("cuda", "cpu") if d in devices and d in available_devices()), None)
+    device = device_here(devices)
     if device is None:
         return None
     x, y, pairs = b.check
@@ -247,6 +247,22 @@ def optimize_model(
     ]
 
 
+def _chained_devices(
+    spec: VariantSpec, index: int, before: tuple[str, ...], step_devices: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Where the variant runs after step ``index``: a chain runs only where every step does
+    (fp8, which is CUDA-only, stays CUDA-only when compiled)."""
+    if index == 0:
+        return step_devices
+    common = tuple(device for device in before if device in step_devices)
+    if not common:
+        raise NotApplicable(
+            f"step {index + 1} ({spec.steps[index].technique}) runs on {', '.join(step_devices)} only, the steps "
+            f"before it on {', '.join(before)} only: no device runs the whole chain"
+        )
+    return common
+
+
 def _run_variant(
     b: _Baselines,
     spec: VariantSpec,
@@ -265,11 +281,17 @@ def _run_variant(
     monitor.begin_window(window)
     try:
         model: Any = b.model(spec.framework)
-        for step in spec.steps:
-            optimized = get_technique(step.technique).apply(model, step.settings, b.context)
+        devices = get_runtime(BASELINES[spec.framework].runtime).devices
+        for index, step in enumerate(spec.steps):
+            optimized = get_technique(step.technique).apply(
+                model, step.settings, replace(b.context, devices=devices)
+            )
+            devices = _chained_devices(spec, index, devices, optimized.devices)
             model = optimized.model
             recipes.append(optimized.extra.get("rebuild_recipe"))
             macs = optimized.extra.get("macs_after", macs)
+        if optimized is not None:
+            optimized.devices = devices
     except NotApplicable as why:
         reason, optimized = str(why), None
     finally:

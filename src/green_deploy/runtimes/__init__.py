@@ -45,6 +45,12 @@ def available_devices() -> tuple[str, ...]:
     return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
 
+def device_here(devices: tuple[str, ...]) -> str | None:
+    """Where a model declared for ``devices`` runs on this machine: its GPU where the model may run
+    there (where a GPU machine serves it), else the CPU; None where it may run on neither."""
+    return next((d for d in ("cuda", "cpu") if d in devices and d in available_devices()), None)
+
+
 def runtimes_on(device: str) -> tuple[str, ...]:
     """The runtimes that can place a model on ``device`` here."""
     return tuple(name for name, runtime in RUNTIMES.items() if device in runtime.devices)

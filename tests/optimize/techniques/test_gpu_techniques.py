@@ -4,6 +4,8 @@ device checks a GPU gets when they are placed there (capabilities faked: no GPU 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -192,6 +194,24 @@ def test_fp8_replayed_as_cuda_graphs_is_cuda_only_and_reloads_from_its_two_steps
     assert isinstance(fresh, CudaGraphed)
     assert any(isinstance(m, Float8Linear) for m in fresh.modules())
     torch.testing.assert_close(_run(fresh, x[:4]), _run(fp8.model, x[:4]))
+
+
+def test_fp8_compiled_whole_stays_cuda_only_compiles_where_it_is_served_and_reloads_from_its_two_steps():
+    model, x, context = _setup()
+    fp8 = get_technique("fp8").apply(model, {}, context)
+    compiled = get_technique("torch_compile").apply(fp8.model, {}, replace(context, devices=fp8.devices))
+    assert compiled.devices == ("cuda",) and "compile_s" not in compiled.extra  # no GPU here: nothing run
+    assert "compiles on its first call there" in compiled.notes
+    fresh = Mlp().eval()
+    for step in (
+        {"technique": "fp8", "settings": {}, "recipe": fp8.extra["rebuild_recipe"]},
+        {"technique": "torch_compile", "settings": {}},
+    ):
+        fresh = replay_structure(fresh, step)
+    fresh.load_state_dict(variant_tensors(compiled.model), strict=True)
+    # traced whole on its first call (here the CPU's emulation, tiny layers): the cast, fused into
+    # the generated kernels, divides in float32 rather than bfloat16, as close to the model as eager
+    assert _relative_error(model, fresh, x) <= 1.1 * _relative_error(model, fp8.model, x) < 0.08
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -2,11 +2,14 @@
 element-wise ops, C++/OpenMP on CPU, Triton on CUDA).
 
 Compiling is lazy, so the technique runs one calibration batch to make it happen inside the
-optimization's energy window: the time and energy recorded are one compile. The generated
-kernels are not part of the artifact (it stores the weights): a loaded variant compiles again on
-its first call, faster when Inductor's on-disk cache still holds the kernels. A model that
-Dynamo or Inductor cannot compile here (no C++ compiler, an unsupported op) is not applicable,
-with the reason.
+optimization's energy window: the time and energy recorded are one compile, on the device its
+check runs on (this machine's GPU where the model may run there, else the CPU). Where the model
+may run on none of this machine's devices (fp8 on a CPU machine), nothing is run: the variant
+is declared for its devices and compiles on its first call there.
+The generated kernels are not part of the artifact (it stores the weights): a loaded variant
+compiles again on its first call, faster when Inductor's on-disk cache still holds the kernels.
+A model that Dynamo or Inductor cannot compile here (no C++ compiler, an unsupported op) is not
+applicable, with the reason.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import numpy as np
 from green_deploy.config import parse_settings
 from green_deploy.errors import ConfigError
 from green_deploy.optimize.base import NotApplicable, OptimizationContext, OptimizedModel, first_line
-from green_deploy.optimize.finetune import device_of
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -61,27 +63,41 @@ class TorchCompile:
     def apply(self, model: Any, settings: Mapping[str, Any], context: OptimizationContext) -> OptimizedModel:
         import torch
 
+        from green_deploy.runtimes import device_here
+        from green_deploy.runtimes.pytorch import place
+
         s = self.settings(settings)
-        compiled = compile_model(copy.deepcopy(model).eval(), s.mode, s.dynamic)
+        model = copy.deepcopy(model).eval()
+        compiled = compile_model(model, s.mode, s.dynamic)
+        how = f"torch.compile(backend=inductor, mode={s.mode}, dynamic={s.dynamic})"
+        devices = tuple(d for d in ("cpu", "cuda") if d in context.devices)
+        here = device_here(devices)  # where the runner checks the variant next
+        if here is None:
+            return OptimizedModel(
+                "torch",
+                "pytorch",
+                compiled,
+                devices,
+                notes=f"{how}; not compiled here (the model runs on {', '.join(devices)} only): compiles on its first call there",
+            )
         batch = torch.as_tensor(np.ascontiguousarray(context.calibration_x[: s.warmup_examples]))
-        batch = batch.to(device_of(model))
         start_s = time.perf_counter()
+        place(model, here)  # layers check their kernels here (a GPU too old for fp8 refuses)
         try:
             with torch.inference_mode():
-                compiled(batch)
+                compiled(batch.to(here))
         except Exception as error:  # noqa: BLE001 - Dynamo/Inductor raise many types; all mean "cannot compile"
             reason = first_line(error)
             raise NotApplicable(f"torch.compile failed here: {type(error).__name__}: {reason}") from error
+        finally:
+            place(model, "cpu")  # the artifact is written from the CPU, like every variant's
         compile_s = time.perf_counter() - start_s
         return OptimizedModel(
             "torch",
             "pytorch",
             compiled,
-            ("cpu", "cuda"),
-            notes=(
-                f"torch.compile(backend=inductor, mode={s.mode}, dynamic={s.dynamic}); first call "
-                f"{compile_s:.1f} s; kernels are regenerated when the artifact is loaded"
-            ),
+            devices,
+            notes=f"{how}; first call on {here} {compile_s:.1f} s; kernels are regenerated when the artifact is loaded",
             extra={"compile_s": compile_s},
         )
 
