@@ -115,7 +115,8 @@ def test_a_card_written_before_own_models_is_read_in_todays_fields(entry, tmp_pa
     import json
 
     card = build_zoo_model(entry, SETTINGS, tmp_path).to_dict()
-    old = {k: v for k, v in card.items() if k not in ("frameworks", "test_metrics")}
+    assert card["scored_on"] == "cpu"  # no GPU here, and a Keras twin to check on the CPU anyway
+    old = {k: v for k, v in card.items() if k not in ("frameworks", "test_metrics", "scored_on")}
     old.update(
         torch_metrics=card["test_metrics"]["torch"],
         keras_metrics=card["test_metrics"]["tensorflow"],
@@ -124,5 +125,16 @@ def test_a_card_written_before_own_models_is_read_in_todays_fields(entry, tmp_pa
     (tmp_path / builder.CARD_FILE).write_text(json.dumps(old))
     read = load_card(tmp_path)
     assert read.frameworks == ["torch", "tensorflow"] and read.test_metrics == card["test_metrics"]
-    assert read.size_on_disk_bytes == {"torch": 1, "tensorflow": 2}
+    assert read.size_on_disk_bytes == {"torch": 1, "tensorflow": 2} and read.scored_on == "cpu"
     assert build_zoo_model(entry, SETTINGS, tmp_path).build_duration_s == card["build_duration_s"]  # reused
+
+
+def test_a_pytorch_model_built_alone_is_scored_on_the_gpu_a_twin_and_its_model_on_the_cpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # no GPU here: where one is found
+    assert builder._scoring_device({"torch": None}) == "cuda"
+    assert builder._scoring_device({"torch": None, "tensorflow": None}) == "cpu"  # parity on one device
+    assert builder._scoring_device({"onnx": None}) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert builder._scoring_device({"torch": None}) == "cpu"

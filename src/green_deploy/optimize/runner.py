@@ -9,6 +9,7 @@ variant is rebuilt only when the baseline's artifacts or the variant's recipe ch
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -191,18 +192,23 @@ class ModelOptimizer:
         self.monitor = monitor
         self.baselines = _prepare(entry, dataset_settings, zoo_folder, settings)  # load_card: zoo built?
         card = self.baselines.card
-        self.baseline_metric = {
-            # on the CPU: placing the shared baseline on a GPU would move every variant's start
-            framework: _check_metric(
-                self.baselines, BASELINES[framework].runtime, self.baselines.model(framework), ("cpu",)
-            )
-            for framework in card.frameworks
-        }
+        self.baseline_metric = {framework: self._baseline_metric(framework) for framework in card.frameworks}
         self._base_config = {
             "family": entry.family,
             "architecture": entry.architecture,
             "n_outputs": card.n_outputs,
         }
+
+    def _baseline_metric(self, framework: str) -> float | None:
+        """The baseline's check metric on the device its variants are checked on (this machine's
+        GPU where there is one: the same device on both sides of each variant's metric delta), on
+        a copy there: the shared baseline stays on the CPU, where every variant starts."""
+        runtime = BASELINES[framework].runtime
+        devices = get_runtime(runtime).devices
+        model = self.baselines.model(framework)
+        if device_here(devices) != "cpu":
+            model = copy.deepcopy(model)
+        return _check_metric(self.baselines, runtime, model, devices)
 
     def baseline_records(self) -> list[VariantRecord]:
         return [
