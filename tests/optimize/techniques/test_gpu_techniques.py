@@ -179,18 +179,25 @@ def test_a_weight_only_variant_recorded_with_the_former_kernel_name_reads_packed
         technique.settings({"bits": 4, "kernel": "tinygemm"})
 
 
+def _fp8_then(technique, fp8, result):
+    """fp8 then ``technique`` as a served variant is: both recorded steps replayed on a fresh
+    structure, ``result``'s tensors loaded into it."""
+    fresh = Mlp().eval()
+    for step in (
+        {"technique": "fp8", "settings": {}, "recipe": fp8.extra["rebuild_recipe"]},
+        {"technique": technique, "settings": {}},
+    ):
+        fresh = replay_structure(fresh, step)
+    fresh.load_state_dict(variant_tensors(result.model), strict=True)
+    return fresh
+
+
 def test_fp8_replayed_as_cuda_graphs_is_cuda_only_and_reloads_from_its_two_steps():
     model, x, context = _setup()
     fp8 = get_technique("fp8").apply(model, {}, context)
     graphed = get_technique("cuda_graph").apply(fp8.model, {}, context)
     assert graphed.devices == ("cuda",) and isinstance(graphed.model, CudaGraphed)
-    fresh = Mlp().eval()
-    for step in (
-        {"technique": "fp8", "settings": {}, "recipe": fp8.extra["rebuild_recipe"]},
-        {"technique": "cuda_graph", "settings": {}},
-    ):
-        fresh = replay_structure(fresh, step)
-    fresh.load_state_dict(variant_tensors(graphed.model), strict=True)
+    fresh = _fp8_then("cuda_graph", fp8, graphed)
     assert isinstance(fresh, CudaGraphed)
     assert any(isinstance(m, Float8Linear) for m in fresh.modules())
     torch.testing.assert_close(_run(fresh, x[:4]), _run(fp8.model, x[:4]))
@@ -202,13 +209,7 @@ def test_fp8_compiled_whole_stays_cuda_only_compiles_where_it_is_served_and_relo
     compiled = get_technique("torch_compile").apply(fp8.model, {}, replace(context, devices=fp8.devices))
     assert compiled.devices == ("cuda",) and "compile_s" not in compiled.extra  # no GPU here: nothing run
     assert "compiles on its first call there" in compiled.notes
-    fresh = Mlp().eval()
-    for step in (
-        {"technique": "fp8", "settings": {}, "recipe": fp8.extra["rebuild_recipe"]},
-        {"technique": "torch_compile", "settings": {}},
-    ):
-        fresh = replay_structure(fresh, step)
-    fresh.load_state_dict(variant_tensors(compiled.model), strict=True)
+    fresh = _fp8_then("torch_compile", fp8, compiled)
     # traced whole on its first call (here the CPU's emulation, tiny layers): the cast, fused into
     # the generated kernels, divides in float32 rather than bfloat16, as close to the model as eager
     assert _relative_error(model, fresh, x) <= 1.1 * _relative_error(model, fp8.model, x) < 0.08
