@@ -5,10 +5,11 @@ Written after the GPU study (bench/results/evaluate_h100_80gb_hbm3_run2.md) foun
 contradict the kernels' promise: fp8 at 1.2-1.8x bf16's J/inference from batch 32 (3.8x its
 latency at batch 256 on BERT-base) and ViT-B/16 replayed as CUDA graphs at 2.2x eager from batch
 32 while BERT-base's graphs cost 0.5-0.9x. The layers are green-deploy's own (``Float8Linear``,
-``CudaGraphed``), placed on the GPU as the runtime places them. Two narrower cases first: the fp8
-input cast alone, eager and compiled on a tiny and on a layer-sized first input; and ViT-B/16's
-attention per SDPA backend, eager and replayed from a graph, and which backend transformers'
-ViT attention gets while a graph records it. Run on the GPU machine (with .whl and .whl-kedro
+``CudaGraphed``; fp8 also compiled whole, as ``pt_fp8_compile``), placed on the GPU as the
+runtime places them. Two narrower cases first: the fp8 input cast alone, eager and compiled on a
+tiny and on a layer-sized first input; and ViT-B/16's attention per SDPA backend, eager and
+replayed from a graph, and which backend transformers' ViT attention gets while a graph records
+it. Run on the GPU machine (with .whl and .whl-kedro
 carried: gpu_setup.sh installs the transformers the project pins over the image's 5.17):
 
     source scripts/gpu_setup.sh && python3 bench/gpu_kernels.py --out bench/results
@@ -67,6 +68,14 @@ def as_fp8(model: nn.Module) -> nn.Module:
             if isinstance(child, nn.Linear) and child.in_features % 16 == 0 and child.out_features % 16 == 0:
                 setattr(module, child_name, Float8Linear.from_linear(child, 8.0, torch.bfloat16))
     return model
+
+
+def as_fp8_compiled(model: nn.Module) -> nn.Module:
+    """``as_fp8``, then the whole model compiled as ``pt_fp8_compile`` compiles it: each input cast
+    traced with the work before it (compiled on the first timed call)."""
+    from green_deploy.optimize.techniques.torch_compile import compile_model
+
+    return compile_model(as_fp8(model), "default", True)
 
 
 def timed(forward: Callable[[], torch.Tensor]) -> float:
@@ -253,6 +262,7 @@ def main() -> None:
     ]
     cases = [
         ("bert_base", bert, 256, "fp8", as_fp8),
+        ("bert_base", bert, 256, "fp8 compiled whole", as_fp8_compiled),
         ("bert_base", bert, 32, "fp8", as_fp8),
         ("vit_b16", vit, 32, "cuda graph", None),
         ("vit_b16", vit, 256, "cuda graph", None),
