@@ -5,11 +5,10 @@ Compiling is lazy, so the technique runs one calibration batch to make it happen
 optimization's energy window: the time and energy recorded are one compile, on the device its
 check runs on (this machine's GPU where the model may run there, else the CPU). Where the model
 may run on none of this machine's devices (fp8 on a CPU machine), nothing is run: the variant
-is declared for its devices and compiles on its first call there.
-The generated kernels are not part of the artifact (it stores the weights): a loaded variant
-compiles again on its first call, faster when Inductor's on-disk cache still holds the kernels.
-A model that Dynamo or Inductor cannot compile here (no C++ compiler, an unsupported op) is not
-applicable, with the reason.
+is declared for its devices and compiles on its first call there. The generated kernels are not
+part of the artifact (it stores the weights): a loaded variant compiles again on its first call,
+faster when Inductor's on-disk cache still holds the kernels. A model that Dynamo or Inductor
+cannot compile here (no C++ compiler, an unsupported op) is not applicable, with the reason.
 """
 
 from __future__ import annotations
