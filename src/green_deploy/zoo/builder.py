@@ -289,8 +289,9 @@ def build_zoo_model(
             "%s: reusing the build in %s, scoring other test items (%s)", entry.model_id, folder, test_subset
         )
         models = {framework: _load_baseline(framework, folder) for framework in cached.frameworks}
+        device = _scoring_device(models)
         card = replace(
-            cached, **_score_test(entry, data, models, test_subset, tolerance, _scoring_device(models))
+            cached, **_score_test(entry, data, _placed(models, device), test_subset, tolerance, device)
         )
         (folder / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2))
         return card
@@ -299,10 +300,11 @@ def build_zoo_model(
     _check_output_names(entry, family, raw.classes, n_outputs)
     models, report = _build_baselines(entry, family, data, n_outputs)
     device = _scoring_device(models)
-    scores = _score_test(entry, data, models, test_subset, tolerance, device)
+    scoring = _placed(models, device)
+    scores = _score_test(entry, data, scoring, test_subset, tolerance, device)
     reference, reference_model = next(iter(models.items()))
     val_metrics, _ = evaluate(
-        entry.task, _predictor(reference, reference_model, device), data.val_x, data.val_y, data.val_pairs
+        entry.task, _predictor(reference, scoring[reference], device), data.val_x, data.val_y, data.val_pairs
     )
     for framework, model in models.items():
         _save_baseline(framework, model, entry, n_outputs, folder)
@@ -436,12 +438,20 @@ def _scoring_device(models: Mapping[str, Any]) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _placed(models: Mapping[str, Any], device: str) -> dict[str, Any]:
+    """The baselines to score on ``device``: the PyTorch model copied there once (the model itself
+    stays on the CPU, where it is saved and optimized from), the others as they are."""
+    return {
+        framework: copy.deepcopy(model).to(device) if framework == "torch" and device != "cpu" else model
+        for framework, model in models.items()
+    }
+
+
 def _predictor(framework: str, model: Any, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
-    """How the zoo runs a baseline: PyTorch eagerly (on ``device``, a copy: the model itself stays
-    on the CPU, where it is saved and optimized from), Keras as a traced graph, ONNX in ONNX Runtime."""
+    """How the zoo runs a baseline: PyTorch eagerly (on ``device``, where the model already is),
+    Keras as a traced graph, ONNX in ONNX Runtime."""
     if framework == "torch":
-        placed = model if device == "cpu" else copy.deepcopy(model).to(device)
-        return lambda x: predict_torch(placed, x, device=device)
+        return lambda x: predict_torch(model, x, device=device)
     if framework == "tensorflow":
         return KerasPredictor(model)
     return lambda x: predict_onnx(model, x)

@@ -99,6 +99,7 @@ class Fp8:
         import torch
 
         from green_deploy.optimize.quantized_linear import eligible_linears
+        from green_deploy.runtimes import device_here
 
         s = self.settings(settings)
         layers = eligible_linears(model, s.keep_output_layer, TILE, TILE)
@@ -107,7 +108,7 @@ class Fp8:
         bf16 = copy.deepcopy(model).to(torch.bfloat16).eval()
         # calibrated where fp8 runs, when this machine has it (a BERT-base's 128 examples: seconds
         # of CPU cores), then back on the CPU, where every variant is saved from
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = device_here(("cpu", "cuda"))
         amax = input_ranges(bf16.to(device), layers, context.calibration_x, s.calibration_batch)
         bf16.to("cpu")
         fp8 = fp8_structure(bf16, layers, {name: value * s.margin for name, value in amax.items()}).eval()

@@ -69,7 +69,7 @@ class TorchCompile:
         model = copy.deepcopy(model).eval()
         compiled = compile_model(model, s.mode, s.dynamic)
         how = f"torch.compile(backend=inductor, mode={s.mode}, dynamic={s.dynamic})"
-        devices = tuple(d for d in ("cpu", "cuda") if d in context.devices)
+        devices = context.devices
         here = device_here(devices)  # where the runner checks the variant next
         if here is None:
             return OptimizedModel(
