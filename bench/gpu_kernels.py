@@ -248,6 +248,57 @@ def hf_capture_lines() -> list[str]:
     return [*lines, ""]
 
 
+def compiled_attention_lines(device: str = "cuda") -> list[str]:
+    """Which attention a whole-model compile of ViT-B/16 (two of its layers, bf16, batch 32) keeps:
+    the fourth GPU study's compiled ViT-B/16 and BERT-base ran float32 ``bmm`` and softmax kernels
+    where eager runs cuDNN's fused attention. Per allowed SDPA backend set, and with PyTorch's
+    math attention allowed to reduce in bf16, the attention ops Inductor's generated code calls
+    and the compiled forward's time against eager's."""
+    import re
+
+    from torch._inductor.utils import run_and_get_code
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from transformers import ViTConfig, ViTModel
+
+    model = FirstOutput(ViTModel(ViTConfig(num_hidden_layers=2), add_pooling_layer=False)).eval()
+    model = model.to(device, torch.bfloat16)
+    pixels = torch.randn(32, 3, 224, 224, device=device, dtype=torch.bfloat16)
+    every = [b for b in SDPBackend.__members__.values() if b.name != "ERROR"]
+    settings: dict[str, tuple[list[SDPBackend], bool, bool]] = {  # backends, bf16 math, dynamic
+        "default backends": (every, False, False),
+        "default backends, dynamic shapes (as pt_bf16_compile)": (every, False, True),
+        "flash only": ([SDPBackend.FLASH_ATTENTION], False, False),
+        "efficient only": ([SDPBackend.EFFICIENT_ATTENTION], False, False),
+        "cudnn only": ([SDPBackend.CUDNN_ATTENTION], False, False),
+        "default backends, math may reduce in bf16": (every, True, False),
+    }
+    lines = ["## ViT-B/16 (2 layers) compiled whole, batch 32: the attention Inductor keeps", ""]
+    with torch.inference_mode():
+        eager_us = 1e6 * timed(lambda: model(pixels))
+    lines.append(f"- eager: {eager_us:.0f} us per forward")
+    allow_bf16_math = torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp
+    was_allowed = torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed()
+    for label, (backends, bf16_math, dynamic) in settings.items():
+        torch._dynamo.reset()
+        allow_bf16_math(bf16_math)
+        try:
+            with sdpa_kernel(backends), torch.inference_mode():
+                compiled = torch.compile(model, dynamic=dynamic)
+                _, codes = run_and_get_code(compiled, pixels)
+                compiled_us = 1e6 * timed(lambda: compiled(pixels))
+            calls = sorted(set(re.findall(r"(?:aten\.|extern_kernels\.)\w*(?:attention|bmm)\w*", "\n".join(codes))))
+            lines.append(
+                f"- {label}: {compiled_us:.0f} us per forward ({compiled_us / eager_us:.2f}x eager); "
+                f"calls {', '.join(calls) or 'none'}"
+            )
+        except Exception as error:  # a refused backend or a failed compile is the finding
+            lines.append(f"- {label}: failed ({type(error).__name__}: {str(error).splitlines()[0][:160]})")
+        finally:
+            allow_bf16_math(was_allowed)
+        print(lines[-1], flush=True)
+    return [*lines, ""]
+
+
 class FunctionModule(nn.Module):
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
         super().__init__()
@@ -261,6 +312,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--attention-only", action="store_true", help="only the attention sections")
+    parser.add_argument(
+        "--compiled-attention", action="store_true", help="only the compiled-attention section"
+    )
     parser.add_argument(
         "--match",
         default="",
@@ -288,7 +342,7 @@ def main() -> None:
         ("bert_base", bert, 32, "bf16 compiled whole (dynamic shapes)", as_compiled(True)),
     ]
     chosen = [case for case in cases if args.match in f"{case[0]} {case[3]}"]
-    for model_id, build, batch, variant, convert in [] if args.attention_only else chosen:
+    for model_id, build, batch, variant, convert in [] if args.attention_only or args.compiled_attention else chosen:
         base, inputs = build(batch)
         base = FirstOutput(base).to(torch.bfloat16)
         optimized = convert(FirstOutput(build(batch)[0]).to(torch.bfloat16)) if convert else CudaGraphed(base)
@@ -318,7 +372,9 @@ def main() -> None:
         (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")  # each case kept as it ends
     # last: a capture a backend refuses may leave the stream unusable for what would follow
     sections = (cast_lines, hf_capture_lines, attention_lines)
-    if args.attention_only:
+    if args.compiled_attention:
+        sections = (compiled_attention_lines,)
+    elif args.attention_only:
         sections = (hf_capture_lines, attention_lines)
     elif args.match:
         sections = ()
