@@ -14,12 +14,17 @@ carried: gpu_setup.sh installs the transformers the project pins over the image'
 
     source scripts/gpu_setup.sh && python3 bench/gpu_kernels.py --out bench/results
 
-It writes ``gpu_kernels_<gpu>.md``. It changes no GPU setting.
+``--match TEXT`` runs only the model cases whose "model variant" holds TEXT; ``--compiled-attention``
+only the section on which attention a whole-model compile keeps (the fourth and fifth GPU studies'
+compiled ViT-B/16 and BERT-base ran float32 math attention). It writes ``gpu_kernels_<gpu>.md``
+headed by the command that ran. It changes no GPU setting.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -327,7 +332,7 @@ def main() -> None:
     lines = [
         f"# Where GPU variants spend their time: {gpu}",
         "",
-        f"torch {torch.__version__}; `source scripts/gpu_setup.sh && python3 bench/gpu_kernels.py --out bench/results`",
+        f"torch {torch.__version__}; `source scripts/gpu_setup.sh && python3 {shlex.join(sys.argv)}`",
         "",
     ]
     cases = [

@@ -1,7 +1,7 @@
 """The edge-corrected NVML counter against a fake counter that moves in steps, as the H200's does:
 every window, of any length and wherever its edges fall, gets the energy drawn in it, where the
 plain counter is off by up to a step at each edge (the same code reads the real counter on the GPU
-machine: bench/results/energy_validation_h200.md)."""
+machine: bench/results/energy_validation_h100.md, on an H100)."""
 
 from __future__ import annotations
 
