@@ -284,11 +284,10 @@ def compiled_attention_lines(device: str = "cuda") -> list[str]:
     allow_bf16_math = torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp
     was_allowed = torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed()
     for label, (backends, bf16_math, dynamic) in settings.items():
-        torch._dynamo.reset()
         allow_bf16_math(bf16_math)
         try:
             with sdpa_kernel(backends), torch.inference_mode():
-                compiled = torch.compile(model, dynamic=dynamic)
+                compiled = as_compiled(dynamic)(model)
                 _, codes = run_and_get_code(compiled, pixels)
                 compiled_us = 1e6 * timed(lambda: compiled(pixels))
             calls = sorted(set(re.findall(r"(?:aten\.|extern_kernels\.)\w*(?:attention|bmm)\w*", "\n".join(codes))))
